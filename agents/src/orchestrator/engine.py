@@ -1,0 +1,135 @@
+"""The only Python module that runs the docker CLI.
+
+Every call has explicit argv and a timeout; a failure becomes one `EngineError` line that says
+what to do (install Docker, start the daemon, build the image) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from orchestrator.errors import EngineError
+
+DEFAULT_TIMEOUT = 60.0
+_LIST_FIELDS = ("ID", "Names", "State", "Image", "CreatedAt")
+_LIST_LABELS = (
+    "filare.session",
+    "filare.role",
+    "filare.owner",
+    "filare.workspace",
+    "filare.manifest",
+)
+
+
+@dataclass(frozen=True)
+class Container:
+    """What `docker ps` says about one of our containers."""
+
+    id: str
+    name: str
+    state: str
+    image: str
+    created: datetime | None
+    labels: dict[str, str]
+
+    @property
+    def running(self) -> bool:
+        return self.state in {"running", "restarting", "paused"}
+
+    @property
+    def session_id(self) -> str:
+        return self.labels.get("filare.session", "")
+
+    @property
+    def role(self) -> str:
+        return self.labels.get("filare.role", "")
+
+
+def docker(*args: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Run `docker ARGS`, return stdout; raise `EngineError` with Docker's own reason."""
+    argv = ["docker", *args]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise EngineError(
+            "docker CLI not found: install a Docker engine (Debian: apt-get install docker.io)"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise EngineError(f"'docker {args[0]}' did not answer within {timeout:g} s") from None
+    if result.returncode != 0:
+        raise EngineError(describe_failure(args[0], result.stderr))
+    return result.stdout
+
+
+def describe_failure(command: str, stderr: str) -> str:
+    """One actionable line from Docker's stderr."""
+    text = " ".join(stderr.split())
+    if "Cannot connect to the Docker daemon" in text or "Is the docker daemon running" in text:
+        return "the Docker daemon is not running: start it (for example 'dockerd &') and retry"
+    if "permission denied" in text and "docker.sock" in text:
+        return "no permission to use the Docker daemon: add yourself to the 'docker' group"
+    return f"docker {command} failed: {text or 'no error output'}"
+
+
+def list_containers(filters: Sequence[str]) -> list[Container]:
+    """Containers, running or not, that match every `--filter`, in one engine call."""
+    fields = [f"{{{{.{name}}}}}" for name in _LIST_FIELDS]
+    fields += [f'{{{{.Label "{label}"}}}}' for label in _LIST_LABELS]
+    args = ["ps", "--all", "--no-trunc", "--format", "\t".join(fields)]
+    for value in filters:
+        args += ["--filter", value]
+    containers = []
+    for line in docker(*args).splitlines():
+        parts = line.split("\t")
+        if len(parts) != len(_LIST_FIELDS) + len(_LIST_LABELS):
+            continue
+        cid, names, state, image, created = parts[: len(_LIST_FIELDS)]
+        labels = {k: v for k, v in zip(_LIST_LABELS, parts[len(_LIST_FIELDS) :], strict=True) if v}
+        containers.append(
+            Container(cid, names.split(",")[0], state, image, _parse_created(created), labels)
+        )
+    return containers
+
+
+def stop_containers(ids: Sequence[str], timeout: float) -> None:
+    """Gracefully stop, then remove, in two engine calls whatever the number of containers."""
+    if not ids:
+        return
+    try:
+        docker("stop", "--time", f"{timeout:g}", *ids, timeout=timeout + DEFAULT_TIMEOUT)
+    except EngineError as exc:
+        if "No such container" not in str(exc):
+            raise
+    remove_containers(ids)
+
+
+def remove_containers(ids: Sequence[str]) -> None:
+    """Force-remove containers; ids already gone are not an error."""
+    if not ids:
+        return
+    try:
+        docker("rm", "--force", "--volumes", *ids)
+    except EngineError as exc:
+        if "No such container" not in str(exc):
+            raise
+
+
+def image_exists(image: str) -> bool:
+    try:
+        docker("image", "inspect", "--format", "{{.Id}}", image)
+    except EngineError as exc:
+        if "No such image" in str(exc) or "no such image" in str(exc):
+            return False
+        raise
+    return True
+
+
+def _parse_created(text: str) -> datetime | None:
+    # docker ps prints e.g. "2026-11-27 10:30:00 +0000 UTC"
+    try:
+        return datetime.strptime(" ".join(text.split()[:3]), "%Y-%m-%d %H:%M:%S %z")
+    except ValueError:
+        return None

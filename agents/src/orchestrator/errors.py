@@ -1,0 +1,27 @@
+"""The one exception family the library raises, so callers can turn any failure into one line.
+
+`exit_code` follows the convention the tasks expose: 2 for input the user must fix (nothing was
+started or written), 1 for a fault found while acting (engine, files).
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """A failure with a message a user can act on; never carries secret values."""
+
+    exit_code = 1
+
+
+class InputError(OrchestratorError):
+    """Bad input found before anything was changed."""
+
+    exit_code = 2
+
+
+class ManifestError(InputError):
+    """A manifest, or a file it names, that cannot be used; names the file, session and field."""
+
+
+class EngineError(OrchestratorError):
+    """The Docker engine could not be reached or refused a request."""

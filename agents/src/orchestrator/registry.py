@@ -1,0 +1,148 @@
+"""The session registry: one folder per session holding its durable record and its lock.
+
+Layout, under the registry root (`outputs/agents` by default)::
+
+    <role>/<session-id>/state.json   what was asked for and what happened (atomic writes)
+    <role>/<session-id>/lock         flock(2) target held across processes for start and stop
+    <role>/<session-id>/ssh/         the session's private copy of its SSH key
+
+Docker labels remain the truth about what runs; this record is what survives the containers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from orchestrator.errors import OrchestratorError
+
+Status = Literal["starting", "running", "stopped", "error"]
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+STATE_ROOT_ENV = "FILARE_STATE_DIR"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SessionState(BaseModel):
+    """The durable record of one session. Holds paths and names, never secret values."""
+
+    session_id: str
+    role: str
+    owner: str
+    status: Status
+    container_id: str | None = None
+    container_name: str
+    image: str
+    workspace: Path
+    ssh_dir: Path
+    manifest: Path | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    argv: list[str] = Field(default_factory=list)
+    error: str | None = None
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+
+
+class Registry:
+    """State folders under one root; every write is a temp file renamed into place."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+
+    @classmethod
+    def default(cls) -> Registry:
+        """`$FILARE_STATE_DIR`, else `outputs/agents` under the current folder."""
+        return cls(os.environ.get(STATE_ROOT_ENV) or Path.cwd() / "outputs" / "agents")
+
+    def session_dir(self, role: str, session_id: str) -> Path:
+        return self.root / role / session_id
+
+    def state_path(self, role: str, session_id: str) -> Path:
+        return self.session_dir(role, session_id) / STATE_FILE
+
+    def read(self, role: str, session_id: str) -> SessionState | None:
+        return self._load(self.state_path(role, session_id))
+
+    def write(self, state: SessionState) -> SessionState:
+        state.updated_at = now()
+        path = self.state_path(state.role, state.session_id)
+        atomic_write(path, state.model_dump_json(indent=2) + "\n")
+        return state
+
+    def states(self) -> list[SessionState]:
+        """Every readable record, sorted by role then id."""
+        found = []
+        for path in sorted(self.root.glob(f"*/*/{STATE_FILE}")):
+            state = self._load(path)
+            if state is not None:
+                found.append(state)
+        return found
+
+    def ssh_dirs(self) -> list[Path]:
+        return sorted(p for p in self.root.glob("*/*/ssh") if p.is_dir())
+
+    @contextlib.contextmanager
+    def lock(self, role: str, session_id: str) -> Iterator[None]:
+        """Hold the session's lock; blocks while another process holds it."""
+        folder = self.session_dir(role, session_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def busy(self, role: str, session_id: str) -> bool:
+        """Whether another process holds the session's lock right now (a start or stop)."""
+        path = self.session_dir(role, session_id) / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    @staticmethod
+    def _load(path: Path) -> SessionState | None:
+        try:
+            return SessionState.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValidationError) as exc:
+            reason = " ".join(str(exc).split())
+            raise OrchestratorError(f"{path}: unreadable session state: {reason}") from None
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` so that readers see the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            Path(tmp).unlink()
+        raise

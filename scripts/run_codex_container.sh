@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Run the Codex agent image for one session.
+#
+# The one place that assembles `docker run` and seeds workspaces: used by hand for an interactive
+# shell, and by the orchestrator library (with --detach, --name, --label, --ssh-dir) for sessions
+# that stay up until stopped.
+#
+# An empty workspace is seeded from a git repository with rsync: tracked and untracked-but-not-
+# ignored files plus `.git`, never ignored build products (`.venv`, `outputs/`). A marker file
+# makes an interrupted seeding visible, so the next start seeds again instead of handing a
+# half-copied tree to an agent.
+set -euo pipefail
+
+readonly SEED_MARKER=".filare-seeding"
+readonly CONTAINER_HOME="/home/agent"
+
+usage() {
+  cat <<'EOF'
+Usage: run_codex_container.sh --workspace DIR --env-file FILE --ssh-key FILE [options] [-- CMD...]
+
+Required:
+  --workspace DIR      host folder bound at /home/agent/workspace (seeded when empty)
+  --env-file FILE      passed to docker run --env-file
+  --ssh-key FILE       private key, copied to /home/agent/.ssh/id_rsa (read-only mount)
+
+Options:
+  --image IMAGE        image to run (default: filare-codex)
+  --name NAME          container name
+  --label KEY=VALUE    container label (repeatable)
+  --detach             run in the background with a long-lived init-wrapped command;
+                       prints only the container id on stdout (needs --ssh-dir)
+  --ssh-dir DIR        caller-owned folder to fill with the key (kept after exit)
+  --codex-dir DIR      host Codex home bound at /home/agent/.codex (default: ~/.codex)
+  --seed-from DIR      repository to seed an empty workspace from (default: the current one)
+  --branch NAME        branch the workspace must be on (checked out, created when missing)
+  --cpus N             docker run --cpus
+  --memory SIZE        docker run --memory
+  --dry-run            print the docker argv and run nothing
+  -h, --help           show this help
+EOF
+}
+
+die() {
+  printf 'run_codex_container.sh: %s\n' "$*" >&2
+  exit 2
+}
+
+image="filare-codex"
+name=""
+workspace=""
+env_file=""
+ssh_key=""
+ssh_dir=""
+codex_dir="${HOME}/.codex"
+seed_from=""
+branch=""
+cpus=""
+memory=""
+detach=0
+dry_run=0
+labels=()
+
+while (($# > 0)); do
+  case "$1" in
+    --detach) detach=1; shift; continue ;;
+    --dry-run) dry_run=1; shift; continue ;;
+    -h | --help) usage; exit 0 ;;
+    --) shift; break ;;
+    --image | --name | --workspace | --env-file | --ssh-key | --ssh-dir | --codex-dir | \
+      --seed-from | --branch | --cpus | --memory | --label)
+      (($# >= 2)) || die "$1 needs a value"
+      ;;
+    *) die "unknown option: $1 (see --help)" ;;
+  esac
+  case "$1" in
+    --image) image="$2" ;;
+    --name) name="$2" ;;
+    --workspace) workspace="$2" ;;
+    --env-file) env_file="$2" ;;
+    --ssh-key) ssh_key="$2" ;;
+    --ssh-dir) ssh_dir="$2" ;;
+    --codex-dir) codex_dir="$2" ;;
+    --seed-from) seed_from="$2" ;;
+    --branch) branch="$2" ;;
+    --cpus) cpus="$2" ;;
+    --memory) memory="$2" ;;
+    --label)
+      [[ "$2" == ?*=* ]] || die "--label expects KEY=VALUE"
+      labels+=("$2")
+      ;;
+  esac
+  shift 2
+done
+
+[[ -n "$workspace" ]] || die "--workspace is required"
+[[ -n "$env_file" ]] || die "--env-file is required"
+[[ -n "$ssh_key" ]] || die "--ssh-key is required"
+[[ -f "$env_file" && -r "$env_file" ]] || die "env file not found or unreadable: $env_file"
+[[ -f "$ssh_key" && -r "$ssh_key" ]] || die "ssh key not found or unreadable: $ssh_key"
+((detach == 0)) || [[ -n "$ssh_dir" ]] || die "--detach needs --ssh-dir (a folder that outlives this script)"
+
+absolute() {
+  # Absolute path of a file or folder that may not exist yet (its parent may not either).
+  local target="$1"
+  [[ "$target" == /* ]] || target="$PWD/$target"
+  printf '%s\n' "$target"
+}
+
+workspace="$(absolute "$workspace")"
+env_file="$(absolute "$env_file")"
+codex_dir="$(absolute "$codex_dir")"
+[[ -z "$ssh_dir" ]] || ssh_dir="$(absolute "$ssh_dir")"
+
+current_branch() {
+  git -C "$1" symbolic-ref --quiet --short HEAD 2>/dev/null || true
+}
+
+workspace_needs_seed() {
+  [[ ! -d "$workspace" ]] && return 0
+  [[ -e "$workspace/$SEED_MARKER" ]] && return 0
+  [[ -z "$(ls -A "$workspace")" ]]
+}
+
+seed_workspace() {
+  local src="$seed_from" rel
+  if [[ -z "$src" ]]; then
+    src="$(git rev-parse --show-toplevel 2>/dev/null)" ||
+      die "workspace $workspace is empty and there is no repository to seed it from (use --seed-from)"
+  fi
+  [[ -d "$src/.git" ]] || die "cannot seed from $src: it has no .git folder"
+  mkdir -p "$workspace"
+  : >"$workspace/$SEED_MARKER"
+  src="$(cd "$src" && pwd -P)"
+  rel="$(realpath -m --relative-to="$src" "$(cd "$workspace" && pwd -P)")"
+  # What git sees, minus the workspace itself when it lies inside the repository.
+  git -C "$src" ls-files -z --cached --others --exclude-standard |
+    while IFS= read -r -d '' path; do
+      [[ "$rel" != ..* && ( "$path" == "$rel" || "$path" == "$rel"/* ) ]] || printf '%s\0' "$path"
+    done |
+    rsync -a --from0 --files-from=- --ignore-missing-args "$src/" "$workspace/"
+  rsync -a "$src/.git" "$workspace/"
+  if [[ -n "$branch" ]]; then
+    git -C "$workspace" checkout --quiet "$branch" 2>/dev/null ||
+      git -C "$workspace" checkout --quiet -b "$branch" ||
+      die "cannot check out branch $branch in $workspace"
+  fi
+  rm -f "$workspace/$SEED_MARKER"
+}
+
+check_branch() {
+  [[ -n "$branch" && -e "$workspace/.git" ]] || return 0
+  local actual
+  actual="$(current_branch "$workspace")"
+  [[ "$actual" == "$branch" ]] ||
+    die "workspace $workspace is on branch '${actual:-(detached)}', expected '$branch'"
+}
+
+fill_ssh_dir() {
+  local dir="$1"
+  mkdir -p "$dir"
+  chmod 0700 "$dir"
+  install -m 0600 "$ssh_key" "$dir/id_rsa"
+  # The folder is mounted read-only: keep known hosts somewhere writable.
+  cat >"$dir/config" <<EOF
+Host *
+  IdentityFile ${CONTAINER_HOME}/.ssh/id_rsa
+  UserKnownHostsFile /tmp/.ssh_known_hosts
+  StrictHostKeyChecking accept-new
+EOF
+  chmod 0600 "$dir/config"
+}
+
+docker_args=(
+  --init
+  --pull never
+  --user "$(id -u):$(id -g)"
+  --env "HOME=${CONTAINER_HOME}"
+  --env-file "$env_file"
+  --workdir "${CONTAINER_HOME}/workspace"
+  --security-opt no-new-privileges
+  --volume "${workspace}:${CONTAINER_HOME}/workspace"
+  --volume "${codex_dir}:${CONTAINER_HOME}/.codex"
+)
+[[ -z "$name" ]] || docker_args+=(--name "$name")
+[[ -z "$cpus" ]] || docker_args+=(--cpus "$cpus")
+[[ -z "$memory" ]] || docker_args+=(--memory "$memory")
+for label in ${labels[@]+"${labels[@]}"}; do
+  docker_args+=(--label "$label")
+done
+
+if ((detach)); then
+  run_mode=(--detach)
+  command=(sleep infinity)
+else
+  run_mode=(--rm --interactive)
+  [[ ! -t 0 ]] || run_mode+=(--tty)
+  command=("$@")
+fi
+
+if [[ -z "$ssh_dir" ]] && ((dry_run == 0)); then
+  ssh_dir="$(mktemp -d)"
+  trap 'rm -rf "$ssh_dir"' EXIT
+fi
+argv=(docker run "${run_mode[@]}" "${docker_args[@]}"
+  --volume "${ssh_dir:-/tmp/ssh-folder}:${CONTAINER_HOME}/.ssh:ro" "$image" ${command[@]+"${command[@]}"})
+
+if ((dry_run)); then
+  printf '%q ' "${argv[@]}"
+  printf '\n'
+  exit 0
+fi
+
+command -v docker >/dev/null || die "docker not found: install a Docker engine"
+if workspace_needs_seed; then
+  command -v rsync >/dev/null || die "rsync not found: it is needed to seed $workspace"
+  seed_workspace
+else
+  check_branch
+fi
+mkdir -p "$codex_dir"
+fill_ssh_dir "$ssh_dir"
+
+if ((detach)); then
+  exec "${argv[@]}"
+fi
+"${argv[@]}"

@@ -1,0 +1,40 @@
+"""The Task class every task of this project uses: Invoke's, plus what the catalog needs.
+
+Each task declares next to its code how `just` and the agent command catalog present it, so the
+generator reads one definition instead of a side table that could drift. Library errors become
+one line on stderr and the library's exit code (2 for bad input), never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from invoke import Exit, Task
+
+
+class CatalogTask(Task):  # type: ignore[misc]  # Invoke ships no type information
+    """An Invoke task with catalog metadata: category, agent safety and legacy recipe names."""
+
+    def __init__(
+        self,
+        body: Callable[..., Any],
+        *,
+        category: str,
+        safe_for_agents: bool,
+        legacy_names: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("auto_shortflags", False)
+        super().__init__(body, **kwargs)
+        self.category = category
+        self.safe_for_agents = safe_for_agents
+        self.legacy_names = tuple(legacy_names)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from orchestrator.errors import OrchestratorError
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except OrchestratorError as exc:
+            raise Exit(f"error: {exc}", code=exc.exit_code) from None

@@ -1,0 +1,41 @@
+"""`codex.*`: build the Codex agent image (or the tiny offline smoke image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Context, task
+
+from tasks.catalog_task import CatalogTask
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+@task(
+    klass=CatalogTask,
+    category="image",
+    safe_for_agents=False,
+    legacy_names=["codex-container-build"],
+    iterable=["build_arg"],
+    help={
+        "tag": "image tag (pin versions with e.g. filare-codex:0.171.0)",
+        "dockerfile": "Dockerfile to build; its folder is the build context",
+        "build_arg": "build argument KEY=VALUE (repeatable)",
+        "no_cache": "build without Docker's layer cache",
+    },
+)
+def build(
+    c: Context,
+    tag: str = "filare-codex",
+    dockerfile: str = "docker/Dockerfile.codex",
+    build_arg: list[str] | None = None,
+    no_cache: bool = False,
+) -> None:
+    """Build the Codex agent image, streaming Docker's output; prints id, tag and size."""
+    from orchestrator.images import build_image, parse_build_args
+
+    path = Path(dockerfile)
+    if not path.is_absolute() and not path.exists():
+        path = REPOSITORY / path
+    built = build_image(path, tag, parse_build_args(build_arg or []), no_cache=no_cache)
+    print(built.summary())

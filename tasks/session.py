@@ -1,0 +1,130 @@
+"""`session.*`: start, stop, list and prune Codex agent sessions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from invoke import Context, Exit, task
+
+from tasks.catalog_task import CatalogTask
+
+if TYPE_CHECKING:
+    from orchestrator.registry import Registry
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def _registry() -> Registry:
+    from orchestrator.registry import STATE_ROOT_ENV, Registry
+
+    return Registry(os.environ.get(STATE_ROOT_ENV) or REPOSITORY / "outputs" / "agents")
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    legacy_names=["codex-session-start", "codex-container-run"],
+    iterable=["session"],
+    help={
+        "manifest": "YAML manifest of the sessions to start",
+        "session": "only start this session id (repeatable; default: every session)",
+        "dry_run": "print the docker command of each session and change nothing",
+        "parallel": "how many sessions to start at once",
+    },
+)
+def start(
+    c: Context, manifest: str, session: list[str] | None = None, dry_run: bool = False,
+    parallel: int = 8,
+) -> None:
+    """Start the sessions of a manifest, one detached container each; running ones are kept."""
+    from orchestrator import report, runtime
+    from orchestrator.config import load_manifest, select_sessions
+    from orchestrator.preflight import check_inputs
+
+    registry = _registry()
+    sessions = select_sessions(load_manifest(manifest), session or None)
+    if dry_run:
+        check_inputs(sessions)
+        for one in sessions:
+            print(f"# {one.id}: {runtime.dry_run(one, registry)}")
+        return
+    outcomes = runtime.start_sessions(sessions, registry, parallel=parallel)
+    for outcome in outcomes:
+        print(report.start_line(outcome))
+    failed = [o.error for o in outcomes if o.error is not None]
+    if failed:
+        raise Exit(code=max(error.exit_code for error in failed))
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=False,
+    legacy_names=["codex-session-stop"],
+    iterable=["session"],
+    help={
+        "session": "stop this session id (repeatable)",
+        "role": "stop every session of this role",
+        "manifest": "stop every session started from this manifest",
+        "all_": "stop every session of the current owner",
+        "timeout": "seconds to wait for a graceful stop before killing",
+    },
+)
+def stop(
+    c: Context,
+    session: list[str] | None = None,
+    role: str | None = None,
+    manifest: str | None = None,
+    all_: bool = False,
+    timeout: float = 10.0,
+) -> None:
+    """Stop and remove session containers (matched by label) and delete their SSH folders."""
+    from orchestrator import report, runtime
+
+    outcomes = runtime.stop_sessions(
+        _registry(),
+        session_ids=session or (),
+        role=role,
+        manifest=Path(manifest) if manifest else None,
+        everything=all_,
+        timeout=timeout,
+    )
+    for outcome in outcomes:
+        print(report.stop_line(outcome))
+    if not outcomes:
+        print("no matching sessions")
+
+
+@task(
+    klass=CatalogTask,
+    name="list",
+    category="session",
+    safe_for_agents=True,
+    help={"json": "print a JSON array instead of a table"},
+)
+def list_(c: Context, json: bool = False) -> None:
+    """List sessions from container labels and state files, with orphans and stale records."""
+    from orchestrator import report, runtime
+
+    views = runtime.list_sessions(_registry())
+    print(report.sessions_json(views) if json else report.sessions_table(views))
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=False,
+    help={"dry_run": "only print what would be removed"},
+)
+def prune(c: Context, dry_run: bool = False) -> None:
+    """Remove what is ours and dead: orphan containers, stale records, unused SSH folders."""
+    from orchestrator import report, runtime
+
+    actions = runtime.prune(_registry(), dry_run=dry_run)
+    for action in actions:
+        print(report.prune_line(action, dry_run=dry_run))
+    if not actions:
+        print("nothing to prune")

@@ -1,0 +1,55 @@
+"""Test, lint and benchmark sessions; `nox` with no arguments runs every default session.
+
+Each session installs the project from `uv.lock` (dev dependency group included), so nox, CI and
+`uv run` test the same versions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+
+SHELL_SCRIPTS = ["scripts/run_codex_container.sh", "docker/agent-entrypoint.sh", ".ci/run"]
+
+
+def install(session: nox.Session) -> None:
+    """Sync the session's virtualenv to the lock file, project and dev group included."""
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        "--quiet",
+        f"--python={session.virtualenv.location}",
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        external=True,
+    )
+
+
+@nox.session(tags=["test"])
+def tests(session: nox.Session) -> None:
+    """Unit tests: no Docker engine needed."""
+    install(session)
+    session.run("pytest", "-m", "not agent", *session.posargs)
+
+
+@nox.session(tags=["test"])
+def agent(session: nox.Session) -> None:
+    """End-to-end tests on a real Docker engine (marker `agent`); fails when no engine answers."""
+    install(session)
+    session.run("pytest", "-m", "agent", *session.posargs)
+
+
+@nox.session(tags=["lint"])
+def lint(session: nox.Session) -> None:
+    """ruff, mypy --strict, shellcheck and hadolint."""
+    install(session)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+    session.run("shellcheck", *SHELL_SCRIPTS, external=True)
+    session.run("hadolint", *sorted(str(path) for path in Path("docker").glob("Dockerfile.*")))

@@ -9,6 +9,6 @@ from pathlib import Path
 
 __path__ = [str(Path(__file__).resolve().with_name("tasks"))]
 
-from tasks.collection import namespace  # noqa: E402 - needs __path__ above
+from tasks.collection import namespace
 
 ns = namespace()

@@ -36,6 +36,7 @@ Options:
   --cpus N             docker run --cpus
   --memory SIZE        docker run --memory
   --dry-run            print the docker argv and run nothing
+  --seed-only          seed (or check) the workspace, then exit without running docker
   -h, --help           show this help
 EOF
 }
@@ -58,12 +59,14 @@ cpus=""
 memory=""
 detach=0
 dry_run=0
+seed_only=0
 labels=()
 
 while (($# > 0)); do
   case "$1" in
     --detach) detach=1; shift; continue ;;
     --dry-run) dry_run=1; shift; continue ;;
+    --seed-only) seed_only=1; shift; continue ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
     --image | --name | --workspace | --env-file | --ssh-key | --ssh-dir | --codex-dir | \
@@ -93,10 +96,12 @@ while (($# > 0)); do
 done
 
 [[ -n "$workspace" ]] || die "--workspace is required"
-[[ -n "$env_file" ]] || die "--env-file is required"
-[[ -n "$ssh_key" ]] || die "--ssh-key is required"
-[[ -f "$env_file" && -r "$env_file" ]] || die "env file not found or unreadable: $env_file"
-[[ -f "$ssh_key" && -r "$ssh_key" ]] || die "ssh key not found or unreadable: $ssh_key"
+if ((seed_only == 0)); then
+  [[ -n "$env_file" ]] || die "--env-file is required"
+  [[ -n "$ssh_key" ]] || die "--ssh-key is required"
+  [[ -f "$env_file" && -r "$env_file" ]] || die "env file not found or unreadable: $env_file"
+  [[ -f "$ssh_key" && -r "$ssh_key" ]] || die "ssh key not found or unreadable: $ssh_key"
+fi
 ((detach == 0)) || [[ -n "$ssh_dir" ]] || die "--detach needs --ssh-dir (a folder that outlives this script)"
 
 absolute() {
@@ -107,7 +112,7 @@ absolute() {
 }
 
 workspace="$(absolute "$workspace")"
-env_file="$(absolute "$env_file")"
+[[ -z "$env_file" ]] || env_file="$(absolute "$env_file")"
 codex_dir="$(absolute "$codex_dir")"
 [[ -z "$ssh_dir" ]] || ssh_dir="$(absolute "$ssh_dir")"
 
@@ -132,10 +137,12 @@ seed_workspace() {
   : >"$workspace/$SEED_MARKER"
   src="$(cd "$src" && pwd -P)"
   rel="$(realpath -m --relative-to="$src" "$(cd "$workspace" && pwd -P)")"
-  # What git sees, minus the workspace itself when it lies inside the repository.
+  # What git sees, minus the workspace itself when it lies inside the repository, and minus
+  # nested repositories (listed as "dir/": other sessions' workspaces, vendored clones).
   git -C "$src" ls-files -z --cached --others --exclude-standard |
     while IFS= read -r -d '' path; do
-      [[ "$rel" != ..* && ( "$path" == "$rel" || "$path" == "$rel"/* ) ]] || printf '%s\0' "$path"
+      [[ "$path" != */ ]] || continue
+      [[ "$rel" != ..* && ("$path" == "$rel" || "$path" == "$rel"/*) ]] || printf '%s\0' "$path"
     done |
     rsync -a --from0 --files-from=- --ignore-missing-args "$src/" "$workspace/"
   rsync -a "$src/.git" "$workspace/"
@@ -197,7 +204,7 @@ else
   command=("$@")
 fi
 
-if [[ -z "$ssh_dir" ]] && ((dry_run == 0)); then
+if [[ -z "$ssh_dir" ]] && ((dry_run == 0 && seed_only == 0)); then
   ssh_dir="$(mktemp -d)"
   trap 'rm -rf "$ssh_dir"' EXIT
 fi
@@ -210,13 +217,14 @@ if ((dry_run)); then
   exit 0
 fi
 
-command -v docker >/dev/null || die "docker not found: install a Docker engine"
 if workspace_needs_seed; then
   command -v rsync >/dev/null || die "rsync not found: it is needed to seed $workspace"
   seed_workspace
 else
   check_branch
 fi
+((seed_only == 0)) || exit 0
+command -v docker >/dev/null || die "docker not found: install a Docker engine"
 mkdir -p "$codex_dir"
 fill_ssh_dir "$ssh_dir"
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from invoke import Exit, Task
+from invoke.exceptions import Exit
+from invoke.tasks import Task
 
 
-class CatalogTask(Task):  # type: ignore[misc]  # Invoke ships no type information
+class CatalogTask(Task[Callable[..., Any]]):
     """An Invoke task with catalog metadata: category, agent safety and legacy recipe names."""
 
     def __init__(

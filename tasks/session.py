@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from invoke import Context, Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from tasks.catalog_task import CatalogTask
 
@@ -36,7 +38,10 @@ def _registry() -> Registry:
     },
 )
 def start(
-    c: Context, manifest: str, session: list[str] | None = None, dry_run: bool = False,
+    c: Context,
+    manifest: str,
+    session: list[str] | None = None,
+    dry_run: bool = False,
     parallel: int = 8,
 ) -> None:
     """Start the sessions of a manifest, one detached container each; running ones are kept."""

@@ -124,7 +124,7 @@ class AgentSessionConfig(BaseModel):
     owner: Annotated[Text, Field(min_length=1, max_length=64)] = Field(
         default_factory=getpass.getuser
     )
-    codex_dir: HostPath = Path("~/.codex")
+    codex_dir: HostPath = Field(default_factory=lambda: Path.home() / ".codex")
     resources: Resources = Field(default_factory=Resources)
     shared_workspace: bool = False
     manifest_path: Path | None = None
@@ -260,7 +260,9 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def _first_error(exc: ValidationError) -> str:
-    error = exc.errors(include_url=False, include_input=False)[0]
+    errors = exc.errors(include_url=False, include_input=False)
+    # A misspelt field also shows up as a missing one: the misspelling is the useful report.
+    error = min(errors, key=lambda e: e["type"] != "extra_forbidden")
     loc = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"unknown field {loc!r}{_did_you_mean(loc.split('.')[-1], SESSION_FIELDS)}"

@@ -1,0 +1,47 @@
+"""Reconciling records with containers: running, orphan, stale and exited sessions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from orchestrator.engine import Container
+from orchestrator.runtime import _reconcile
+from tests.test_registry import state
+
+
+def container(session_id: str, cid: str, status: str = "running") -> Container:
+    labels = {"filare.session": session_id, "filare.role": "coder", "filare.owner": "me"}
+    return Container(cid, f"filare-coder-{session_id}", status, "img", datetime.now(UTC), labels)
+
+
+def test_statuses() -> None:
+    records = [
+        state("ok").model_copy(update={"container_id": "c1"}),
+        state("stale").model_copy(update={"container_id": "c2"}),
+        state("gone", status="stopped"),
+        state("exited").model_copy(update={"container_id": "c4"}),
+        state("replaced").model_copy(update={"container_id": "old"}),
+    ]
+    containers = [
+        container("ok", "c1"),
+        container("orphan", "c3"),
+        container("exited", "c4", status="exited"),
+        container("replaced", "new"),
+    ]
+    views = {v.session_id: v for v in _reconcile(records, containers)}
+    assert {k: v.status for k, v in views.items()} == {
+        "ok": "running",
+        "stale": "stale",
+        "gone": "stopped",
+        "orphan": "orphan",
+        "exited": "exited",
+        "replaced": "orphan",
+    }
+    assert views["orphan"].owner == "me"
+    assert views["ok"].as_json()["container_id"] == "c1"
+
+
+def test_running_container_is_preferred_over_an_exited_twin() -> None:
+    record = state("a").model_copy(update={"container_id": "live"})
+    views = _reconcile([record], [container("a", "dead", "exited"), container("a", "live")])
+    assert [(v.session_id, v.status, v.container_id) for v in views] == [("a", "running", "live")]

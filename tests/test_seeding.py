@@ -1,0 +1,103 @@
+"""Workspace seeding by the launch script (`--seed-only`): what git sees, on the right branch."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.test_launch_script import run
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    (repo / ".gitignore").write_text(".venv/\noutputs/\n__pycache__/\n")
+    (repo / "src" / "tracked.py").write_text("x = 1\n")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    git(repo, "branch", "existing")
+    (repo / "untracked.txt").write_text("new\n")
+    (repo / ".venv" / "lib").mkdir(parents=True)
+    (repo / ".venv" / "lib" / "big").write_text("ignored\n")
+    (repo / "src" / "__pycache__").mkdir()
+    (repo / "src" / "__pycache__" / "x.pyc").write_text("ignored\n")
+    return repo
+
+
+def seed(repo: Path, workspace: Path, branch: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        "--seed-only", "--workspace", str(workspace), "--seed-from", str(repo), "--branch", branch
+    )
+
+
+def test_seeds_what_git_sees_on_a_new_branch(repo: Path, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    result = seed(repo, workspace, "agent/a")
+    assert result.returncode == 0, result.stderr
+    assert (workspace / "src" / "tracked.py").read_text() == "x = 1\n"
+    assert (workspace / "untracked.txt").exists()
+    assert not (workspace / ".venv").exists()
+    assert not (workspace / "src" / "__pycache__").exists()
+    assert not (workspace / ".filare-seeding").exists()
+    assert git(workspace, "symbolic-ref", "--short", "HEAD") == "agent/a"
+    assert git(workspace, "rev-parse", "HEAD") == git(repo, "rev-parse", "HEAD")
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
+
+
+def test_existing_branch_is_checked_out(repo: Path, tmp_path: Path) -> None:
+    assert seed(repo, tmp_path / "ws", "existing").returncode == 0
+    assert git(tmp_path / "ws", "symbolic-ref", "--short", "HEAD") == "existing"
+
+
+def test_workspace_inside_the_repository_does_not_copy_itself(repo: Path) -> None:
+    other = repo / "agents-ws" / "b"
+    assert seed(repo, other, "agent/b").returncode == 0
+    (other / "theirs.txt").write_text("other session's work\n")
+    inside = repo / "agents-ws" / "a"
+    result = seed(repo, inside, "agent/a")
+    assert result.returncode == 0, result.stderr
+    assert (inside / "src" / "tracked.py").exists()
+    assert not (inside / "agents-ws" / "a").exists()
+    assert not (inside / "agents-ws" / "b" / "theirs.txt").exists()
+    assert not (inside / "agents-ws" / "b" / "src").exists()
+    ignored = repo / "outputs" / "ws"
+    assert seed(repo, ignored, "agent/c").returncode == 0
+    assert not (ignored / "outputs").exists()
+
+
+def test_seeded_workspace_on_another_branch_is_reported(repo: Path, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    assert seed(repo, workspace, "agent/a").returncode == 0
+    result = seed(repo, workspace, "agent/b")
+    assert result.returncode == 2
+    assert "is on branch 'agent/a', expected 'agent/b'" in result.stderr
+
+
+def test_interrupted_seeding_is_seeded_again(repo: Path, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    (workspace / "src").mkdir(parents=True)
+    (workspace / "src" / "tracked.py").write_text("x = ")  # a half-copied file
+    (workspace / ".filare-seeding").write_text("")
+    result = seed(repo, workspace, "agent/a")
+    assert result.returncode == 0, result.stderr
+    assert (workspace / "src" / "tracked.py").read_text() == "x = 1\n"
+    assert not (workspace / ".filare-seeding").exists()
+    assert git(workspace, "symbolic-ref", "--short", "HEAD") == "agent/a"
+
+
+def test_non_empty_workspace_is_left_as_it_is(repo: Path, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "mine.txt").write_text("keep\n")
+    assert seed(repo, workspace, "agent/a").returncode == 0
+    assert sorted(p.name for p in workspace.iterdir()) == ["mine.txt"]

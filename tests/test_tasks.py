@@ -1,0 +1,133 @@
+"""The Invoke layer: the collection as `inv` and `import tasks` see it, flags and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tasks
+from tests.conftest import REPOSITORY, WriteManifest, session
+
+INV = [sys.executable, "-m", "invoke"]
+EXPECTED = {"codex.build", "session.start", "session.stop", "session.list", "session.prune"}
+
+
+def inv(*args: str, cwd: Path = REPOSITORY, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*INV, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
+        env={**os.environ, **env},
+    )
+
+
+def listed_tasks(output: str) -> set[str]:
+    """Dotted task names from `inv --list --list-format json`."""
+
+    def walk(collection: dict[str, Any], prefix: str) -> set[str]:
+        names = {prefix + task["name"] for task in collection["tasks"]}
+        for child in collection["collections"]:
+            names |= walk(child, f"{prefix}{child['name']}.")
+        return names
+
+    return walk(json.loads(output), "")
+
+
+@pytest.mark.parametrize("where", [".", "agents", "agents/src/orchestrator"])
+def test_inv_list_works_from_root_and_sub_folders(where: str) -> None:
+    result = inv("--list", "--list-format", "json", cwd=REPOSITORY / where)
+    assert result.returncode == 0, result.stderr
+    assert listed_tasks(result.stdout) >= EXPECTED
+
+
+def test_tasks_py_and_the_tasks_package_build_the_same_tree() -> None:
+    result = inv("--list", "--list-format", "json")
+    assert listed_tasks(result.stdout) == set(tasks.ns.task_names)
+
+
+def test_collection_adds_no_heavy_import_to_invoke() -> None:
+    """Listing tasks costs what Invoke costs (it imports PyYAML itself), never pydantic."""
+    code = (
+        "import sys, invoke; before = set(sys.modules); import tasks;"
+        "added = sorted(set(sys.modules) - before);"
+        "heavy = [m for m in added if m.split('.')[0] in {'pydantic', 'yaml', 'orchestrator'}"
+        " and m != 'orchestrator.errors'];"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, check=True, timeout=30)
+
+
+def test_every_argument_has_help() -> None:
+    for name in tasks.ns.task_names:
+        task = tasks.ns[name]
+        params = [p for p in task.argspec(task.body).parameters if p != "c"]
+        documented = {key.rstrip("_") for key in task.help}
+        missing = [p for p in params if p.rstrip("_") not in documented]
+        assert not missing, f"{name}: no help for {missing}"
+        assert task.__doc__, f"{name}: no docstring"
+
+
+def test_help_shows_every_flag() -> None:
+    result = inv("--help", "session.stop")
+    for flag in ("--session", "--role", "--manifest", "--all", "--timeout"):
+        assert flag in result.stdout
+
+
+def test_missing_manifest_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = inv("session.start", "--manifest", str(tmp_path / "none.yml"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'none.yml'}: manifest not found"
+    ]
+
+
+def test_missing_key_is_exit_2_and_writes_nothing(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest([session("a"), session("b", ssh_key="gone")])
+    state_dir = tmp_path / "state"
+    result = inv("session.start", "--manifest", str(manifest), FILARE_STATE_DIR=str(state_dir))
+    assert result.returncode == 2
+    assert "session 'b': field 'ssh_key'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not state_dir.exists()
+    assert not (tmp_path / "ws").exists()
+
+
+def test_dry_run_prints_docker_argv_and_writes_nothing(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    (tmp_path / "a.env").write_text("TOKEN=canary-dry-run\n")
+    manifest = write_manifest([session("a"), session("b")])
+    state_dir = tmp_path / "state"
+    result = inv(
+        "session.start",
+        "--manifest",
+        str(manifest),
+        "--session",
+        "b",
+        "--dry-run",
+        FILARE_STATE_DIR=str(state_dir),
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.strip().splitlines()
+    assert line.startswith("# b: docker run --detach")
+    assert "--name filare-coder-b" in line
+    assert "canary-dry-run" not in result.stdout + result.stderr
+    assert not state_dir.exists()
+    assert not (tmp_path / "ws").exists()
+
+
+def test_stop_needs_a_selection() -> None:
+    result = inv("session.stop")
+    assert result.returncode == 2
+    assert "say which sessions to stop" in result.stderr

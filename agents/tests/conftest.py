@@ -1,0 +1,113 @@
+"""Fixtures for tests on a real Docker engine (marker `agent`).
+
+They fail, never skip, when no engine answers: in CI a green run must mean the lifecycle really
+ran. Each test gets its own registry folder, and containers are told apart by the
+`filare.registry` label, so tests never see (or remove) anyone else's containers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from agent_helpers import SMOKE_TAG, docker, inv, sh
+
+from orchestrator.registry import Registry
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    try:
+        sh("docker", "info", timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(
+            f"agent tests need a running Docker engine ({exc}); see README, Troubleshooting"
+        )
+
+
+@pytest.fixture(scope="session")
+def smoke_image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny offline image, built through the real `codex.build` task."""
+    result = inv(
+        "codex.build",
+        "--dockerfile",
+        "docker/Dockerfile.smoke",
+        "--tag",
+        SMOKE_TAG,
+        state=tmp_path_factory.mktemp("build-state"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"built {SMOKE_TAG}" in result.stdout
+    return SMOKE_TAG
+
+
+@pytest.fixture
+def registry(tmp_path: Path, docker_engine: None) -> Iterator[Registry]:
+    registry = Registry(tmp_path / "state")
+    yield registry
+    leftovers = docker("ps", "-aq", "--filter", f"label=filare.registry={registry.root}")
+    if leftovers:
+        docker("rm", "-f", *leftovers.split())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A small git repository that manifests live in, so workspaces are seeded from it."""
+    repo = tmp_path / "project"
+    (repo / "src").mkdir(parents=True)
+    (repo / ".gitignore").write_text("outputs/\n")
+    (repo / "src" / "main.py").write_text("print('hello')\n")
+    sh("git", "-C", str(repo), "init", "-q", "-b", "main")
+    sh("git", "-C", str(repo), "add", ".")
+    sh("git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "i")
+    keys = repo / "outputs" / "keys"
+    keys.mkdir(parents=True)
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(keys / "id_test"))
+    return repo
+
+
+MakeManifest = Callable[..., Path]
+
+
+@pytest.fixture
+def make_manifest(project: Path, smoke_image: str) -> MakeManifest:
+    """Write a manifest of the given session ids in the project, with an env file each."""
+
+    def make(
+        ids: tuple[str, ...] = ("alpha", "beta"), name: str = "sessions.yml", **overrides: Any
+    ) -> Path:
+        sessions = []
+        for session_id in ids:
+            env_file = project / "outputs" / f"{session_id}.env"
+            env_file.write_text(f"SESSION_NAME={session_id}\nONLY_{session_id.upper()}=yes\n")
+            sessions.append(
+                {
+                    "id": session_id,
+                    "role": "coder" if session_id != "beta" else "reviewer",
+                    "branch": f"agent/{session_id}",
+                    "workspace": f"outputs/ws/{session_id}",
+                    "env_file": f"outputs/{session_id}.env",
+                    **overrides,
+                }
+            )
+        manifest = project / name
+        manifest.write_text(
+            yaml.safe_dump(
+                {
+                    "defaults": {
+                        "image": smoke_image,
+                        "ssh_key": "outputs/keys/id_test",
+                        "codex_dir": "outputs/codex-home",
+                    },
+                    "sessions": sessions,
+                },
+                sort_keys=False,
+            )
+        )
+        return manifest
+
+    return make

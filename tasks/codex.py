@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from invoke.context import Context
 from invoke.tasks import task
 
 from tasks.catalog_task import CatalogTask
-
-REPOSITORY = Path(__file__).resolve().parents[1]
+from tasks.locations import repository_path
 
 
 @task(
@@ -35,8 +32,7 @@ def build(
     """Build the Codex agent image, streaming Docker's output; prints id, tag and size."""
     from orchestrator.images import build_image, parse_build_args
 
-    path = Path(dockerfile)
-    if not path.is_absolute() and not path.exists():
-        path = REPOSITORY / path
-    built = build_image(path, tag, parse_build_args(build_arg or []), no_cache=no_cache)
+    built = build_image(
+        repository_path(dockerfile), tag, parse_build_args(build_arg or []), no_cache=no_cache
+    )
     print(built.summary())

@@ -7,9 +7,10 @@ from invoke.collection import Collection
 
 def namespace() -> Collection:
     """The root collection: one namespace per module, nothing else done at import time."""
-    from tasks import codex, session
+    from tasks import codex, demo, session
 
     ns = Collection()
     ns.add_collection(Collection.from_module(codex), "codex")
+    ns.add_collection(Collection.from_module(demo), "demo")
     ns.add_collection(Collection.from_module(session), "session")
     return ns

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from tasks.catalog_task import CatalogTask
-
-if TYPE_CHECKING:
-    from orchestrator.registry import Registry
-
-REPOSITORY = Path(__file__).resolve().parents[1]
-
-
-def _registry() -> Registry:
-    from orchestrator.registry import STATE_ROOT_ENV, Registry
-
-    return Registry(os.environ.get(STATE_ROOT_ENV) or REPOSITORY / "outputs" / "agents")
+from tasks.locations import session_registry
 
 
 @task(
@@ -49,7 +37,7 @@ def start(
     from orchestrator.config import load_manifest, select_sessions
     from orchestrator.preflight import check_inputs
 
-    registry = _registry()
+    registry = session_registry()
     sessions = select_sessions(load_manifest(manifest), session or None)
     if dry_run:
         check_inputs(sessions)
@@ -90,7 +78,7 @@ def stop(
     from orchestrator import report, runtime
 
     outcomes = runtime.stop_sessions(
-        _registry(),
+        session_registry(),
         session_ids=session or (),
         role=role,
         manifest=Path(manifest) if manifest else None,
@@ -114,7 +102,7 @@ def list_(c: Context, json: bool = False) -> None:
     """List sessions from container labels and state files, with orphans and stale records."""
     from orchestrator import report, runtime
 
-    views = runtime.list_sessions(_registry())
+    views = runtime.list_sessions(session_registry())
     print(report.sessions_json(views) if json else report.sessions_table(views))
 
 
@@ -128,7 +116,7 @@ def prune(c: Context, dry_run: bool = False) -> None:
     """Remove what is ours and dead: orphan containers, stale records, unused SSH folders."""
     from orchestrator import report, runtime
 
-    actions = runtime.prune(_registry(), dry_run=dry_run)
+    actions = runtime.prune(session_registry(), dry_run=dry_run)
     for action in actions:
         print(report.prune_line(action, dry_run=dry_run))
     if not actions:

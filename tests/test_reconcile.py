@@ -16,11 +16,11 @@ def container(session_id: str, cid: str, status: str = "running") -> Container:
 
 def test_statuses() -> None:
     records = [
-        state("ok").model_copy(update={"container_id": "c1"}),
-        state("stale").model_copy(update={"container_id": "c2"}),
+        state("ok").replace(container_id="c1"),
+        state("stale").replace(container_id="c2"),
         state("gone", status="stopped"),
-        state("exited").model_copy(update={"container_id": "c4"}),
-        state("replaced").model_copy(update={"container_id": "old"}),
+        state("exited").replace(container_id="c4"),
+        state("replaced").replace(container_id="old"),
     ]
     containers = [
         container("ok", "c1"),
@@ -42,6 +42,6 @@ def test_statuses() -> None:
 
 
 def test_running_container_is_preferred_over_an_exited_twin() -> None:
-    record = state("a").model_copy(update={"container_id": "live"})
+    record = state("a").replace(container_id="live")
     views = _reconcile([record], [container("a", "dead", "exited"), container("a", "live")])
     assert [(v.session_id, v.status, v.container_id) for v in views] == [("a", "running", "live")]

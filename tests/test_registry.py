@@ -9,21 +9,19 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import OrchestratorError
-from orchestrator.registry import Registry, SessionState, atomic_write
+from orchestrator.registry import Registry, SessionState, Status, atomic_write
 
 
-def state(session_id: str = "a", status: str = "running") -> SessionState:
-    return SessionState.model_validate(
-        {
-            "session_id": session_id,
-            "role": "coder",
-            "owner": "me",
-            "status": status,
-            "container_name": f"filare-coder-{session_id}",
-            "image": "img",
-            "workspace": "/ws",
-            "ssh_dir": "/ssh",
-        }
+def state(session_id: str = "a", status: Status = "running") -> SessionState:
+    return SessionState(
+        session_id=session_id,
+        role="coder",
+        owner="me",
+        status=status,
+        container_name=f"filare-coder-{session_id}",
+        image="img",
+        workspace=Path("/ws"),
+        ssh_dir=Path("/ssh"),
     )
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator import __version__
-from orchestrator.config import AgentSessionConfig
+
+if TYPE_CHECKING:
+    from orchestrator.config import AgentSessionConfig
 
 LABEL_PREFIX = "filare."
 SESSION_LABEL = "filare.session"

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestrator.config import AgentSessionConfig
 from orchestrator.errors import ManifestError
+
+if TYPE_CHECKING:
+    from orchestrator.config import AgentSessionConfig
 
 # Docker's bufio.Scanner gives up on longer lines.
 _MAX_ENV_LINE = 64 * 1024

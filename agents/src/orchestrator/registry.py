@@ -12,19 +12,21 @@ Docker labels remain the truth about what runs; this record is what survives the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import json
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, Field, ValidationError
+from typing import Any, Literal, get_args
 
 from orchestrator.errors import OrchestratorError
 
 Status = Literal["starting", "running", "stopped", "error"]
+STATUSES = frozenset(get_args(Status))
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 STATE_ROOT_ENV = "FILARE_STATE_DIR"
@@ -34,26 +36,59 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class SessionState(BaseModel):
-    """The durable record of one session. Holds paths and names, never secret values."""
+@dataclass(frozen=True)
+class SessionState:
+    """The durable record of one session. Holds paths and names, never secret values.
+
+    A plain dataclass rather than a pydantic model: `session.list` and `session.stop` read every
+    record on each call, and should not pay pydantic's import on that path.
+    """
 
     session_id: str
     role: str
     owner: str
     status: Status
-    container_id: str | None = None
     container_name: str
     image: str
     workspace: Path
     ssh_dir: Path
+    container_id: str | None = None
     manifest: Path | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    argv: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
     error: str | None = None
-    created_at: datetime = Field(default_factory=now)
-    updated_at: datetime = Field(default_factory=now)
+    created_at: datetime = field(default_factory=now)
+    updated_at: datetime = field(default_factory=now)
     started_at: datetime | None = None
     stopped_at: datetime | None = None
+
+    def replace(self, **changes: Any) -> SessionState:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        def encode(value: object) -> object:
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if isinstance(value, Path):
+                return str(value)
+            raise TypeError(type(value).__name__)
+
+        return json.dumps(dataclasses.asdict(self), indent=2, default=encode) + "\n"
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> SessionState:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        if data.get("status") not in STATUSES:
+            raise ValueError(f"unknown status {data.get('status')!r}")
+        for name in ("workspace", "ssh_dir", "manifest"):
+            if data.get(name) is not None:
+                data[name] = Path(data[name])
+        for name in ("created_at", "updated_at", "started_at", "stopped_at"):
+            if data.get(name) is not None:
+                data[name] = datetime.fromisoformat(data[name])
+        return cls(**data)
 
 
 class Registry:
@@ -77,9 +112,8 @@ class Registry:
         return self._load(self.state_path(role, session_id))
 
     def write(self, state: SessionState) -> SessionState:
-        state.updated_at = now()
-        path = self.state_path(state.role, state.session_id)
-        atomic_write(path, state.model_dump_json(indent=2) + "\n")
+        state = state.replace(updated_at=now())
+        atomic_write(self.state_path(state.role, state.session_id), state.to_json())
         return state
 
     def states(self) -> list[SessionState]:
@@ -124,10 +158,10 @@ class Registry:
     @staticmethod
     def _load(path: Path) -> SessionState | None:
         try:
-            return SessionState.model_validate_json(path.read_bytes())
+            return SessionState.from_json(path.read_bytes())
         except FileNotFoundError:
             return None
-        except (OSError, ValidationError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             reason = " ".join(str(exc).split())
             raise OrchestratorError(f"{path}: unreadable session state: {reason}") from None
 

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator import engine
-from orchestrator.config import AgentSessionConfig
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.plan import (
     LaunchPlan,
@@ -30,6 +30,9 @@ from orchestrator.plan import (
 )
 from orchestrator.preflight import check_inputs
 from orchestrator.registry import Registry, SessionState, now
+
+if TYPE_CHECKING:
+    from orchestrator.config import AgentSessionConfig
 
 LAUNCH_TIMEOUT = 900.0
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -143,11 +146,9 @@ def _launch(
         except BaseException as exc:
             _undo(registry, session)
             reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
-            registry.write(state.model_copy(update={"status": "error", "error": reason}))
+            registry.write(state.replace(status="error", error=reason))
             raise
-        started = state.model_copy(
-            update={"status": "running", "container_id": container_id, "started_at": now()}
-        )
+        started = state.replace(status="running", container_id=container_id, started_at=now())
         return StartOutcome(session, registry.write(started))
 
 
@@ -174,13 +175,11 @@ def _adopt(registry: Registry, plan: LaunchPlan, container: engine.Container) ->
         return state
     base = state or _new_state(plan)
     return registry.write(
-        base.model_copy(
-            update={
-                "status": "running",
-                "container_id": container.id,
-                "started_at": base.started_at or container.created or now(),
-                "error": None,
-            }
+        base.replace(
+            status="running",
+            container_id=container.id,
+            started_at=base.started_at or container.created or now(),
+            error=None,
         )
     )
 
@@ -411,7 +410,7 @@ def _forget(registry: Registry, view: SessionView) -> None:
     """After its container is gone: delete the SSH folder and record the session as stopped."""
     shutil.rmtree(registry.session_dir(view.role, view.session_id) / "ssh", ignore_errors=True)
     if view.state is not None and view.state.status != "stopped":
-        registry.write(view.state.model_copy(update={"status": "stopped", "stopped_at": now()}))
+        registry.write(view.state.replace(status="stopped", stopped_at=now()))
 
 
 @contextlib.contextmanager

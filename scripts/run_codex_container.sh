@@ -20,7 +20,7 @@ Usage: run_codex_container.sh --workspace DIR --env-file FILE --ssh-key FILE [op
 
 Required:
   --workspace DIR      host folder bound at /home/agent/workspace (seeded when empty)
-  --env-file FILE      passed to docker run --env-file
+  --env-file FILE      passed to docker run --env-file (see --env-mount)
   --ssh-key FILE       private key, copied to /home/agent/.ssh/id_rsa (read-only mount)
 
 Options:
@@ -35,6 +35,8 @@ Options:
   --branch NAME        branch the workspace must be on (checked out, created when missing)
   --cpus N             docker run --cpus
   --memory SIZE        docker run --memory
+  --env-mount          bind the env file read-only at /run/filare/env instead, for the
+                       entry point to load: `docker inspect` then shows no values
   --dry-run            print the docker argv and run nothing
   --seed-only          seed (or check) the workspace, then exit without running docker
   -h, --help           show this help
@@ -60,6 +62,7 @@ memory=""
 detach=0
 dry_run=0
 seed_only=0
+env_mount=0
 labels=()
 
 while (($# > 0)); do
@@ -67,6 +70,7 @@ while (($# > 0)); do
     --detach) detach=1; shift; continue ;;
     --dry-run) dry_run=1; shift; continue ;;
     --seed-only) seed_only=1; shift; continue ;;
+    --env-mount) env_mount=1; shift; continue ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
     --image | --name | --workspace | --env-file | --ssh-key | --ssh-dir | --codex-dir | \
@@ -182,12 +186,16 @@ docker_args=(
   --pull never
   --user "$(id -u):$(id -g)"
   --env "HOME=${CONTAINER_HOME}"
-  --env-file "$env_file"
   --workdir "${CONTAINER_HOME}/workspace"
   --security-opt no-new-privileges
   --volume "${workspace}:${CONTAINER_HOME}/workspace"
   --volume "${codex_dir}:${CONTAINER_HOME}/.codex"
 )
+if ((env_mount)); then
+  docker_args+=(--volume "${env_file}:/run/filare/env:ro")
+else
+  docker_args+=(--env-file "$env_file")
+fi
 [[ -z "$name" ]] || docker_args+=(--name "$name")
 [[ -z "$cpus" ]] || docker_args+=(--cpus "$cpus")
 [[ -z "$memory" ]] || docker_args+=(--memory "$memory")

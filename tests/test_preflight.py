@@ -71,3 +71,11 @@ def test_workspace_that_is_a_file(write_manifest: WriteManifest, session_files: 
     sessions = load_manifest(write_manifest(session(workspace="ws-file")))
     with pytest.raises(ManifestError, match=r"field 'workspace': .* is not a folder"):
         check_inputs(sessions)
+
+
+def test_unreadable_file(write_manifest: WriteManifest, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root reads every file, so unreadability is simulated at the permission check itself.
+    sessions = load_manifest(write_manifest(session()))
+    monkeypatch.setattr("orchestrator.preflight.os.access", lambda path, mode: False)
+    with pytest.raises(ManifestError, match=r"field 'env_file': .* is not readable"):
+        check_inputs(sessions)

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -127,6 +127,9 @@ class AgentSessionConfig(BaseModel):
     codex_dir: HostPath = Field(default_factory=lambda: Path.home() / ".codex")
     resources: Resources = Field(default_factory=Resources)
     shared_workspace: bool = False
+    # "env-file": `docker run --env-file` (values visible to `docker inspect`); "mount": the file
+    # is bound read-only and the image's entry point loads it, so inspect shows no values.
+    env_mode: Literal["env-file", "mount"] = "env-file"
     manifest_path: Path | None = None
 
     @field_validator("owner")

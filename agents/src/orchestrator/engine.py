@@ -21,6 +21,7 @@ _LIST_LABELS = (
     "filare.owner",
     "filare.workspace",
     "filare.manifest",
+    "filare.shared-workspace",
 )
 
 

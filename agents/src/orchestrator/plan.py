@@ -21,6 +21,8 @@ SESSION_LABEL = "filare.session"
 ROLE_LABEL = "filare.role"
 OWNER_LABEL = "filare.owner"
 REGISTRY_LABEL = "filare.registry"
+WORKSPACE_LABEL = "filare.workspace"
+SHARED_WORKSPACE_LABEL = "filare.shared-workspace"
 CONTAINER_PREFIX = "filare"
 CONTAINER_HOME = "/home/agent"
 CONTAINER_WORKSPACE = f"{CONTAINER_HOME}/workspace"
@@ -43,13 +45,15 @@ def session_labels(session: AgentSessionConfig, registry_root: Path) -> dict[str
         ROLE_LABEL: session.role,
         OWNER_LABEL: session.owner,
         "filare.branch": session.branch,
-        "filare.workspace": str(session.workspace),
+        WORKSPACE_LABEL: str(session.workspace),
         "filare.manifest": str(session.manifest_path or ""),
         REGISTRY_LABEL: str(registry_root),
         "filare.version": __version__,
     }
     if session.tags:
         labels["filare.tags"] = ",".join(session.tags)
+    if session.shared_workspace:
+        labels[SHARED_WORKSPACE_LABEL] = "true"
     return labels
 
 
@@ -108,6 +112,8 @@ def plan_launch(
     ]
     if seed_from is not None:
         argv += ["--seed-from", str(seed_from)]
+    if session.env_mode == "mount":
+        argv.append("--env-mount")
     if session.resources.cpus is not None:
         argv += ["--cpus", f"{session.resources.cpus:g}"]
     if session.resources.memory is not None:

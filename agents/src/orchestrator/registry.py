@@ -129,14 +129,18 @@ class Registry:
         return sorted(p for p in self.root.glob("*/*/ssh") if p.is_dir())
 
     @contextlib.contextmanager
-    def lock(self, role: str, session_id: str) -> Iterator[None]:
-        """Hold the session's lock; blocks while another process holds it."""
+    def lock(self, role: str, session_id: str) -> Iterator[int]:
+        """Hold the session's lock; blocks while another process holds it.
+
+        Yields the lock's file descriptor: a child process that inherits it keeps the lock held
+        after this process dies, so a killed start cannot be raced by the next one.
+        """
         folder = self.session_dir(role, session_id)
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            yield fd
         finally:
             os.close(fd)
 

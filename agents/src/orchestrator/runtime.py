@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 from orchestrator import engine
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.plan import (
+    SHARED_WORKSPACE_LABEL,
+    WORKSPACE_LABEL,
     LaunchPlan,
     find_repository,
     plan_launch,
@@ -132,17 +134,20 @@ def _launch(
     session: AgentSessionConfig, registry: Registry, cancelled: threading.Event
 ) -> StartOutcome:
     plan = plan_for(session, registry)
-    with registry.lock(session.role, session.id):
+    with registry.lock(session.role, session.id) as lock_fd:
         if cancelled.is_set():
             raise OrchestratorError(f"session {session.id!r}: start cancelled")
-        existing = _session_containers(registry, session.role, session.id)
+        ours = engine.list_containers(session_filters(registry.root))
+        existing = [c for c in ours if (c.role, c.session_id) == (session.role, session.id)]
         running = next((c for c in existing if c.running), None)
         if running is not None:
             return StartOutcome(session, _adopt(registry, plan, running), already_running=True)
+        _check_workspace_free(session, [c for c in ours if c.running and c not in existing])
         engine.remove_containers([c.id for c in existing])
         state = registry.write(_new_state(plan))
         try:
-            container_id = _run_script(plan, timeout=LAUNCH_TIMEOUT).strip().splitlines()[-1]
+            output = _run_script(plan, timeout=LAUNCH_TIMEOUT, keep_fds=(lock_fd,))
+            container_id = output.strip().splitlines()[-1]
         except BaseException as exc:
             _undo(registry, session)
             reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
@@ -150,6 +155,20 @@ def _launch(
             raise
         started = state.replace(status="running", container_id=container_id, started_at=now())
         return StartOutcome(session, registry.write(started))
+
+
+def _check_workspace_free(session: AgentSessionConfig, others: Iterable[engine.Container]) -> None:
+    """Refuse a workspace another running session uses, unless both allow sharing it."""
+    for other in others:
+        if other.labels.get(WORKSPACE_LABEL) != str(session.workspace):
+            continue
+        if session.shared_workspace and other.labels.get(SHARED_WORKSPACE_LABEL) == "true":
+            continue
+        raise InputError(
+            f"session {session.id!r}: workspace {session.workspace} is in use by running "
+            f"session {other.session_id!r} ({other.name}); set 'shared_workspace: true' on both "
+            "to allow it"
+        )
 
 
 def _new_state(plan: LaunchPlan) -> SessionState:
@@ -184,10 +203,16 @@ def _adopt(registry: Registry, plan: LaunchPlan, container: engine.Container) ->
     )
 
 
-def _run_script(plan: LaunchPlan, timeout: float) -> str:
+def _run_script(plan: LaunchPlan, timeout: float, keep_fds: Sequence[int] = ()) -> str:
+    """Run the launch script; `keep_fds` (the session lock) stay held by it until it exits."""
     try:
         result = subprocess.run(
-            plan.argv, capture_output=True, text=True, timeout=timeout, check=False
+            plan.argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            pass_fds=tuple(keep_fds),
         )
     except subprocess.TimeoutExpired:
         raise EngineError(

@@ -1,0 +1,74 @@
+"""Engine faults that need no engine to show: Docker missing, daemon unreachable."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from orchestrator.engine import describe_failure
+from tests.conftest import WriteManifest, session
+from tests.test_tasks import inv
+
+
+@pytest.fixture
+def path_without_docker(tmp_path: Path) -> str:
+    """A PATH with git, rsync and bash but no docker."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "git", "rsync", "id", "mkdir", "cat", "ls", "rm", "install", "chmod"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    return str(bin_dir)
+
+
+def test_docker_not_installed_is_one_line(path_without_docker: str, tmp_path: Path) -> None:
+    result = inv("session.list", PATH=path_without_docker, FILARE_STATE_DIR=str(tmp_path / "s"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: docker CLI not found: install a Docker engine (Debian: apt-get install docker.io)"
+    ]
+
+
+def test_start_without_docker_reports_each_session_and_writes_no_record(
+    path_without_docker: str, write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest([session("a"), session("b")])
+    state = tmp_path / "state"
+    result = inv(
+        "session.start",
+        "--manifest",
+        str(manifest),
+        PATH=path_without_docker,
+        FILARE_STATE_DIR=str(state),
+    )
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert [line.split("  ")[:2] for line in lines] == [["a", "error"], ["b", "error"]]
+    assert all("docker CLI not found" in line for line in lines)
+    assert not list(state.glob("*/*/state.json"))
+    assert "Traceback" not in result.stderr
+
+
+def test_daemon_not_running_is_one_line(tmp_path: Path) -> None:
+    result = inv(
+        "session.list",
+        DOCKER_HOST=f"unix://{tmp_path}/no-daemon.sock",
+        FILARE_STATE_DIR=str(tmp_path / "s"),
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "Docker daemon is not running" in line
+
+
+def test_failures_are_described_on_one_line() -> None:
+    assert describe_failure(
+        "ps",
+        "permission denied while trying to connect to the Docker "
+        "daemon socket at unix:///var/run/docker.sock",
+    ).startswith("no permission")
+    assert describe_failure("rm", "Error: No such container:\n  abc\n") == (
+        "docker rm failed: Error: No such container: abc"
+    )

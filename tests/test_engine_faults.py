@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from orchestrator.engine import describe_failure
+from orchestrator.engine import describe_failure, docker
+from orchestrator.errors import EngineError
 from tests.conftest import WriteManifest, session
 from tests.test_tasks import inv
 
@@ -72,3 +74,12 @@ def test_failures_are_described_on_one_line() -> None:
     assert describe_failure("rm", "Error: No such container:\n  abc\n") == (
         "docker rm failed: Error: No such container: abc"
     )
+
+
+def test_a_hanging_docker_call_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with pytest.raises(EngineError, match=r"^'docker ps' did not answer within 0.5 s$"):
+        docker("ps", timeout=0.5)

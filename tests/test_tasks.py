@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,37 @@ def test_stop_needs_a_selection() -> None:
     result = inv("session.stop")
     assert result.returncode == 2
     assert "say which sessions to stop" in result.stderr
+
+
+BAD_INPUTS = {
+    "malformed YAML": ("- id: a\n  branch: [x\n", r":\d+: invalid YAML"),
+    "unknown field": ({**session("a"), "imgae": "x"}, "did you mean 'image'"),
+    "wrong type": (session("a", resources={"cpus": "two"}), "field 'resources.cpus'"),
+    "id unsafe as a name": (session("A/b"), "field 'id'"),
+    "id with ..": (session("a..b"), "field 'id'"),
+    "id too long": (session("a" * 64), "longer than 63"),
+    "owner unsafe as a label": (session("a", owner="x=y"), "field 'owner'"),
+    "missing env file": (session("a", env_file="none.env"), "field 'env_file'"),
+    "key is a folder": (session("a", ssh_key="codex"), "field 'ssh_key': .* is a folder"),
+    "env line Docker rejects": (session("a", env_file="bad.env"), "bad.env: line 2"),
+    "duplicate id": ([session("a"), session("a", workspace="x")], "duplicate id"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    case: str, write_manifest: WriteManifest, session_files: Path, tmp_path: Path
+) -> None:
+    (session_files / "bad.env").write_text("GOOD=1\n=secret-value\n")
+    data, expected = BAD_INPUTS[case]
+    manifest = write_manifest(data)
+    state = tmp_path / "state"
+    result = inv("session.start", "--manifest", str(manifest), FILARE_STATE_DIR=str(state))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert re.search(expected, line), line
+    assert line.startswith(f"error: {manifest}")
+    assert "secret-value" not in line
+    assert result.stdout == ""
+    assert not state.exists()
+    assert not (session_files / "ws").exists()

@@ -141,13 +141,12 @@ seed_workspace() {
   : >"$workspace/$SEED_MARKER"
   src="$(cd "$src" && pwd -P)"
   rel="$(realpath -m --relative-to="$src" "$(cd "$workspace" && pwd -P)")"
+  local pathspec=(.)
+  [[ "$rel" == ".." || "$rel" == ../* ]] || pathspec+=(":(exclude,literal)$rel")
   # What git sees, minus the workspace itself when it lies inside the repository, and minus
   # nested repositories (listed as "dir/": other sessions' workspaces, vendored clones).
-  git -C "$src" ls-files -z --cached --others --exclude-standard |
-    while IFS= read -r -d '' path; do
-      [[ "$path" != */ ]] || continue
-      [[ "$rel" != ..* && ("$path" == "$rel" || "$path" == "$rel"/*) ]] || printf '%s\0' "$path"
-    done |
+  git -C "$src" ls-files -z --cached --others --exclude-standard -- "${pathspec[@]}" |
+    { grep -zv '/$' || true; } |
     rsync -a --from0 --files-from=- --ignore-missing-args "$src/" "$workspace/"
   rsync -a "$src/.git" "$workspace/"
   if [[ -n "$branch" ]]; then

@@ -6,6 +6,7 @@ what to do (install Docker, start the daemon, build the image) instead of a trac
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,15 +50,22 @@ class Container:
         return self.labels.get("filare.role", "")
 
 
+_NOT_INSTALLED = "docker CLI not found: install a Docker engine (Debian: apt-get install docker.io)"
+
+
+def require_cli() -> None:
+    """Fail early, before any record is written, when there is no docker CLI at all."""
+    if shutil.which("docker") is None:
+        raise EngineError(_NOT_INSTALLED)
+
+
 def docker(*args: str, timeout: float = DEFAULT_TIMEOUT) -> str:
     """Run `docker ARGS`, return stdout; raise `EngineError` with Docker's own reason."""
     argv = ["docker", *args]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
-        raise EngineError(
-            "docker CLI not found: install a Docker engine (Debian: apt-get install docker.io)"
-        ) from None
+        raise EngineError(_NOT_INSTALLED) from None
     except subprocess.TimeoutExpired:
         raise EngineError(f"'docker {args[0]}' did not answer within {timeout:g} s") from None
     if result.returncode != 0:

@@ -24,7 +24,6 @@ from orchestrator import engine
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.plan import (
     SHARED_WORKSPACE_LABEL,
-    WORKSPACE_LABEL,
     LaunchPlan,
     find_repository,
     plan_launch,
@@ -82,7 +81,10 @@ def launch_container(session: AgentSessionConfig, registry: Registry | None = No
     """Start one session's container, or report the one already running for it."""
     registry = registry or Registry.default()
     check_inputs([session])
-    return _launch(session, registry, threading.Event()).state  # type: ignore[return-value]
+    engine.require_cli()
+    outcome = _launch(session, registry, threading.Event(), registry.states())
+    assert outcome.state is not None
+    return outcome.state
 
 
 def start_sessions(
@@ -98,11 +100,13 @@ def start_sessions(
     """
     registry = registry or Registry.default()
     check_inputs(sessions)
+    engine.require_cli()
     cancelled = threading.Event()
+    records = registry.states()
 
     def start_one(session: AgentSessionConfig) -> StartOutcome:
         try:
-            return _launch(session, registry, cancelled)
+            return _launch(session, registry, cancelled, records)
         except OrchestratorError as exc:
             return StartOutcome(session, error=exc)
 
@@ -131,44 +135,93 @@ def dry_run(session: AgentSessionConfig, registry: Registry | None = None) -> st
 
 
 def _launch(
-    session: AgentSessionConfig, registry: Registry, cancelled: threading.Event
+    session: AgentSessionConfig,
+    registry: Registry,
+    cancelled: threading.Event,
+    records: Sequence[SessionState],
 ) -> StartOutcome:
+    """Start one session under its lock, asking the engine nothing it need not.
+
+    A fresh start goes straight to `docker run`: the container name is unique per session, so a
+    container already running for it shows up as a name conflict, resolved then. Only a record
+    that says the session runs is checked with the engine first.
+    """
     plan = plan_for(session, registry)
     with registry.lock(session.role, session.id) as lock_fd:
         if cancelled.is_set():
             raise OrchestratorError(f"session {session.id!r}: start cancelled")
-        ours = engine.list_containers(session_filters(registry.root))
-        existing = [c for c in ours if (c.role, c.session_id) == (session.role, session.id)]
-        running = next((c for c in existing if c.running), None)
-        if running is not None:
-            return StartOutcome(session, _adopt(registry, plan, running), already_running=True)
-        _check_workspace_free(session, [c for c in ours if c.running and c not in existing])
-        engine.remove_containers([c.id for c in existing])
+        record = registry.read(session.role, session.id)
+        if record is not None and record.status in {"running", "starting"}:
+            existing = _session_containers(registry, session.role, session.id)
+            running = next((c for c in existing if c.running), None)
+            if running is not None:
+                return StartOutcome(session, _adopt(registry, plan, running), already_running=True)
+            engine.remove_containers([c.id for c in existing])
+        _check_workspace_free(session, registry, records)
         state = registry.write(_new_state(plan))
         try:
-            output = _run_script(plan, timeout=LAUNCH_TIMEOUT, keep_fds=(lock_fd,))
-            container_id = output.strip().splitlines()[-1]
+            container = _run_container(plan, registry, lock_fd)
         except BaseException as exc:
             _undo(registry, session)
             reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
             registry.write(state.replace(status="error", error=reason))
             raise
-        started = state.replace(status="running", container_id=container_id, started_at=now())
+        if isinstance(container, engine.Container):
+            return StartOutcome(session, _adopt(registry, plan, container), already_running=True)
+        started = state.replace(status="running", container_id=container, started_at=now())
         return StartOutcome(session, registry.write(started))
 
 
-def _check_workspace_free(session: AgentSessionConfig, others: Iterable[engine.Container]) -> None:
-    """Refuse a workspace another running session uses, unless both allow sharing it."""
-    for other in others:
-        if other.labels.get(WORKSPACE_LABEL) != str(session.workspace):
-            continue
-        if session.shared_workspace and other.labels.get(SHARED_WORKSPACE_LABEL) == "true":
-            continue
-        raise InputError(
-            f"session {session.id!r}: workspace {session.workspace} is in use by running "
-            f"session {other.session_id!r} ({other.name}); set 'shared_workspace: true' on both "
-            "to allow it"
-        )
+class _NameTaken(EngineError):
+    """`docker run` found the session's container name in use."""
+
+
+def _run_container(plan: LaunchPlan, registry: Registry, lock_fd: int) -> str | engine.Container:
+    """The new container's id, or the session's own container already running under its name.
+
+    An exited container of the session is removed and the run tried once more; a container of
+    that name without the session's labels is not ours, and is left alone.
+    """
+    for attempt in range(2):
+        try:
+            output = _run_script(plan, timeout=LAUNCH_TIMEOUT, keep_fds=(lock_fd,))
+            return output.strip().splitlines()[-1]
+        except _NameTaken:
+            existing = _session_containers(registry, plan.session.role, plan.session.id)
+            running = next((c for c in existing if c.running), None)
+            if running is not None:
+                return running
+            if not existing or attempt:
+                raise
+            engine.remove_containers([c.id for c in existing])
+    raise AssertionError("unreachable")
+
+
+def _check_workspace_free(
+    session: AgentSessionConfig, registry: Registry, records: Sequence[SessionState]
+) -> None:
+    """Refuse a workspace another live session uses, unless both allow sharing it.
+
+    Records name the candidates without an engine call; only a candidate is checked for a
+    running container, so a stale record never blocks a start.
+    """
+    candidates = {
+        (r.role, r.session_id)
+        for r in records
+        if r.workspace == session.workspace
+        and (r.role, r.session_id) != (session.role, session.id)
+        and r.status in {"running", "starting"}
+        and not (session.shared_workspace and r.labels.get(SHARED_WORKSPACE_LABEL) == "true")
+    }
+    if not candidates:
+        return
+    for other in engine.list_containers(session_filters(registry.root)):
+        if other.running and (other.role, other.session_id) in candidates:
+            raise InputError(
+                f"session {session.id!r}: workspace {session.workspace} is in use by running "
+                f"session {other.session_id!r} ({other.name}); set 'shared_workspace: true' on "
+                "both to allow it"
+            )
 
 
 def _new_state(plan: LaunchPlan) -> SessionState:
@@ -234,7 +287,7 @@ def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError
             "--tag filare-codex:smoke')"
         )
     if "is already in use by container" in stderr:
-        return EngineError(
+        return _NameTaken(
             f"{prefix}: container name {plan.name!r} is taken by a container that is not this "
             "session's; rename or remove that container"
         )

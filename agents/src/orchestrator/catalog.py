@@ -171,7 +171,7 @@ class InvokeCommand(CatalogCommand):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     origin: Literal["invoke"]
-    task: Annotated[str, Field(pattern=_TASK_PATH.pattern)]
+    task: Annotated[str, Field(pattern=f"^{_TASK_PATH.pattern}$")]
     parameters: list[CatalogParameter]
 
 
@@ -375,6 +375,10 @@ def render_entry(entry: InvokeCommand, indent: int = _DEFAULT_INDENT) -> str:
     return "".join(pad + line if line.strip() else line for line in _lines(text))
 
 
+# The C loader when PyYAML has it: the merge parses a catalog several times over.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class _Dumper(yaml.SafeDumper):
     """Indents block sequences under their key, as people write them (the Filare catalog does)."""
 
@@ -551,7 +555,7 @@ def _commands(text: str) -> dict[str, Any]:
 
 def _load_yaml(text: str, what: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - _LOADER is a safe loader
     except yaml.YAMLError as exc:
         raise CatalogError(f"{what}: invalid YAML: {exc}") from None
 

@@ -46,10 +46,11 @@ def agent(session: nox.Session) -> None:
 
 @nox.session(tags=["lint"])
 def lint(session: nox.Session) -> None:
-    """ruff, mypy --strict, shellcheck and hadolint."""
+    """ruff, mypy --strict, generated files up to date, shellcheck and hadolint."""
     install(session)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("inv", "commands.check")
     session.run("shellcheck", *SHELL_SCRIPTS, external=True)
     session.run("hadolint", *sorted(str(path) for path in Path("docker").glob("Dockerfile.*")))

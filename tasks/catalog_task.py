@@ -3,6 +3,10 @@
 Each task declares next to its code how `just` and the agent command catalog present it, so the
 generator reads one definition instead of a side table that could drift. Library errors become
 one line on stderr and the library's exit code (2 for bad input), never a traceback.
+
+Invoke empties `Task.help` while it builds its parser (`get_arguments` pops each entry), which
+happens before any task runs; `argument_help` keeps a copy so that `inv commands.generate` still
+sees every argument's help.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class CatalogTask(Task[Callable[..., Any]]):
     ) -> None:
         kwargs.setdefault("auto_shortflags", False)
         super().__init__(body, **kwargs)
+        self.argument_help: dict[str, str] = dict(self.help)
         self.category = category
         self.safe_for_agents = safe_for_agents
         self.legacy_names = tuple(legacy_names)

@@ -1,7 +1,9 @@
-"""Shared fixtures for the unit tests: manifests and the files they name, in a temp folder."""
+"""Shared fixtures for the unit tests: manifests and their files, the reference catalog, `just`."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +11,10 @@ import pytest
 import yaml
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+# shared/ sits beside the checkout (CI puts a copy there); it is never copied into the repository.
+REFERENCE_CATALOG = (
+    Path(__file__).resolve().parents[2] / "shared/reference/filare-extra_commands.yml"
+)
 
 WriteManifest = Callable[..., Path]
 
@@ -49,3 +55,21 @@ def session(session_id: str = "alpha", **overrides: object) -> dict[str, object]
     }
     base.update(overrides)
     return base
+
+
+@pytest.fixture
+def reference_catalog() -> str:
+    """The Filare project's hand-written catalog, the real-world input the merge must respect."""
+    if not REFERENCE_CATALOG.is_file():
+        pytest.fail(f"{REFERENCE_CATALOG} is missing: put a copy of shared/ beside the checkout")
+    return REFERENCE_CATALOG.read_bytes().decode("utf-8")
+
+
+@pytest.fixture(scope="session")
+def just() -> str:
+    """The `just` binary of the environment running the tests (PyPI rust-just)."""
+    beside_python = Path(sys.executable).with_name("just")
+    found = str(beside_python) if beside_python.is_file() else shutil.which("just")
+    if found is None:
+        pytest.fail("no `just` binary: install the dev dependency group (`uv sync`)")
+    return found

@@ -23,5 +23,9 @@ class ManifestError(InputError):
     """A manifest, or a file it names, that cannot be used; names the file, session and field."""
 
 
+class CatalogError(InputError):
+    """Task metadata or a command catalog that the generator cannot render or merge."""
+
+
 class EngineError(OrchestratorError):
     """The Docker engine could not be reached or refused a request."""

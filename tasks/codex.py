@@ -1,6 +1,8 @@
-"""`codex.*`: build the Codex agent image (or the tiny offline smoke image)."""
+"""`codex.*`: build the Codex agent image (or the tiny offline smoke image) and its base."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -18,8 +20,16 @@ from tasks.locations import repository_path
     help={
         "tag": "image tag (pin versions with e.g. filare-codex:0.171.0)",
         "dockerfile": "Dockerfile to build; its folder is the build context",
-        "build_arg": "build argument KEY=VALUE (repeatable)",
+        "build_arg": "build argument KEY=VALUE (repeatable), e.g. CODEX_VERSION=0.171.0",
         "no_cache": "build without Docker's layer cache",
+        "base_image": (
+            "base image (default: the Dockerfile's, else the local filare-base made by "
+            "codex.base when that one is absent)"
+        ),
+        "ca_bundle": (
+            "PEM CA bundle that apt, npm and pip trust during the build and that stays in the "
+            "image's trust store (for TLS-intercepting proxies)"
+        ),
     },
 )
 def build(
@@ -28,11 +38,58 @@ def build(
     dockerfile: str = "docker/Dockerfile.codex",
     build_arg: list[str] | None = None,
     no_cache: bool = False,
+    base_image: str = "",
+    ca_bundle: str = "",
 ) -> None:
-    """Build the Codex agent image, streaming Docker's output; prints id, tag and size."""
-    from orchestrator.images import build_image, parse_build_args
+    """Build the Codex agent image, streaming Docker's output; prints base, id, tag and size."""
+    from orchestrator.base_image import resolve_base
+    from orchestrator.errors import InputError
+    from orchestrator.images import BASE_ARG, base_image_default, build_image, parse_build_args
 
-    built = build_image(
-        repository_path(dockerfile), tag, parse_build_args(build_arg or []), no_cache=no_cache
-    )
+    path = repository_path(dockerfile)
+    if not path.is_file():
+        raise InputError(f"{path}: Dockerfile not found")
+    args = parse_build_args(build_arg or [])
+    default = base_image_default(path.read_text(encoding="utf-8"))
+    requested = base_image or args.pop(BASE_ARG, "")
+    if default is not None:
+        choice = resolve_base(requested or None, default)
+        print(choice.line(), flush=True)
+        args[BASE_ARG] = choice.image
+    elif requested:
+        raise InputError(f"{path}: declares no ARG {BASE_ARG}, so --base-image has no use")
+    bundle = Path(ca_bundle).expanduser() if ca_bundle else None
+    built = build_image(path, tag, args, no_cache=no_cache, ca_bundle=bundle)
     print(built.summary())
+
+
+@task(
+    klass=CatalogTask,
+    category="image",
+    safe_for_agents=False,
+    help={
+        "suite": "Debian release to bootstrap",
+        "mirror": "Debian mirror URL (default: the host's apt source for the suite)",
+        "tag": "image tag (default: filare-base:SUITE, which codex.build looks for)",
+        "force": "make the image again even when the tag already exists",
+    },
+)
+def base(
+    c: Context, suite: str = "bookworm", mirror: str = "", tag: str = "", force: bool = False
+) -> None:
+    """Make a Debian base image from the distribution's mirror, for machines with no registry.
+
+    debootstrap --variant=minbase, then docker import; needs root. An existing tag is kept
+    unless --force.
+    """
+    from orchestrator.base_image import make_base_image, plan_base, read_host_sources
+
+    plan = plan_base(read_host_sources(), suite=suite, mirror=mirror or None, tag=tag or None)
+    if not force:
+        print(f"making {plan.tag} from {plan.mirror} (debootstrap --variant=minbase {suite})")
+    outcome = make_base_image(plan, force=force)
+    if outcome.made:
+        print(outcome.image.summary())
+    else:
+        print(f"{outcome.image.summary().replace('built', 'kept', 1)}  (--force makes it again)")
+    print("next: inv codex.build (it uses this base when the default is not present locally)")

@@ -15,6 +15,7 @@ from datetime import datetime
 from orchestrator.errors import EngineError
 
 DEFAULT_TIMEOUT = 60.0
+INSTALL_HINT = "install a Docker engine (Debian: apt-get install docker.io)"
 _LIST_FIELDS = ("ID", "Names", "State", "Image", "CreatedAt")
 _LIST_LABELS = (
     "filare.session",
@@ -50,7 +51,7 @@ class Container:
         return self.labels.get("filare.role", "")
 
 
-_NOT_INSTALLED = "docker CLI not found: install a Docker engine (Debian: apt-get install docker.io)"
+_NOT_INSTALLED = f"docker CLI not found: {INSTALL_HINT}"
 
 
 def require_cli() -> None:
@@ -134,6 +135,14 @@ def image_exists(image: str) -> bool:
             return False
         raise
     return True
+
+
+PULL_TIMEOUT = 600.0
+
+
+def pull_image(image: str, timeout: float = PULL_TIMEOUT) -> None:
+    """`docker pull`; raises `EngineError` with Docker's reason (no registry, unknown image)."""
+    docker("pull", "--quiet", image, timeout=timeout)
 
 
 def _parse_created(text: str) -> datetime | None:

@@ -6,25 +6,52 @@ A Dockerfile may ask for host files in its build context with a directive commen
 
 (name in the context, then candidate host paths, first existing one wins). The smoke image uses
 it for a static busybox, so it builds with no registry and no binary in the repository.
+
+Every build context also holds `extra-ca.crt`: the certificates of the CA bundle given to
+`build_image` (for a TLS-intercepting proxy), or an empty file, so that a Dockerfile can `COPY`
+it unconditionally. Only certificates are staged; a bundle holding a private key is refused.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import engine
 from orchestrator.errors import EngineError, InputError
+from orchestrator.streaming import run_streaming
 
 BUILD_TIMEOUT = 3600.0
 DEFAULT_TAG = "filare-codex"
 SMOKE_TAG = "filare-codex:smoke"
+CA_BUNDLE_NAME = "extra-ca.crt"
+BASE_ARG = "BASE_IMAGE"
 _STAGE = re.compile(r"^#\s*stage:\s*([\w.-]+)=(\S+)\s*$", re.MULTILINE)
+_CERTIFICATE = re.compile(
+    r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----"
+)
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+_FROM = re.compile(r"^\s*FROM\s", re.MULTILINE | re.IGNORECASE)
+_BASE_ARG = re.compile(rf"^\s*ARG\s+{BASE_ARG}(?:=(\S*))?\s*$", re.MULTILINE | re.IGNORECASE)
+_COPIES_CA_BUNDLE = re.compile(
+    rf"^\s*(?:COPY|ADD)\s.*\b{re.escape(CA_BUNDLE_NAME)}\b", re.MULTILINE | re.IGNORECASE
+)
+# What apt (GnuTLS), npm/node (OpenSSL), pip (Python ssl) and uv (rustls) print when a proxy
+# re-signs TLS with a CA the build does not trust.
+_TLS_FAILURES = (
+    "self-signed certificate in certificate chain",
+    "self signed certificate in certificate chain",
+    "SELF_SIGNED_CERT_IN_CHAIN",
+    "unable to get local issuer certificate",
+    "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+    "CERTIFICATE_VERIFY_FAILED",
+    "invalid peer certificate",
+    "Certificate verification failed",
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +95,67 @@ def build_argv(
     return argv
 
 
+def base_image_default(dockerfile_text: str) -> str | None:
+    """The default of `ARG BASE_IMAGE` declared before the first `FROM`; None when not declared.
+
+    An empty string means the Dockerfile takes a base image but names no default.
+    """
+    first_from = _FROM.search(dockerfile_text)
+    header = dockerfile_text[: first_from.start()] if first_from else dockerfile_text
+    match = _BASE_ARG.search(header)
+    if match is None:
+        return None
+    return (match.group(1) or "").strip("\"'")
+
+
+def uses_ca_bundle(dockerfile_text: str) -> bool:
+    """Whether the Dockerfile copies the staged CA bundle (`extra-ca.crt`) into the image."""
+    return _COPIES_CA_BUNDLE.search(dockerfile_text) is not None
+
+
+def ca_certificates(text: str, source: str) -> str:
+    """The PEM certificates of a CA bundle, one after the other; everything else is dropped.
+
+    Refuses a bundle with a private key (it would end up in an image layer) and one with no
+    certificate at all (a DER file, or the wrong file).
+    """
+    if _PRIVATE_KEY.search(text):
+        raise InputError(
+            f"{source}: holds a private key; a CA bundle must hold certificates only, "
+            "and a key would stay in the image"
+        )
+    certificates = [block.replace("\r\n", "\n") for block in _CERTIFICATE.findall(text)]
+    if not certificates:
+        raise InputError(
+            f"{source}: no PEM certificate (-----BEGIN CERTIFICATE-----) found; convert a DER "
+            "file with 'openssl x509 -inform der -in FILE -out FILE.crt'"
+        )
+    return "\n".join(certificates) + "\n"
+
+
+def read_ca_bundle(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise InputError(f"--ca-bundle {path}: file not found") from None
+    except OSError as exc:
+        raise InputError(f"--ca-bundle {path}: cannot read it: {exc.strerror}") from None
+    return ca_certificates(text, f"--ca-bundle {path}")
+
+
+def tls_failure_hint(lines: Iterable[str]) -> str | None:
+    """A hint when build output shows a TLS certificate the build did not trust."""
+    for line in lines:
+        if any(marker.lower() in line.lower() for marker in _TLS_FAILURES):
+            return (
+                "the build could not verify a TLS certificate ("
+                + line.strip()[:160]
+                + "); behind a TLS-intercepting proxy, pass its CA: 'inv codex.build "
+                "--ca-bundle /etc/ssl/certs/ca-certificates.crt' (see docs/codex-image.md)"
+            )
+    return None
+
+
 def parse_build_args(items: Sequence[str]) -> dict[str, str]:
     args = {}
     for item in items:
@@ -85,28 +173,36 @@ def build_image(
     *,
     no_cache: bool = False,
     extra_files: Mapping[str, Path] | None = None,
+    ca_bundle: Path | None = None,
 ) -> BuiltImage:
-    """Build with the Dockerfile's folder as context (plus staged files); output streams through."""
+    """Build with the Dockerfile's folder as context (plus staged files); output streams through.
+
+    `ca_bundle` is staged as `extra-ca.crt` (an empty file when None); giving one to a Dockerfile
+    that does not copy it is an error rather than a silent no-op.
+    """
     dockerfile = dockerfile.resolve()
     if not dockerfile.is_file():
         raise InputError(f"{dockerfile}: Dockerfile not found")
+    text = dockerfile.read_text(encoding="utf-8")
+    if ca_bundle is not None and not uses_ca_bundle(text):
+        raise InputError(f"{dockerfile}: does not copy {CA_BUNDLE_NAME}, so --ca-bundle has no use")
+    certificates = read_ca_bundle(ca_bundle) if ca_bundle is not None else ""
     files = {**staged_files(dockerfile), **(extra_files or {})}
     with tempfile.TemporaryDirectory(prefix="filare-build-") as tmp:
         context = Path(tmp) / "context"
         shutil.copytree(dockerfile.parent, context)
+        (context / CA_BUNDLE_NAME).write_text(certificates, encoding="utf-8")
         for name, source in files.items():
             shutil.copy2(source, context / name)
         argv = build_argv(
             context / dockerfile.name, context, tag, build_args or {}, no_cache=no_cache
         )
-        try:
-            result = subprocess.run(argv, timeout=BUILD_TIMEOUT, check=False)
-        except FileNotFoundError:
-            raise EngineError("docker CLI not found: install a Docker engine") from None
-        except subprocess.TimeoutExpired:
-            raise EngineError(f"docker build did not finish within {BUILD_TIMEOUT:g} s") from None
-    if result.returncode != 0:
-        raise EngineError(f"docker build of {dockerfile.name} as {tag} failed (see output above)")
+        result = run_streaming(
+            argv, timeout=BUILD_TIMEOUT, what="docker build", install_hint=engine.INSTALL_HINT
+        )
+    if not result.ok:
+        reason = tls_failure_hint(result.tail) or "see the output above"
+        raise EngineError(f"docker build of {dockerfile.name} as {tag} failed: {reason}")
     return inspect_image(tag)
 
 

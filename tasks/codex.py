@@ -44,11 +44,17 @@ def build(
     """Build the Codex agent image, streaming Docker's output; prints base, id, tag and size."""
     from orchestrator.base_image import resolve_base
     from orchestrator.errors import InputError
-    from orchestrator.images import BASE_ARG, base_image_default, build_image, parse_build_args
+    from orchestrator.images import (
+        BASE_ARG,
+        base_image_default,
+        build_image,
+        check_build_inputs,
+        parse_build_args,
+    )
 
     path = repository_path(dockerfile)
-    if not path.is_file():
-        raise InputError(f"{path}: Dockerfile not found")
+    bundle = Path(ca_bundle).expanduser() if ca_bundle else None
+    check_build_inputs(path, bundle)
     args = parse_build_args(build_arg or [])
     default = base_image_default(path.read_text(encoding="utf-8"))
     requested = base_image or args.pop(BASE_ARG, "")
@@ -58,7 +64,6 @@ def build(
         args[BASE_ARG] = choice.image
     elif requested:
         raise InputError(f"{path}: declares no ARG {BASE_ARG}, so --base-image has no use")
-    bundle = Path(ca_bundle).expanduser() if ca_bundle else None
     built = build_image(path, tag, args, no_cache=no_cache, ca_bundle=bundle)
     print(built.summary())
 
@@ -85,11 +90,9 @@ def base(
     from orchestrator.base_image import make_base_image, plan_base, read_host_sources
 
     plan = plan_base(read_host_sources(), suite=suite, mirror=mirror or None, tag=tag or None)
-    if not force:
-        print(f"making {plan.tag} from {plan.mirror} (debootstrap --variant=minbase {suite})")
     outcome = make_base_image(plan, force=force)
     if outcome.made:
         print(outcome.image.summary())
     else:
-        print(f"{outcome.image.summary().replace('built', 'kept', 1)}  (--force makes it again)")
+        print(f"{outcome.image.summary('kept')}  (it exists; --force makes it again)")
     print("next: inv codex.build (it uses this base when the default is not present locally)")

@@ -282,12 +282,16 @@ def choose_base(
     return None
 
 
-def no_base_message(image: str, default: str, reason: str) -> str:
+def no_base_message(image: str, default: str, reason: str, *, requested: bool) -> str:
     fallback = local_fallback(default) or local_base_tag(DEFAULT_SUITE)
+    then = (
+        f"then pass --base-image {fallback}"
+        if requested
+        else f"'inv codex.build' then uses {fallback} by itself"
+    )
     return (
         f"no base image: {image} is not present locally and cannot be pulled ({reason}); make "
-        f"one from the Debian mirror with 'inv codex.base' (as root; it makes {fallback}, "
-        "which 'inv codex.build' then uses by itself), or pass --base-image IMAGE"
+        f"one from the Debian mirror with 'inv codex.base' (as root), {then}"
     )
 
 
@@ -305,7 +309,8 @@ def resolve_base(requested: str | None, default: str) -> BaseChoice:
     try:
         engine.pull_image(wanted)
     except EngineError as exc:
-        raise InputError(no_base_message(wanted, default, _short(str(exc)))) from None
+        message = no_base_message(wanted, default, _short(str(exc)), requested=bool(requested))
+        raise InputError(message) from None
     how = "as asked" if requested else "the Dockerfile's default"
     return BaseChoice(wanted, f"{how}, pulled")
 
@@ -331,6 +336,9 @@ def make_base_image(
     if not force and engine.image_exists(plan.tag):
         return BaseOutcome(inspect_image(plan.tag), made=False)
     _check_can_bootstrap(plan)
+    (echo or _to_stdout)(
+        f"making {plan.tag}: debootstrap --variant={VARIANT} {plan.suite} from {plan.mirror}"
+    )
     scratch = Path(tempfile.mkdtemp(prefix="filare-base-", dir=workdir))
     rootfs = scratch / "rootfs"
     try:
@@ -451,6 +459,10 @@ def _mountinfo() -> str:
         return Path("/proc/self/mountinfo").read_text(encoding="utf-8")
     except OSError:
         return ""
+
+
+def _to_stdout(line: str) -> None:
+    print(line, flush=True)
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -40,6 +40,7 @@ _BASE_ARG = re.compile(rf"^\s*ARG\s+{BASE_ARG}(?:=(\S*))?\s*$", re.MULTILINE | r
 _COPIES_CA_BUNDLE = re.compile(
     rf"^\s*(?:COPY|ADD)\s.*\b{re.escape(CA_BUNDLE_NAME)}\b", re.MULTILINE | re.IGNORECASE
 )
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # What apt (GnuTLS), npm/node (OpenSSL), pip (Python ssl) and uv (rustls) print when a proxy
 # re-signs TLS with a CA the build does not trust.
 _TLS_FAILURES = (
@@ -60,8 +61,8 @@ class BuiltImage:
     id: str
     size_bytes: int
 
-    def summary(self) -> str:
-        return f"built {self.tag}  id {self.id[:19]}  size {self.size_bytes / 1e6:.1f} MB"
+    def summary(self, verb: str = "built") -> str:
+        return f"{verb} {self.tag}  id {self.id[:19]}  size {self.size_bytes / 1e6:.1f} MB"
 
 
 def staged_files(dockerfile: Path) -> dict[str, Path]:
@@ -86,7 +87,8 @@ def build_argv(
     *,
     no_cache: bool = False,
 ) -> list[str]:
-    argv = ["docker", "build", "--file", str(dockerfile), "--tag", tag]
+    # --force-rm: a failed step's container is removed too, never left behind on the engine.
+    argv = ["docker", "build", "--force-rm", "--file", str(dockerfile), "--tag", tag]
     for key, value in build_args.items():
         argv += ["--build-arg", f"{key}={value}"]
     if no_cache:
@@ -145,11 +147,12 @@ def read_ca_bundle(path: Path) -> str:
 
 def tls_failure_hint(lines: Iterable[str]) -> str | None:
     """A hint when build output shows a TLS certificate the build did not trust."""
-    for line in lines:
+    for raw in lines:
+        line = _ANSI.sub("", raw).strip()
         if any(marker.lower() in line.lower() for marker in _TLS_FAILURES):
             return (
                 "the build could not verify a TLS certificate ("
-                + line.strip()[:160]
+                + line[:160]
                 + "); behind a TLS-intercepting proxy, pass its CA: 'inv codex.build "
                 "--ca-bundle /etc/ssl/certs/ca-certificates.crt' (see docs/codex-image.md)"
             )
@@ -164,6 +167,17 @@ def parse_build_args(items: Sequence[str]) -> dict[str, str]:
             raise InputError(f"--build-arg {item!r}: expected KEY=VALUE")
         args[key] = value
     return args
+
+
+def check_build_inputs(dockerfile: Path, ca_bundle: Path | None) -> str:
+    """Fail before building on a missing Dockerfile or an unusable CA bundle; the certificates."""
+    if not dockerfile.is_file():
+        raise InputError(f"{dockerfile}: Dockerfile not found")
+    if ca_bundle is None:
+        return ""
+    if not uses_ca_bundle(dockerfile.read_text(encoding="utf-8")):
+        raise InputError(f"{dockerfile}: does not copy {CA_BUNDLE_NAME}, so --ca-bundle has no use")
+    return read_ca_bundle(ca_bundle)
 
 
 def build_image(
@@ -181,12 +195,7 @@ def build_image(
     that does not copy it is an error rather than a silent no-op.
     """
     dockerfile = dockerfile.resolve()
-    if not dockerfile.is_file():
-        raise InputError(f"{dockerfile}: Dockerfile not found")
-    text = dockerfile.read_text(encoding="utf-8")
-    if ca_bundle is not None and not uses_ca_bundle(text):
-        raise InputError(f"{dockerfile}: does not copy {CA_BUNDLE_NAME}, so --ca-bundle has no use")
-    certificates = read_ca_bundle(ca_bundle) if ca_bundle is not None else ""
+    certificates = check_build_inputs(dockerfile, ca_bundle)
     files = {**staged_files(dockerfile), **(extra_files or {})}
     with tempfile.TemporaryDirectory(prefix="filare-build-") as tmp:
         context = Path(tmp) / "context"

@@ -39,9 +39,20 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(tags=["test"])
 def agent(session: nox.Session) -> None:
-    """End-to-end tests on a real Docker engine (marker `agent`); fails when no engine answers."""
+    """End-to-end tests on a real Docker engine (marker `agent` but not `image`); need an engine."""
     install(session)
-    session.run("pytest", "-m", "agent", *session.posargs)
+    session.run("pytest", "-m", "agent and not image", *session.posargs)
+
+
+@nox.session(tags=["image"], default=False)
+def image(session: nox.Session) -> None:
+    """Build the real Codex image (base included, no registry) and run Codex in it (marker `image`).
+
+    Not a default session: the first build takes minutes and needs Debian's mirror, npm and PyPI.
+    CI runs it explicitly. Fails when no engine answers.
+    """
+    install(session)
+    session.run("pytest", "-m", "image", *session.posargs)
 
 
 @nox.session(tags=["lint"])

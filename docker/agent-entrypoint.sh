@@ -3,7 +3,8 @@
 # mounted env file if there is one, then runs the command.
 #
 # Sessions run as the host's UID:GID, which the image cannot know in advance. ssh refuses to run
-# and git misbehaves for a UID with no passwd entry, so one is added at start. /etc/passwd and
+# and git misbehaves for a UID with no passwd entry, so one is added at start (and an entry the
+# image already has for that UID gets $HOME as its home, where ssh looks). /etc/passwd and
 # /etc/group are writable for this reason; the images carry no setuid programs, so an entry
 # written here grants nothing.
 #
@@ -40,6 +41,16 @@ if ! grep -q "^[^:]*:[^:]*:${uid}:" /etc/passwd 2>/dev/null && [ -w /etc/passwd 
   name=agent
   grep -q "^${name}:" /etc/passwd && name="agent${uid}"
   printf '%s:x:%s:%s:Codex agent:%s:/bin/sh\n' "$name" "$uid" "$gid" "$home" >>/etc/passwd
+fi
+# ssh finds ~/.ssh through the passwd entry, not $HOME: an entry the image already has for this
+# UID (root's, when the host user is root) is pointed at the session's home.
+if [ -w /etc/passwd ] && command -v awk >/dev/null; then
+  entry_home="$(awk -F: -v uid="$uid" '$3 == uid { print $6; exit }' /etc/passwd)"
+  if [ -n "$entry_home" ] && [ "$entry_home" != "$home" ]; then
+    passwd="$(awk -F: -v OFS=: -v uid="$uid" -v home="$home" \
+      '$3 == uid && !done { $6 = home; done = 1 } { print }' /etc/passwd)"
+    [ -z "$passwd" ] || printf '%s\n' "$passwd" >/etc/passwd
+  fi
 fi
 if ! grep -q "^[^:]*:[^:]*:${gid}:" /etc/group 2>/dev/null && [ -w /etc/group ]; then
   printf 'agent%s:x:%s:\n' "$gid" "$gid" >>/etc/group

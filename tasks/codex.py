@@ -93,6 +93,11 @@ def base(
     outcome = make_base_image(plan, force=force)
     if outcome.made:
         print(outcome.image.summary())
+        if outcome.replaced:
+            print(
+                f"the previous {plan.tag} ({outcome.replaced[:19]}) is untagged now; remove it "
+                f"with 'docker rmi {outcome.replaced[7:19]}' once no image is built on it"
+            )
     else:
         print(f"{outcome.image.summary('kept')}  (it exists; --force makes it again)")
     print("next: inv codex.build (it uses this base when the default is not present locally)")

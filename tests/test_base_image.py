@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from orchestrator.base_image import (
 )
 from orchestrator.errors import EngineError, InputError
 from orchestrator.images import BuiltImage
+from orchestrator.streaming import Streamed
 
 DEB822 = """\
 Types: deb
@@ -262,3 +264,63 @@ def test_an_existing_base_is_kept_without_force(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr("orchestrator.base_image.inspect_image", lambda tag: kept)
     outcome = base_image.make_base_image(plan_base(HOST))
     assert outcome == base_image.BaseOutcome(kept, made=False)
+
+
+def test_debootstrap_reason_is_its_last_error(tmp_path: Path) -> None:
+    tail = [
+        "I: Retrieving InRelease",
+        "E: Failed getting release file http://m/dists/x/Release",
+        "",
+    ]
+    assert base_image._debootstrap_reason(tmp_path, tail).startswith("E: Failed getting release")
+    assert base_image._debootstrap_reason(tmp_path, []) == "no error output (see above)"
+
+
+def test_making_a_base_bootstraps_prepares_packs_imports_and_cleans_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The effects in order, with debootstrap, tar and docker faked (they need root)."""
+    keyring = tmp_path / "keyring.gpg"
+    keyring.write_text("")
+    plan = plan_base(HOST, keyring=keyring)
+    steps: list[list[str]] = []
+    seen: dict[str, str] = {}
+
+    def debootstrap(argv: list[str], **kwargs: object) -> Streamed:
+        steps.append(argv)
+        rootfs = Path(argv[-2])
+        for folder in ("etc/apt", "var/cache/apt/archives", "var/lib/apt/lists"):
+            (rootfs / folder).mkdir(parents=True)
+        (rootfs / "etc/hostname").write_text("build-host\n")
+        (rootfs / "etc/resolv.conf").write_text("nameserver 10.0.0.1\n")
+        return Streamed(0, ())
+
+    def tar(argv: list[str], **kwargs: object) -> None:
+        steps.append(argv)
+        rootfs = Path(argv[argv.index("-C") + 1])
+        seen["sources"] = (rootfs / "etc/apt/sources.list").read_text()
+        seen["hostname"] = (rootfs / "etc/hostname").read_text()
+
+    def docker(*args: str, timeout: float) -> str:
+        steps.append(["docker", *args])
+        return "sha256:new\n"
+
+    images = {"filare-base:bookworm": BuiltImage("filare-base:bookworm", "sha256:old", 1)}
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(engine, "image_exists", lambda tag: tag in images)
+    monkeypatch.setattr(engine, "docker", docker)
+    monkeypatch.setattr("orchestrator.base_image.run_streaming", debootstrap)
+    monkeypatch.setattr("orchestrator.base_image._run", tar)
+    monkeypatch.setattr("orchestrator.base_image.inspect_image", lambda tag: images[tag])
+
+    kept = base_image.make_base_image(plan, workdir=tmp_path, echo=lambda line: None)
+    assert kept == base_image.BaseOutcome(images["filare-base:bookworm"], made=False)
+    assert steps == []
+
+    made = base_image.make_base_image(plan, force=True, workdir=tmp_path, echo=print)
+    assert [step[0] for step in steps] == ["debootstrap", "tar", "docker"]
+    assert steps[2][1] == "import" and steps[2][-1] == "filare-base:bookworm"
+    assert seen == {"sources": plan.sources_list(), "hostname": "localhost\n"}
+    assert made.made and made.replaced is None  # the fake import kept the old id
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keyring.gpg"]

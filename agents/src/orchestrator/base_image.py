@@ -317,8 +317,11 @@ def resolve_base(requested: str | None, default: str) -> BaseChoice:
 
 @dataclass(frozen=True)
 class BaseOutcome:
+    """The base image now under the tag; `replaced` is the id `--force` took the tag from."""
+
     image: BuiltImage
     made: bool
+    replaced: str | None = None
 
 
 def make_base_image(
@@ -333,8 +336,9 @@ def make_base_image(
     An existing image of that tag is kept unless `force`: the base changes only when asked.
     Needs root (debootstrap creates device nodes and chroots) and debootstrap on PATH.
     """
-    if not force and engine.image_exists(plan.tag):
-        return BaseOutcome(inspect_image(plan.tag), made=False)
+    previous = inspect_image(plan.tag) if engine.image_exists(plan.tag) else None
+    if previous is not None and not force:
+        return BaseOutcome(previous, made=False)
     _check_can_bootstrap(plan)
     (echo or _to_stdout)(
         f"making {plan.tag}: debootstrap --variant={VARIANT} {plan.suite} from {plan.mirror}"
@@ -360,7 +364,9 @@ def make_base_image(
         engine.docker(*plan.import_args(tarball), timeout=IMPORT_TIMEOUT)
     finally:
         _remove_scratch(scratch)
-    return BaseOutcome(inspect_image(plan.tag), made=True)
+    made = inspect_image(plan.tag)
+    replaced = previous.id if previous is not None and previous.id != made.id else None
+    return BaseOutcome(made, made=True, replaced=replaced)
 
 
 def prepare_rootfs(rootfs: Path, plan: BasePlan) -> None:

@@ -283,8 +283,8 @@ def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError
     if "No such image" in stderr:
         return EngineError(
             f"{prefix}: image {plan.session.image!r} not found: build it with 'inv codex.build' "
-            "(or, offline, 'inv codex.build --dockerfile docker/Dockerfile.smoke "
-            "--tag filare-codex:smoke')"
+            "(no registry: 'inv codex.base' first; the offline smoke image: 'inv codex.build "
+            "--dockerfile docker/Dockerfile.smoke --tag filare-codex:smoke')"
         )
     if "is already in use by container" in stderr:
         return _NameTaken(

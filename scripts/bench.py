@@ -203,7 +203,7 @@ class Row:
             format_ratio(self.ratio),
             target,
             met,
-            f"{self.tool_max_rss_kb / 1024:.1f}",
+            f"{self.tool_max_rss_kb / 1024:.1f} / {self.baseline_max_rss_kb / 1024:.1f}",
         ]
         return "| " + " | ".join(cells) + " |"
 
@@ -229,8 +229,8 @@ def format_ratio(value: float) -> str:
 
 
 RESULT_HEADER = (
-    "| case | tool, median s | baseline, median s | ratio | target | met | tool peak RSS, MB |\n"
-    "|---|---:|---:|---:|---:|---|---:|"
+    "| case | tool, median s | baseline, median s | ratio | target | met "
+    "| peak RSS MB, tool / baseline |\n|---|---:|---:|---:|---:|---|---:|"
 )
 SCALING_HEADER = (
     "| sessions | tool, median s | tool s/session | baseline, median s | baseline s/session "

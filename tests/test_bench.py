@@ -43,7 +43,7 @@ def test_row_compares_medians_with_the_target() -> None:
 
 def test_row_markdown_and_json() -> None:
     line = row((2.0,), (4.0,)).markdown()
-    assert line == "| start-8 | 2.000 | 4.000 | 0.50 | ≤ 0.8 | yes | 43.0 |"
+    assert line == "| start-8 | 2.000 | 4.000 | 0.50 | ≤ 0.8 | yes | 43.0 / 20.0 |"
     assert "| 1.25 | ≤ 0.8 | **no** |" in row((5.0,), (4.0,)).markdown()
     data = row((1.0, 2.0), (0.0, 0.0)).as_json()
     assert data["ratio"] is None  # infinite: JSON has no value for it

@@ -697,7 +697,12 @@ def round_inv_list(bench: Bench, empty: Path, tool_first: bool, record: Record) 
 
 
 def round_seed(bench: Bench, repository: Path, tool_first: bool, record: Record) -> None:
-    """Seed an empty workspace each way; dirty pages are flushed before each side starts."""
+    """Seed an empty workspace each way, each side starting with no dirty pages (`sync`).
+
+    The seeded workspaces are moved aside, not deleted, until the run ends: on a file system
+    mounted with `discard` (as here), deleting 400 MB slows whatever writes next, which would
+    charge it to the side that happens to go first.
+    """
     ours, theirs = bench.root / "seed-tool", bench.root / "seed-rsync"
 
     def flushed(seed: Callable[[Path, Path], Measurement], workspace: Path) -> Measurement:
@@ -707,8 +712,9 @@ def round_seed(bench: Bench, repository: Path, tool_first: bool, record: Record)
     tool = partial(flushed, tool_seed, ours)
     baseline = partial(flushed, baseline_seed, theirs)
     pair("seed", tool, baseline, tool_first=tool_first, record=record)
+    trash = Path(tempfile.mkdtemp(prefix="seeded-", dir=bench.root))
     for workspace in (ours, theirs):
-        shutil.rmtree(workspace)
+        workspace.rename(trash / workspace.name)
 
 
 def prepare(bench: Bench, groups: Sequence[str]) -> tuple[dict[str, Round], list[Fleet]]:
@@ -768,11 +774,7 @@ def measure(rounds: int, groups: Sequence[str]) -> tuple[list[Row], dict[str, ob
         }
         samples = {case: Samples() for group in groups for case in GROUPS[group]}
         for number in range(rounds + 1):
-
-            def record(case: str, side: str, measurement: Measurement, n: int = number) -> None:
-                if n > 0:
-                    getattr(samples[case], side).append(measurement)
-
+            record = partial(keep, samples, number > 0)
             for group, round_ in plans.items():
                 label = "warm-up" if number == 0 else f"round {number}/{rounds}"
                 print(f"{label}: {group}", file=sys.stderr)
@@ -782,6 +784,14 @@ def measure(rounds: int, groups: Sequence[str]) -> tuple[list[Row], dict[str, ob
         clean_up(bench)
     rows = [Row.from_samples(case, samples[case.name]) for case in CASES if case.name in samples]
     return rows, context
+
+
+def keep(
+    samples: Mapping[str, Samples], counted: bool, case: str, side: str, measured: Measurement
+) -> None:
+    """Record one side's measurement, unless the round is the warm-up."""
+    if counted:
+        getattr(samples[case], side).append(measured)
 
 
 def describe_machine(bench: Bench, image_id: str, rounds: int) -> dict[str, object]:

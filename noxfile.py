@@ -65,3 +65,10 @@ def lint(session: nox.Session) -> None:
     session.run("inv", "commands.check")
     session.run("shellcheck", *SHELL_SCRIPTS, external=True)
     session.run("hadolint", *sorted(str(path) for path in Path("docker").glob("Dockerfile.*")))
+
+
+@nox.session(default=False, tags=["bench"])
+def bench(session: nox.Session) -> None:
+    """Benchmark against plain Docker (needs an engine); `nox -s bench -- --rounds 7 --check`."""
+    install(session)
+    session.run("python", "scripts/bench.py", *session.posargs)

@@ -1,0 +1,893 @@
+"""Benchmark the session commands against plain Docker on the tiny offline image.
+
+Each case times the command a user types (`inv ...` from this virtualenv) against a baseline that
+does the same container work with Docker alone. The baseline's `docker run` argv is the one
+`inv session.start --dry-run` prints, so both sides use the same flags, labels, mounts, env file
+and user; only the container name, the `filare.registry` label value and the SSH folder differ
+(so the two sides never see each other's containers), and the baseline carries one extra
+`bench.run` label.
+
+Tool and baseline alternate within every round, and the side that goes first alternates from
+round to round; one warm-up round is not counted. The report compares medians as ratios: absolute
+times depend on the machine and are never judged.
+
+    uv run python scripts/bench.py [--rounds 5] [--only GROUP]... [--check]
+    uv run nox -s bench -- --rounds 7 --check
+
+Writes outputs/bench/results.md and results.json and prints the table. Exit code 0 whatever the
+figures (it is a measurement, not a test); with --check, 1 when a target is missed; 2 when the
+benchmark could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+LAUNCH_SCRIPT = REPOSITORY / "scripts" / "run_codex_container.sh"
+DEFAULT_OUTPUT = REPOSITORY / "outputs" / "bench"
+SMOKE_TAG = "filare-codex:smoke"
+SMOKE_DOCKERFILE = "docker/Dockerfile.smoke"
+ROLE = "bench"
+RUN_LABEL = "bench.run"
+REGISTRY_LABEL = "filare.registry"
+COMMAND_TIMEOUT = 600.0
+SEED_FILES = 5_000
+SEED_BYTES = 100_000_000
+SEED_FOLDERS = 50
+
+
+# --- what is measured --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One comparison: what the tool runs, what the baseline runs, and the ratio to stay under."""
+
+    name: str
+    tool: str
+    baseline: str
+    target: float | None  # None: reported (scaling), not judged
+    sessions: int = 0  # sessions started by one command, for the scaling table
+
+
+CASES = (
+    Case(
+        "start-1",
+        "inv session.start, 1 session, workspace already seeded",
+        "docker run -d with the argv --dry-run prints",
+        1.8,
+        sessions=1,
+    ),
+    Case(
+        "start-8",
+        "inv session.start, 8 sessions in one command",
+        "8 docker run -d, one after another",
+        0.8,
+        sessions=8,
+    ),
+    Case(
+        "stop-8",
+        "inv session.stop --manifest, 8 running (graceful)",
+        "8 docker rm -f, one after another",
+        1.0,
+    ),
+    Case(
+        "list-8",
+        "inv session.list, 8 running",
+        "docker ps --all --no-trunc --filter label=filare.registry=…",
+        2.5,
+    ),
+    Case("inv-list", "inv --list, this project", "inv --list, an empty Invoke collection", 1.3),
+    Case(
+        "seed",
+        "run_codex_container.sh --seed-only, 5,000 files / 100 MB",
+        "rsync -a of the same repository",
+        1.1,
+    ),
+    Case(
+        "start-32",
+        "inv session.start, 32 sessions in one command",
+        "32 docker run -d, one after another",
+        None,
+        sessions=32,
+    ),
+)
+CASE_BY_NAME = {case.name: case for case in CASES}
+
+# Cases measured together share a lifecycle (start-8 leaves the sessions that list-8 lists and
+# stop-8 stops), so --only selects groups.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "start-1": ("start-1",),
+    "fleet": ("start-8", "list-8", "stop-8"),
+    "scale": ("start-32",),
+    "inv-list": ("inv-list",),
+    "seed": ("seed",),
+}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Wall time of one command (or one sequence) and the peak RSS of its process tree."""
+
+    seconds: float
+    max_rss_kb: int
+
+
+@dataclass
+class Samples:
+    """The counted measurements of one case, per side, in round order."""
+
+    tool: list[Measurement] = field(default_factory=list)
+    baseline: list[Measurement] = field(default_factory=list)
+
+
+# --- pure parts: figures and their rendering ---------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("median of no values")
+    return statistics.median(values)
+
+
+def ratio(tool: float, baseline: float) -> float:
+    """tool / baseline; infinite when the baseline took no measurable time."""
+    return tool / baseline if baseline > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the report: both medians, their ratio, the target and whether it is met."""
+
+    case: Case
+    tool_seconds: tuple[float, ...]
+    baseline_seconds: tuple[float, ...]
+    tool_max_rss_kb: int
+    baseline_max_rss_kb: int
+
+    @classmethod
+    def from_samples(cls, case: Case, samples: Samples) -> Row:
+        return cls(
+            case,
+            tuple(m.seconds for m in samples.tool),
+            tuple(m.seconds for m in samples.baseline),
+            max((m.max_rss_kb for m in samples.tool), default=0),
+            max((m.max_rss_kb for m in samples.baseline), default=0),
+        )
+
+    @property
+    def tool_median(self) -> float:
+        return median(self.tool_seconds)
+
+    @property
+    def baseline_median(self) -> float:
+        return median(self.baseline_seconds)
+
+    @property
+    def ratio(self) -> float:
+        return ratio(self.tool_median, self.baseline_median)
+
+    @property
+    def met(self) -> bool | None:
+        """None when the case has no target."""
+        return None if self.case.target is None else self.ratio <= self.case.target
+
+    def markdown(self) -> str:
+        target = "-" if self.case.target is None else f"≤ {self.case.target:.1f}"
+        met = {None: "-", True: "yes", False: "**no**"}[self.met]
+        cells = [
+            self.case.name,
+            f"{self.tool_median:.3f}",
+            f"{self.baseline_median:.3f}",
+            format_ratio(self.ratio),
+            target,
+            met,
+            f"{self.tool_max_rss_kb / 1024:.1f} / {self.baseline_max_rss_kb / 1024:.1f}",
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "case": self.case.name,
+            "tool": self.case.tool,
+            "baseline": self.case.baseline,
+            "tool_seconds": list(self.tool_seconds),
+            "baseline_seconds": list(self.baseline_seconds),
+            "tool_median_seconds": self.tool_median,
+            "baseline_median_seconds": self.baseline_median,
+            "ratio": self.ratio if math.isfinite(self.ratio) else None,
+            "target": self.case.target,
+            "met": self.met,
+            "tool_max_rss_kb": self.tool_max_rss_kb,
+            "baseline_max_rss_kb": self.baseline_max_rss_kb,
+        }
+
+
+def format_ratio(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "∞"
+
+
+RESULT_HEADER = (
+    "| case | tool, median s | baseline, median s | ratio | target | met "
+    "| peak RSS MB, tool / baseline |\n|---|---:|---:|---:|---:|---|---:|"
+)
+SCALING_HEADER = (
+    "| sessions | tool, median s | tool s/session | baseline, median s | baseline s/session "
+    "| ratio |\n|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def results_table(rows: Sequence[Row]) -> str:
+    """The judged cases (those with a target) as a Markdown table."""
+    return "\n".join([RESULT_HEADER, *(row.markdown() for row in rows if row.case.target)])
+
+
+def scaling_table(rows: Sequence[Row]) -> str:
+    """Seconds per session when one command starts 1, 8 and 32 sessions."""
+    lines = [SCALING_HEADER]
+    for row in sorted((r for r in rows if r.case.sessions), key=lambda r: r.case.sessions):
+        n = row.case.sessions
+        lines.append(
+            f"| {n} | {row.tool_median:.3f} | {row.tool_median / n:.3f} "
+            f"| {row.baseline_median:.3f} | {row.baseline_median / n:.3f} "
+            f"| {format_ratio(row.ratio)} |"
+        )
+    return "\n".join(lines)
+
+
+def legend(rows: Sequence[Row]) -> str:
+    return "\n".join(f"- `{r.case.name}`: {r.case.tool} vs {r.case.baseline}" for r in rows)
+
+
+def missed(rows: Iterable[Row]) -> list[Row]:
+    return [row for row in rows if row.met is False]
+
+
+# --- pure parts: the baseline's argv -----------------------------------------------------------
+
+
+def parse_dry_run(output: str) -> dict[str, list[str]]:
+    """Session id → docker argv, from the `# <id>: docker run ...` lines of `--dry-run`."""
+    argvs: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        if not line.startswith("# "):
+            continue
+        session_id, separator, command = line[2:].partition(": ")
+        if not separator:
+            raise ValueError(f"dry-run line without '<id>: ': {line!r}")
+        argv = shlex.split(command)
+        if argv[:2] != ["docker", "run"]:
+            raise ValueError(f"dry-run line is not a docker run command: {line!r}")
+        argvs[session_id] = argv
+    if not argvs:
+        raise ValueError("the dry-run printed no '# <id>: docker run ...' line")
+    return argvs
+
+
+def baseline_argv(
+    argv: Sequence[str], *, name: str, tool_registry: Path, registry: Path, run_id: str
+) -> list[str]:
+    """The tool's `docker run` argv, made the baseline's: another container name, its own
+    `filare.registry` (and SSH folder under it) and a `bench.run` label; every other flag,
+    label, mount, env file and the user stay as the tool would run them."""
+    tool_label = f"{REGISTRY_LABEL}={tool_registry}"
+    tool_prefix = f"{tool_registry}/"
+    out = [*argv[:2], "--label", f"{RUN_LABEL}={run_id}"]
+    renamed = relabelled = False
+    rest = list(argv[2:])
+    for index, arg in enumerate(rest):
+        if index > 0 and rest[index - 1] == "--name":
+            out.append(name)
+            renamed = True
+        elif arg == tool_label:
+            out.append(f"{REGISTRY_LABEL}={registry}")
+            relabelled = True
+        elif arg.startswith(tool_prefix):
+            out.append(f"{registry}/{arg.removeprefix(tool_prefix)}")
+        else:
+            out.append(arg)
+    if not (renamed and relabelled):
+        raise ValueError(f"no --name or {tool_label} label in {shlex.join(argv)}")
+    return out
+
+
+# --- running commands ----------------------------------------------------------------------------
+
+
+class BenchError(Exception):
+    """A command the benchmark relies on failed: the figures would mean nothing."""
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    measurement: Measurement
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path = REPOSITORY,
+    env: Mapping[str, str] | None = None,
+    timeout: float = COMMAND_TIMEOUT,
+    check: bool = True,
+) -> Completed:
+    """Run argv (no shell) to completion, timing it and reading its peak RSS from wait4(2).
+
+    The RSS is the largest of the process and the descendants it waited for (as `time -f %M`
+    reports it): for `inv` that is Python itself unless a docker CLI it ran grew larger.
+    """
+    expired = threading.Event()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        timer = threading.Timer(timeout, _expire, (process.pid, expired))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl-C: end the command (it runs in its own session) first
+            _kill_group(process.pid)
+            os.wait4(process.pid, 0)
+            raise
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        result = Completed(
+            tuple(argv),
+            process.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            Measurement(seconds, usage.ru_maxrss),
+        )
+    if expired.is_set():
+        raise BenchError(f"{shlex.join(argv)}: no answer within {timeout:g} s")
+    if check and result.returncode != 0:
+        reason = result.stderr.strip().splitlines()[-1:] or [f"exit code {result.returncode}"]
+        raise BenchError(f"{shlex.join(argv)}: {reason[0]}")
+    return result
+
+
+def _expire(pid: int, expired: threading.Event) -> None:
+    expired.set()
+    _kill_group(pid)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def run_each(argvs: Sequence[Sequence[str]]) -> Measurement:
+    """Run commands one after another; the wall time of all, the largest peak RSS."""
+    started = time.perf_counter()
+    peaks = [run(argv).measurement.max_rss_kb for argv in argvs]
+    return Measurement(time.perf_counter() - started, max(peaks, default=0))
+
+
+def inv_command() -> list[str]:
+    """This virtualenv's `inv` script, as a user of the checkout runs it."""
+    script = Path(sys.executable).with_name("inv")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "invoke"]
+
+
+# --- the inputs both sides use -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bench:
+    """Temp folder, `inv` command and run id of one benchmark run."""
+
+    root: Path
+    run_id: str
+    inv: tuple[str, ...]
+
+    @classmethod
+    def create(cls) -> Bench:
+        root = Path(tempfile.mkdtemp(prefix="filare-bench-"))
+        return cls(root, uuid.uuid4().hex, tuple(inv_command()))
+
+    @property
+    def project(self) -> Path:
+        return self.root / "project"
+
+    @property
+    def run_label(self) -> str:
+        return f"{RUN_LABEL}={self.run_id}"
+
+    def inv_run(
+        self, *args: str, state: Path | None = None, cwd: Path = REPOSITORY, check: bool = True
+    ) -> Completed:
+        """`inv ARGS` from this virtualenv; `state` becomes `FILARE_STATE_DIR`."""
+        env = dict(os.environ)
+        if state is not None:
+            env["FILARE_STATE_DIR"] = str(state)
+        return run([*self.inv, *args], cwd=cwd, env=env, check=check)
+
+
+def git(*args: str, cwd: Path) -> None:
+    run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *args], cwd=cwd)
+
+
+def make_project(bench: Bench) -> None:
+    """A small git repository for the manifests, with a key and an env file (ignored by git)."""
+    project = bench.project
+    (project / "src").mkdir(parents=True)
+    (project / ".gitignore").write_text("outputs/\n")
+    (project / "src" / "main.py").write_text("print('hello')\n")
+    private = project / "outputs"
+    private.mkdir()
+    (private / "bench.env").write_text("BENCH=1\n")
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", str(private / "id")])
+    git("init", "-q", "-b", "main", cwd=project)
+    git("add", ".", cwd=project)
+    git("commit", "-qm", "bench project", cwd=project)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A manifest of sessions with a registry of its own (so `session.list` shows exactly them),
+    and the baseline's container name and argv for each session."""
+
+    manifest: Path
+    registry: Path
+    baseline_registry: Path
+    baseline_names: tuple[str, ...]
+    baseline_argvs: tuple[tuple[str, ...], ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.baseline_names)
+
+    @property
+    def label(self) -> str:
+        return f"label={REGISTRY_LABEL}={self.registry}"
+
+    @property
+    def baseline_label(self) -> str:
+        return f"label={REGISTRY_LABEL}={self.baseline_registry}"
+
+
+def manifest_text(prefix: str, size: int) -> str:
+    lines = [
+        "defaults:",
+        f"  image: {SMOKE_TAG}",
+        "  ssh_key: outputs/id",
+        "  env_file: outputs/bench.env",
+        "  codex_dir: outputs/codex-home",
+        "  resources: {cpus: 0.5, memory: 256m}",
+        "sessions:",
+    ]
+    for n in range(1, size + 1):
+        sid = f"{prefix}{n:02d}"
+        lines.append(
+            f"  - {{id: {sid}, role: {ROLE}, branch: bench/{sid}, workspace: outputs/ws/{sid}}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def make_fleet(bench: Bench, prefix: str, size: int) -> Fleet:
+    """Write the manifest, ask the tool for its docker argv (`--dry-run`), derive the baseline's."""
+    manifest = bench.project / f"{prefix}.yml"
+    manifest.write_text(manifest_text(prefix, size))
+    registry = bench.root / f"state-{prefix}"
+    baseline_registry = bench.root / f"baseline-{prefix}"
+    dry_run = bench.inv_run(
+        "session.start", "--manifest", str(manifest), "--dry-run", state=registry
+    )
+    names, argvs = [], []
+    for sid, argv in parse_dry_run(dry_run.stdout).items():
+        name = f"bench-{bench.run_id[:8]}-{sid}"
+        names.append(name)
+        argvs.append(
+            tuple(
+                baseline_argv(
+                    argv,
+                    name=name,
+                    tool_registry=registry,
+                    registry=baseline_registry,
+                    run_id=bench.run_id,
+                )
+            )
+        )
+        fill_ssh_dir(baseline_registry / ROLE / sid / "ssh", bench.project / "outputs" / "id")
+    if len(names) != size:
+        raise BenchError(f"--dry-run printed {len(names)} commands for {size} sessions")
+    fleet = Fleet(manifest, registry, baseline_registry, tuple(names), tuple(argvs))
+    # Seed the workspaces (and make the Codex home) before anything is timed, so that neither
+    # side seeds and Docker never creates a bind-mount source itself.
+    tool_start(bench, fleet)
+    tool_stop(bench, fleet)
+    return fleet
+
+
+def fill_ssh_dir(folder: Path, key: Path) -> None:
+    """The baseline's SSH folder, filled once as the launch script fills the tool's each start."""
+    folder.mkdir(parents=True, mode=0o700)
+    shutil.copyfile(key, folder / "id_rsa")
+    (folder / "id_rsa").chmod(0o600)
+    (folder / "config").write_text("Host *\n  IdentityFile /home/agent/.ssh/id_rsa\n")
+    (folder / "config").chmod(0o600)
+
+
+def make_seed_repository(folder: Path) -> Path:
+    """A committed repository of SEED_FILES files totalling SEED_BYTES, random (incompressible)."""
+    rng = random.Random(20_240_101)  # noqa: S311 (file contents, not secrets)
+    size = SEED_BYTES // SEED_FILES
+    for n in range(SEED_FILES):
+        path = folder / f"d{n % SEED_FOLDERS:02d}" / f"f{n:04d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(size))
+    git("init", "-q", "-b", "main", cwd=folder)
+    git("add", ".", cwd=folder)
+    git("commit", "-qm", "seed tree", cwd=folder)
+    return folder
+
+
+def make_empty_collection(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "tasks.py").write_text("from invoke import Collection\n\nns = Collection()\n")
+    return folder
+
+
+def ensure_image(bench: Bench) -> str:
+    """The smoke image's id, built with the project's own task when it is absent."""
+    argv = ["docker", "image", "inspect", "--format", "{{.Id}}", SMOKE_TAG]
+    found = run(argv, check=False)
+    if found.returncode != 0:
+        print(f"building {SMOKE_TAG} ...", file=sys.stderr)
+        bench.inv_run("codex.build", "--dockerfile", SMOKE_DOCKERFILE, "--tag", SMOKE_TAG)
+        found = run(argv)
+    return found.stdout.strip()
+
+
+# --- one side of each case -----------------------------------------------------------------------
+
+
+def running_containers(label_filter: str) -> int:
+    return len(run(["docker", "ps", "-q", "--filter", label_filter]).stdout.split())
+
+
+def tool_start(bench: Bench, fleet: Fleet) -> Measurement:
+    result = bench.inv_run("session.start", "--manifest", str(fleet.manifest), state=fleet.registry)
+    started = sum("  started  " in line for line in result.stdout.splitlines())
+    running = running_containers(fleet.label)
+    if started != fleet.size or running != fleet.size:
+        raise BenchError(f"session.start: {started} started, {running} running, not {fleet.size}")
+    return result.measurement
+
+
+def tool_list(bench: Bench, fleet: Fleet) -> Measurement:
+    result = bench.inv_run("session.list", state=fleet.registry)
+    if sum("  running  " in line for line in result.stdout.splitlines()) != fleet.size:
+        raise BenchError(f"session.list does not show {fleet.size} running sessions")
+    return result.measurement
+
+
+def tool_stop(bench: Bench, fleet: Fleet) -> Measurement:
+    result = bench.inv_run("session.stop", "--manifest", str(fleet.manifest), state=fleet.registry)
+    if running_containers(fleet.label):
+        raise BenchError("session.stop left containers running")
+    return result.measurement
+
+
+def baseline_start(fleet: Fleet) -> Measurement:
+    measurement = run_each(fleet.baseline_argvs)
+    if running_containers(fleet.baseline_label) != fleet.size:
+        raise BenchError(f"the baseline's docker run did not leave {fleet.size} running")
+    return measurement
+
+
+def baseline_list(fleet: Fleet) -> Measurement:
+    result = run(["docker", "ps", "--all", "--no-trunc", "--filter", fleet.baseline_label])
+    if len(result.stdout.splitlines()) != fleet.size + 1:
+        raise BenchError(f"docker ps does not show {fleet.size} containers")
+    return result.measurement
+
+
+def baseline_remove(fleet: Fleet) -> Measurement:
+    measurement = run_each([["docker", "rm", "-f", name] for name in fleet.baseline_names])
+    if running_containers(fleet.baseline_label):
+        raise BenchError("the baseline's docker rm -f left containers running")
+    return measurement
+
+
+def tool_seed(workspace: Path, repository: Path) -> Measurement:
+    argv = ["bash", str(LAUNCH_SCRIPT), "--seed-only", "--workspace", str(workspace)]
+    argv += ["--seed-from", str(repository), "--branch", "bench/seed"]
+    return seeded(run(argv).measurement, workspace)
+
+
+def baseline_seed(workspace: Path, repository: Path) -> Measurement:
+    return seeded(run(["rsync", "-a", f"{repository}/", f"{workspace}/"]).measurement, workspace)
+
+
+def seeded(measurement: Measurement, workspace: Path) -> Measurement:
+    last = SEED_FILES - 1
+    if not (workspace / f"d{last % SEED_FOLDERS:02d}" / f"f{last:04d}.bin").is_file():
+        raise BenchError(f"{workspace} was not seeded")
+    return measurement
+
+
+# --- rounds --------------------------------------------------------------------------------------
+
+Record = Callable[[str, str, Measurement], None]
+Round = Callable[[bool, Record], None]
+
+
+def pair(
+    case: str,
+    tool: Callable[[], Measurement],
+    baseline: Callable[[], Measurement],
+    *,
+    tool_first: bool,
+    record: Record,
+) -> None:
+    """Both sides of a case back to back, in the order this round asks for."""
+    sides = [("tool", tool), ("baseline", baseline)]
+    for side, action in sides if tool_first else sides[::-1]:
+        record(case, side, action())
+
+
+def round_start(bench: Bench, fleet: Fleet, case: str, tool_first: bool, record: Record) -> None:
+    """Start the fleet on both sides; the untimed clean-up is what the other side would do."""
+    tool = partial(tool_start, bench, fleet)
+    pair(case, tool, partial(baseline_start, fleet), tool_first=tool_first, record=record)
+    tool_stop(bench, fleet)
+    baseline_remove(fleet)
+
+
+def round_fleet(bench: Bench, fleet: Fleet, tool_first: bool, record: Record) -> None:
+    """start-8, list-8 and stop-8, each a pair, on the sessions the previous pair left."""
+    cases: list[tuple[str, Callable[[], Measurement], Callable[[], Measurement]]] = [
+        ("start-8", partial(tool_start, bench, fleet), partial(baseline_start, fleet)),
+        ("list-8", partial(tool_list, bench, fleet), partial(baseline_list, fleet)),
+        ("stop-8", partial(tool_stop, bench, fleet), partial(baseline_remove, fleet)),
+    ]
+    for case, tool, baseline in cases:
+        pair(case, tool, baseline, tool_first=tool_first, record=record)
+
+
+def round_inv_list(bench: Bench, empty: Path, tool_first: bool, record: Record) -> None:
+    def tool() -> Measurement:
+        return bench.inv_run("--list").measurement
+
+    def baseline() -> Measurement:
+        # Invoke lists an empty collection by saying so and exiting 1, after the same work.
+        result = bench.inv_run("--list", cwd=empty, check=False)
+        if result.returncode != 0 and "No tasks found" not in result.stderr:
+            raise BenchError(f"inv --list of an empty collection: {result.stderr.strip()}")
+        return result.measurement
+
+    pair("inv-list", tool, baseline, tool_first=tool_first, record=record)
+
+
+def round_seed(bench: Bench, repository: Path, tool_first: bool, record: Record) -> None:
+    """Seed an empty workspace each way, each side starting with no dirty pages (`sync`).
+
+    The seeded workspaces are moved aside, not deleted, until the run ends: on a file system
+    mounted with `discard` (as here), deleting 400 MB slows whatever writes next, which would
+    charge it to the side that happens to go first.
+    """
+    ours, theirs = bench.root / "seed-tool", bench.root / "seed-rsync"
+
+    def flushed(seed: Callable[[Path, Path], Measurement], workspace: Path) -> Measurement:
+        run(["sync"])
+        return seed(workspace, repository)
+
+    tool = partial(flushed, tool_seed, ours)
+    baseline = partial(flushed, baseline_seed, theirs)
+    pair("seed", tool, baseline, tool_first=tool_first, record=record)
+    trash = Path(tempfile.mkdtemp(prefix="seeded-", dir=bench.root))
+    for workspace in (ours, theirs):
+        workspace.rename(trash / workspace.name)
+
+
+def prepare(bench: Bench, groups: Sequence[str]) -> tuple[dict[str, Round], list[Fleet]]:
+    """Inputs of every selected group (manifests, seed tree, empty collection), and its round."""
+    make_project(bench)
+    rounds: dict[str, Round] = {}
+    fleets: list[Fleet] = []
+    for group in groups:
+        if group == "start-1":
+            fleets.append(make_fleet(bench, "solo", 1))
+            rounds[group] = partial(round_start, bench, fleets[-1], "start-1")
+        elif group == "fleet":
+            fleets.append(make_fleet(bench, "fleet", 8))
+            rounds[group] = partial(round_fleet, bench, fleets[-1])
+        elif group == "scale":
+            fleets.append(make_fleet(bench, "scale", 32))
+            rounds[group] = partial(round_start, bench, fleets[-1], "start-32")
+        elif group == "inv-list":
+            empty = make_empty_collection(bench.root / "empty-collection")
+            rounds[group] = partial(round_inv_list, bench, empty)
+        elif group == "seed":
+            print(f"making the {SEED_FILES}-file seed repository ...", file=sys.stderr)
+            repository = make_seed_repository(bench.root / "seed-repository")
+            rounds[group] = partial(round_seed, bench, repository)
+    return rounds, fleets
+
+
+def clean_up(bench: Bench) -> None:
+    """Remove every container this run created, found by label, whatever state it was left in:
+    the baseline's by `bench.run`, the tool's by a `filare.registry` inside this run's folder."""
+    listing = f'{{{{.ID}}}} {{{{.Label "{REGISTRY_LABEL}"}}}}'
+    with contextlib.suppress(BenchError):
+        listed = run(
+            ["docker", "ps", "-a", "--filter", f"label={REGISTRY_LABEL}", "--format", listing]
+        )
+        ids = {
+            cid
+            for cid, _, registry in (line.partition(" ") for line in listed.stdout.splitlines())
+            if Path(registry).is_relative_to(bench.root)
+        }
+        ids |= set(
+            run(["docker", "ps", "-aq", "--filter", f"label={bench.run_label}"]).stdout.split()
+        )
+        if ids:
+            run(["docker", "rm", "-f", *sorted(ids)])
+    shutil.rmtree(bench.root, ignore_errors=True)
+
+
+def measure(rounds: int, groups: Sequence[str]) -> tuple[list[Row], dict[str, object]]:
+    """Every selected case: one warm-up round, then `rounds` counted ones, all groups per round."""
+    bench = Bench.create()
+    try:
+        context = describe_machine(bench, ensure_image(bench), rounds)
+        plans, fleets = prepare(bench, groups)
+        context["baseline_argv"] = {
+            f.manifest.stem: shlex.join(f.baseline_argvs[0]) for f in fleets
+        }
+        samples = {case: Samples() for group in groups for case in GROUPS[group]}
+        for number in range(rounds + 1):
+            record = partial(keep, samples, number > 0)
+            for group, round_ in plans.items():
+                label = "warm-up" if number == 0 else f"round {number}/{rounds}"
+                print(f"{label}: {group}", file=sys.stderr)
+                round_(number % 2 == 1, record)
+        context["loadavg_after"] = list(os.getloadavg())
+    finally:
+        clean_up(bench)
+    rows = [Row.from_samples(case, samples[case.name]) for case in CASES if case.name in samples]
+    return rows, context
+
+
+def keep(
+    samples: Mapping[str, Samples], counted: bool, case: str, side: str, measured: Measurement
+) -> None:
+    """Record one side's measurement, unless the round is the warm-up."""
+    if counted:
+        getattr(samples[case], side).append(measured)
+
+
+def describe_machine(bench: Bench, image_id: str, rounds: int) -> dict[str, object]:
+    server = run(["docker", "version", "--format", "{{.Server.Version}}"]).stdout.strip()
+    return {
+        "rounds": rounds,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "loadavg_before": list(os.getloadavg()),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "docker_server": server,
+        "image": SMOKE_TAG,
+        "image_id": image_id,
+        "inv": shlex.join(bench.inv),
+    }
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def markdown_report(rows: Sequence[Row], context: Mapping[str, object]) -> str:
+    peak = max(rows, key=lambda r: r.tool_max_rss_kb)
+    parts = [
+        "# Benchmark: the tool against plain Docker",
+        "",
+        f"Medians of {context['rounds']} rounds after one warm-up round, tool and baseline "
+        f"interleaved; {context['cpus']} CPUs, load average "
+        f"{fmt_load(context['loadavg_before'])} before and "
+        f"{fmt_load(context.get('loadavg_after'))} after; Docker {context['docker_server']}, "
+        f"image {context['image']}.",
+        "",
+        results_table(rows),
+        "",
+        legend(rows),
+    ]
+    if any(row.case.sessions for row in rows):
+        parts += ["", "## Cost per session, started by one command", "", scaling_table(rows)]
+    parts += [
+        "",
+        f"Peak RSS of the tool's process: {peak.tool_max_rss_kb / 1024:.1f} MB "
+        f"(`{peak.case.name}`), from wait4(2): the largest of `inv` and the commands it waited "
+        "for.",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def fmt_load(value: object) -> str:
+    if not isinstance(value, list):
+        return "?"
+    return "/".join(f"{v:.2f}" for v in value)
+
+
+def write_reports(rows: Sequence[Row], context: Mapping[str, object], folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown = markdown_report(rows, context)
+    (folder / "results.md").write_text(markdown)
+    data = {**context, "rows": [row.as_json() for row in rows]}
+    (folder / "results.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return markdown
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=5, help="counted rounds (default 5)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(GROUPS),
+        help="measure only this group of cases (repeatable; default: all)",
+    )
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="report folder")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)  # clean up on `kill` as on Ctrl-C
+    groups = args.only or list(GROUPS)
+    try:
+        rows, context = measure(args.rounds, [g for g in GROUPS if g in groups])
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(write_reports(rows, context, args.output_dir))
+    print(f"written to {args.output_dir}", file=sys.stderr)
+    return 1 if args.check and missed(rows) else 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -434,6 +434,9 @@ class Bench:
     ) -> Completed:
         """`inv ARGS` from this virtualenv; `state` becomes `FILARE_STATE_DIR`."""
         env = dict(os.environ)
+        # Measure what users run: Python with its bytecode caches (written by the warm-up round).
+        # An environment that forbids them makes every run recompile every module it imports.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         if state is not None:
             env["FILARE_STATE_DIR"] = str(state)
         return run([*self.inv, *args], cwd=cwd, env=env, check=check)

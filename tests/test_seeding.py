@@ -52,6 +52,7 @@ def test_seeds_what_git_sees_on_a_new_branch(repo: Path, tmp_path: Path) -> None
     assert git(workspace, "symbolic-ref", "--short", "HEAD") == "agent/a"
     assert git(workspace, "rev-parse", "HEAD") == git(repo, "rev-parse", "HEAD")
     assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
+    assert git(workspace, "status", "--porcelain") == "?? untracked.txt"
 
 
 def test_existing_branch_is_checked_out(repo: Path, tmp_path: Path) -> None:
@@ -101,3 +102,31 @@ def test_non_empty_workspace_is_left_as_it_is(repo: Path, tmp_path: Path) -> Non
     (workspace / "mine.txt").write_text("keep\n")
     assert seed(repo, workspace, "agent/a").returncode == 0
     assert sorted(p.name for p in workspace.iterdir()) == ["mine.txt"]
+
+
+def test_existing_branch_on_another_commit_is_checked_out(repo: Path, tmp_path: Path) -> None:
+    git(repo, "add", "untracked.txt")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "second")
+    workspace = tmp_path / "ws"
+    assert seed(repo, workspace, "existing").returncode == 0
+    assert git(workspace, "symbolic-ref", "--short", "HEAD") == "existing"
+    assert git(workspace, "rev-parse", "HEAD") == git(repo, "rev-parse", "existing")
+    assert not (workspace / "untracked.txt").exists()
+    assert git(workspace, "status", "--porcelain") == ""
+
+
+def test_paths_with_wildcards_and_spaces_are_matched_literally(repo: Path, tmp_path: Path) -> None:
+    odd = repo / "w[1] *"
+    odd.mkdir()
+    (odd / "kept?.txt").write_text("untracked, not ignored\n")
+    (odd / "skip.log").write_text("ignored\n")
+    (repo / "w1 a").mkdir()
+    (repo / "w1 a" / "similar.log").write_text("ignored too\n")
+    (repo / "w1 a" / "similar.txt").write_text("a near miss of the odd folder's pattern\n")
+    (repo / ".gitignore").write_text(".venv/\noutputs/\n__pycache__/\n*.log\n")
+    workspace = tmp_path / "ws"
+    assert seed(repo, workspace, "agent/a").returncode == 0
+    assert (workspace / "w[1] *" / "kept?.txt").exists()
+    assert not (workspace / "w[1] *" / "skip.log").exists()
+    assert (workspace / "w1 a" / "similar.txt").exists()
+    assert not (workspace / "w1 a" / "similar.log").exists()

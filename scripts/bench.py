@@ -417,8 +417,8 @@ class Bench:
     inv: tuple[str, ...]
 
     @classmethod
-    def create(cls) -> Bench:
-        root = Path(tempfile.mkdtemp(prefix="filare-bench-"))
+    def create(cls, work_dir: Path | None = None) -> Bench:
+        root = Path(tempfile.mkdtemp(prefix="filare-bench-", dir=work_dir))
         return cls(root, uuid.uuid4().hex, tuple(inv_command()))
 
     @property
@@ -766,11 +766,14 @@ def clean_up(bench: Bench) -> None:
     shutil.rmtree(bench.root, ignore_errors=True)
 
 
-def measure(rounds: int, groups: Sequence[str]) -> tuple[list[Row], dict[str, object]]:
+def measure(
+    rounds: int, groups: Sequence[str], work_dir: Path | None = None
+) -> tuple[list[Row], dict[str, object]]:
     """Every selected case: one warm-up round, then `rounds` counted ones, all groups per round."""
-    bench = Bench.create()
+    bench = Bench.create(work_dir)
     try:
         context = describe_machine(bench, ensure_image(bench), rounds)
+        context["work_dir"] = str(bench.root.parent)
         plans, fleets = prepare(bench, groups)
         context["baseline_argv"] = {
             f.manifest.stem: shlex.join(f.baseline_argvs[0]) for f in fleets
@@ -825,7 +828,7 @@ def markdown_report(rows: Sequence[Row], context: Mapping[str, object]) -> str:
         f"interleaved; {context['cpus']} CPUs, load average "
         f"{fmt_load(context['loadavg_before'])} before and "
         f"{fmt_load(context.get('loadavg_after'))} after; Docker {context['docker_server']}, "
-        f"image {context['image']}.",
+        f"image {context['image']}; files under {context['work_dir']}.",
         "",
         results_table(rows),
         "",
@@ -868,6 +871,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="report folder")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="where to keep workspaces, state and the seed tree (default: the system's temporary "
+        "folder; /dev/shm takes a noisy disk out of the figures)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -879,7 +888,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # clean up on `kill` as on Ctrl-C
     groups = args.only or list(GROUPS)
     try:
-        rows, context = measure(args.rounds, [g for g in GROUPS if g in groups])
+        rows, context = measure(args.rounds, [g for g in GROUPS if g in groups], args.work_dir)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

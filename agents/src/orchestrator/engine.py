@@ -23,7 +23,6 @@ _LIST_LABELS = (
     "filare.owner",
     "filare.workspace",
     "filare.manifest",
-    "filare.shared-workspace",
 )
 
 
@@ -109,7 +108,7 @@ def stop_containers(ids: Sequence[str], timeout: float) -> None:
     if not ids:
         return
     try:
-        docker("stop", "--time", f"{timeout:g}", *ids, timeout=timeout + DEFAULT_TIMEOUT)
+        docker("stop", "--time", f"{timeout:g}", *ids, timeout=timeout + _batch_timeout(ids))
     except EngineError as exc:
         if "No such container" not in str(exc):
             raise
@@ -121,10 +120,15 @@ def remove_containers(ids: Sequence[str]) -> None:
     if not ids:
         return
     try:
-        docker("rm", "--force", "--volumes", *ids)
+        docker("rm", "--force", "--volumes", *ids, timeout=_batch_timeout(ids))
     except EngineError as exc:
         if "No such container" not in str(exc):
             raise
+
+
+def _batch_timeout(ids: Sequence[str]) -> float:
+    """A loaded daemon tears containers down a few at a time: allow for each one."""
+    return DEFAULT_TIMEOUT + 2.0 * len(ids)
 
 
 def image_exists(image: str) -> bool:

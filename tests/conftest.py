@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,19 @@ REFERENCE_CATALOG = (
 )
 
 WriteManifest = Callable[..., Path]
+
+
+def inv(*args: str, cwd: Path = REPOSITORY, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `inv ARGS` as a user would, in a process of its own; `env` adds variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
+        env={**os.environ, **env},
+    )
 
 
 @pytest.fixture

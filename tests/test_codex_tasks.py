@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import tasks
-from tests.conftest import REPOSITORY
-
-
-def inv(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPOSITORY,
-        check=False,
-        env=dict(os.environ),
-    )
+from tests.conftest import inv
 
 
 @pytest.mark.parametrize("name", ["codex.build", "codex.base"])

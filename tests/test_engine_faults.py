@@ -10,8 +10,7 @@ import pytest
 
 from orchestrator.engine import describe_failure, docker
 from orchestrator.errors import EngineError
-from tests.conftest import WriteManifest, session
-from tests.test_tasks import inv
+from tests.conftest import WriteManifest, inv, session
 
 
 @pytest.fixture

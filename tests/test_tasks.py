@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,22 +12,9 @@ from typing import Any
 import pytest
 
 import tasks
-from tests.conftest import REPOSITORY, WriteManifest, session
+from tests.conftest import REPOSITORY, WriteManifest, inv, session
 
-INV = [sys.executable, "-m", "invoke"]
 EXPECTED = {"codex.build", "session.start", "session.stop", "session.list", "session.prune"}
-
-
-def inv(*args: str, cwd: Path = REPOSITORY, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*INV, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        check=False,
-        env={**os.environ, **env},
-    )
 
 
 def listed_tasks(output: str) -> set[str]:

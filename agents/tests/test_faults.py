@@ -260,3 +260,16 @@ def test_any_uid_gets_a_name_in_the_image(smoke_image: str) -> None:
         )
         == "ok"
     )
+
+
+def test_two_manifests_racing_for_one_workspace_get_one_container(
+    registry: Registry, make_manifest: MakeManifest
+) -> None:
+    first = make_manifest(ids=("alpha",), name="first.yml")
+    second = make_manifest(ids=("other",), name="second.yml", workspace="outputs/ws/alpha")
+    racers = [start_process(manifest, registry) for manifest in (first, second)]
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    codes = sorted(racer.returncode for racer in racers)
+    assert codes == [0, 2], outputs
+    assert len(our_containers(registry)) == 1
+    assert "is in use by running session" in "".join(out for out, _ in outputs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -29,6 +30,7 @@ Status = Literal["starting", "running", "stopped", "error"]
 STATUSES = frozenset(get_args(Status))
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
+WORKSPACE_LOCKS = ".workspace-locks"
 STATE_ROOT_ENV = "FILARE_STATE_DIR"
 
 
@@ -128,21 +130,18 @@ class Registry:
     def ssh_dirs(self) -> list[Path]:
         return sorted(p for p in self.root.glob("*/*/ssh") if p.is_dir())
 
-    @contextlib.contextmanager
-    def lock(self, role: str, session_id: str) -> Iterator[int]:
+    def lock(self, role: str, session_id: str) -> contextlib.AbstractContextManager[int]:
         """Hold the session's lock; blocks while another process holds it.
 
         Yields the lock's file descriptor: a child process that inherits it keeps the lock held
         after this process dies, so a killed start cannot be raced by the next one.
         """
-        folder = self.session_dir(role, session_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield fd
-        finally:
-            os.close(fd)
+        return _flock(self.session_dir(role, session_id) / LOCK_FILE)
+
+    def workspace_lock(self, workspace: Path) -> contextlib.AbstractContextManager[int]:
+        """Hold a lock named after a workspace, so two starts cannot both claim it."""
+        digest = hashlib.sha256(str(workspace).encode()).hexdigest()[:32]
+        return _flock(self.root / WORKSPACE_LOCKS / f"{digest}.lock")
 
     def busy(self, role: str, session_id: str) -> bool:
         """Whether another process holds the session's lock right now (a start or stop)."""
@@ -168,6 +167,17 @@ class Registry:
         except (OSError, ValueError, TypeError) as exc:
             reason = " ".join(str(exc).split())
             raise OrchestratorError(f"{path}: unreadable session state: {reason}") from None
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[int]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -82,7 +82,7 @@ def launch_container(session: AgentSessionConfig, registry: Registry | None = No
     registry = registry or Registry.default()
     check_inputs([session])
     engine.require_cli()
-    outcome = _launch(session, registry, threading.Event(), registry.states())
+    outcome = _launch(session, registry, threading.Event())
     assert outcome.state is not None
     return outcome.state
 
@@ -102,11 +102,10 @@ def start_sessions(
     check_inputs(sessions)
     engine.require_cli()
     cancelled = threading.Event()
-    records = registry.states()
 
     def start_one(session: AgentSessionConfig) -> StartOutcome:
         try:
-            return _launch(session, registry, cancelled, records)
+            return _launch(session, registry, cancelled)
         except OrchestratorError as exc:
             return StartOutcome(session, error=exc)
 
@@ -138,7 +137,6 @@ def _launch(
     session: AgentSessionConfig,
     registry: Registry,
     cancelled: threading.Event,
-    records: Sequence[SessionState],
 ) -> StartOutcome:
     """Start one session under its lock, asking the engine nothing it need not.
 
@@ -147,7 +145,12 @@ def _launch(
     that says the session runs is checked with the engine first.
     """
     plan = plan_for(session, registry)
-    with registry.lock(session.role, session.id) as lock_fd:
+    workspace_lock = (
+        contextlib.nullcontext()
+        if session.shared_workspace
+        else registry.workspace_lock(session.workspace)
+    )
+    with registry.lock(session.role, session.id) as lock_fd, workspace_lock:
         if cancelled.is_set():
             raise OrchestratorError(f"session {session.id!r}: start cancelled")
         record = registry.read(session.role, session.id)
@@ -157,7 +160,7 @@ def _launch(
             if running is not None:
                 return StartOutcome(session, _adopt(registry, plan, running), already_running=True)
             engine.remove_containers([c.id for c in existing])
-        _check_workspace_free(session, registry, records)
+        _check_workspace_free(session, registry)
         state = registry.write(_new_state(plan))
         try:
             container = _run_container(plan, registry, lock_fd)
@@ -197,17 +200,16 @@ def _run_container(plan: LaunchPlan, registry: Registry, lock_fd: int) -> str | 
     raise AssertionError("unreachable")
 
 
-def _check_workspace_free(
-    session: AgentSessionConfig, registry: Registry, records: Sequence[SessionState]
-) -> None:
+def _check_workspace_free(session: AgentSessionConfig, registry: Registry) -> None:
     """Refuse a workspace another live session uses, unless both allow sharing it.
 
-    Records name the candidates without an engine call; only a candidate is checked for a
-    running container, so a stale record never blocks a start.
+    Called under the workspace's lock, which every start of an unshared workspace holds until
+    its container runs. Records name the candidates without an engine call; only a candidate is
+    checked for a running container, so a stale record never blocks a start.
     """
     candidates = {
         (r.role, r.session_id)
-        for r in records
+        for r in registry.states()
         if r.workspace == session.workspace
         and (r.role, r.session_id) != (session.role, session.id)
         and r.status in {"running", "starting"}

@@ -150,7 +150,7 @@ def _launch(
         if session.shared_workspace
         else registry.workspace_lock(session.workspace)
     )
-    with registry.lock(session.role, session.id) as lock_fd, workspace_lock:
+    with registry.lock(session.role, session.id) as lock_fd, workspace_lock as workspace_fd:
         if cancelled.is_set():
             raise OrchestratorError(f"session {session.id!r}: start cancelled")
         record = registry.read(session.role, session.id)
@@ -163,7 +163,8 @@ def _launch(
         _check_workspace_free(session, registry)
         state = registry.write(_new_state(plan))
         try:
-            container = _run_container(plan, registry, lock_fd)
+            held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
+            container = _run_container(plan, registry, held)
         except BaseException as exc:
             _undo(registry, session)
             reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
@@ -179,15 +180,20 @@ class _NameTaken(EngineError):
     """`docker run` found the session's container name in use."""
 
 
-def _run_container(plan: LaunchPlan, registry: Registry, lock_fd: int) -> str | engine.Container:
+def _run_container(
+    plan: LaunchPlan, registry: Registry, locks: Sequence[int]
+) -> str | engine.Container:
     """The new container's id, or the session's own container already running under its name.
+
+    `locks` (the session's and its workspace's) are handed to the launch script, so a start
+    killed half way keeps both held until its orphaned children are done.
 
     An exited container of the session is removed and the run tried once more; a container of
     that name without the session's labels is not ours, and is left alone.
     """
     for attempt in range(2):
         try:
-            output = _run_script(plan, timeout=LAUNCH_TIMEOUT, keep_fds=(lock_fd,))
+            output = _run_script(plan, timeout=LAUNCH_TIMEOUT, keep_fds=locks)
             return output.strip().splitlines()[-1]
         except _NameTaken:
             existing = _session_containers(registry, plan.session.role, plan.session.id)

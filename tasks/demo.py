@@ -22,7 +22,7 @@ DEMO_MANIFEST = "agents/manifests/demo.yml"
 def run(c: Context, manifest: str = DEMO_MANIFEST) -> None:
     """Create throwaway keys and env files, build the smoke image if absent, start and list."""
     from orchestrator import demo, report, runtime
-    from orchestrator.config import load_manifest
+    from orchestrator.manifest import load_manifest
     from orchestrator.plan import container_name
 
     sessions = load_manifest(repository_path(manifest))

@@ -34,11 +34,13 @@ def start(
 ) -> None:
     """Start the sessions of a manifest, one detached container each; running ones are kept."""
     from orchestrator import report, runtime
-    from orchestrator.config import load_manifest, select_sessions
+    from orchestrator.manifest import default_cache_dir, load_manifest, select_sessions
     from orchestrator.preflight import check_inputs
 
     registry = session_registry()
-    sessions = select_sessions(load_manifest(manifest), session or None)
+    sessions = select_sessions(
+        load_manifest(manifest, cache_dir=default_cache_dir()), session or None
+    )
     if dry_run:
         check_inputs(sessions)
         for one in sessions:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import DEFAULT_IMAGE, load_manifest, select_sessions
+from orchestrator.config import DEFAULT_IMAGE
 from orchestrator.errors import ManifestError
+from orchestrator.manifest import load_manifest, select_sessions
 from tests.conftest import WriteManifest, session
 
 REQUIRED = ("id", "role", "branch", "workspace", "env_file", "ssh_key")
@@ -47,7 +48,7 @@ def test_optional_fields_default(write_manifest: WriteManifest) -> None:
     assert one.image == DEFAULT_IMAGE
     assert one.owner == getpass.getuser()
     assert one.codex_dir == Path("~/.codex").expanduser()
-    assert one.tags == []
+    assert one.tags == ()
     assert one.goal is None
 
 
@@ -66,7 +67,7 @@ def test_paths_resolve_against_manifest_folder_and_expand_home(
 def test_tags_accept_a_string_or_a_list(write_manifest: WriteManifest) -> None:
     path = write_manifest([session("a", tags="urgent"), session("b", tags=["x", "y"])])
     a, b = load_manifest(path)
-    assert (a.tags, b.tags) == (["urgent"], ["x", "y"])
+    assert (a.tags, b.tags) == (("urgent",), ("x", "y"))
 
 
 def test_existing_manifest_format_loads_unchanged(write_manifest: WriteManifest) -> None:

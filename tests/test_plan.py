@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator import __version__
-from orchestrator.config import load_manifest
+from orchestrator.manifest import load_manifest
 from orchestrator.plan import container_name, find_repository, plan_launch, session_filters
 from tests.conftest import WriteManifest, session
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import load_manifest
 from orchestrator.errors import ManifestError
+from orchestrator.manifest import load_manifest
 from orchestrator.preflight import check_inputs, env_file_problems
 from tests.conftest import WriteManifest, session
 

@@ -10,7 +10,7 @@ import pytest
 from agent_helpers import docker, inspect, inv, our_containers
 from conftest import MakeManifest
 
-from orchestrator.config import load_manifest
+from orchestrator.manifest import load_manifest
 from orchestrator.registry import Registry
 from orchestrator.runtime import launch_container, list_sessions, start_sessions, stop_sessions
 

@@ -8,15 +8,17 @@ A manifest is YAML in one of three shapes, all of which existing manifests use:
 
 Every error names the manifest, the session and the field, on one line, so that a user running
 fifty sessions can find the typo without reading a traceback.
+
+This module is the only one that imports pydantic and PyYAML; what it returns are plain
+`orchestrator.manifest.SessionSpec` records. Callers go through `manifest.load_manifest`.
 """
 
 from __future__ import annotations
 
-import difflib
 import getpass
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,7 +32,8 @@ from pydantic import (
     field_validator,
 )
 
-from orchestrator.errors import ManifestError
+from orchestrator.errors import ManifestError, did_you_mean
+from orchestrator.manifest import Resources, SessionSpec
 
 DEFAULT_IMAGE = "filare-codex"
 
@@ -94,7 +97,7 @@ HostPath = Annotated[Path, AfterValidator(_clean_path)]
 Tag = Annotated[str, AfterValidator(_one_line_text), Field(pattern=r"^[^,]+$")]
 
 
-class Resources(BaseModel):
+class ResourcesModel(BaseModel):
     """Limits handed to `docker run` as `--cpus` and `--memory`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -125,7 +128,7 @@ class AgentSessionConfig(BaseModel):
         default_factory=getpass.getuser
     )
     codex_dir: HostPath = Field(default_factory=lambda: Path.home() / ".codex")
-    resources: Resources = Field(default_factory=Resources)
+    resources: ResourcesModel = Field(default_factory=ResourcesModel)
     shared_workspace: bool = False
     # "env-file": `docker run --env-file` (values visible to `docker inspect`); "mount": the file
     # is bound read-only and the image's entry point loads it, so inspect shows no values.
@@ -139,54 +142,37 @@ class AgentSessionConfig(BaseModel):
             raise ValueError("must not contain '=' or ','")
         return value
 
+    def to_spec(self) -> SessionSpec:
+        data = self.model_dump()
+        data["tags"] = tuple(self.tags)
+        data["resources"] = Resources(self.resources.cpus, self.resources.memory)
+        return SessionSpec(**data)
+
 
 SESSION_FIELDS = tuple(name for name in AgentSessionConfig.model_fields if name != "manifest_path")
 _PATH_FIELDS = ("workspace", "env_file", "ssh_key", "codex_dir")
 _TOP_LEVEL_KEYS = ("defaults", "sessions")
 
 
-def load_manifest(path: str | os.PathLike[str]) -> list[AgentSessionConfig]:
-    """Read and validate a manifest; relative paths resolve against the manifest's folder."""
-    manifest = Path(path).expanduser().resolve()
-    raw = _read_yaml(manifest)
+def validate_manifest(manifest: Path, data: bytes) -> list[SessionSpec]:
+    """Validate a manifest's bytes; relative paths resolve against the folder of `manifest`."""
+    raw = _parse_yaml(manifest, data)
     defaults, entries = _split_shapes(manifest, raw)
     sessions = [
         _build_session(manifest, index, {**defaults, **entry} | _merged_resources(defaults, entry))
         for index, entry in enumerate(entries, start=1)
     ]
     _check_unique(manifest, sessions)
-    return sessions
+    return [session.to_spec() for session in sessions]
 
 
-def select_sessions(
-    sessions: Sequence[AgentSessionConfig], session_id: str | Iterable[str] | None
-) -> list[AgentSessionConfig]:
-    """Keep the sessions named by id (all of them when none is named), in manifest order."""
-    if session_id is None:
-        return list(sessions)
-    wanted = [session_id] if isinstance(session_id, str) else list(session_id)
-    if not wanted:
-        return list(sessions)
-    known = {s.id for s in sessions}
-    missing = [w for w in wanted if w not in known]
-    if missing:
-        where = sessions[0].manifest_path if sessions else "the manifest"
-        hint = _did_you_mean(missing[0], known)
-        raise ManifestError(f"{where}: no session with id {missing[0]!r}{hint}")
-    return [s for s in sessions if s.id in wanted]
-
-
-def _read_yaml(manifest: Path) -> Any:
+def _parse_yaml(manifest: Path, data: bytes) -> Any:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        text = manifest.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"{manifest}: manifest not found") from None
-    except IsADirectoryError:
-        raise ManifestError(f"{manifest}: manifest is a folder, not a file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ManifestError(f"{manifest}: cannot read manifest: {exc}") from None
     try:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader, chosen above
@@ -210,14 +196,14 @@ def _split_shapes(manifest: Path, raw: Any) -> tuple[dict[str, Any], list[dict[s
         return {}, _entries(manifest, [raw])
     for key in raw:
         if key not in _TOP_LEVEL_KEYS:
-            hint = _did_you_mean(str(key), _TOP_LEVEL_KEYS)
+            hint = did_you_mean(str(key), _TOP_LEVEL_KEYS)
             raise ManifestError(f"{manifest}: unknown top-level field {key!r}{hint}")
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ManifestError(f"{manifest}: field 'defaults': expected a mapping")
     for key in defaults:
         if key not in SESSION_FIELDS or key == "id":
-            hint = _did_you_mean(str(key), SESSION_FIELDS)
+            hint = did_you_mean(str(key), SESSION_FIELDS)
             raise ManifestError(f"{manifest}: defaults: unknown field {key!r}{hint}")
     sessions = raw.get("sessions")
     if not isinstance(sessions, list) or not sessions:
@@ -268,16 +254,11 @@ def _first_error(exc: ValidationError) -> str:
     error = min(errors, key=lambda e: e["type"] != "extra_forbidden")
     loc = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
-        return f"unknown field {loc!r}{_did_you_mean(loc.split('.')[-1], SESSION_FIELDS)}"
+        return f"unknown field {loc!r}{did_you_mean(loc.split('.')[-1], SESSION_FIELDS)}"
     if error["type"] == "missing":
         return f"field {loc!r}: required field is missing"
     message = error["msg"].removeprefix("Value error, ")
     return f"field {loc!r}: {message}"
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _check_unique(manifest: Path, sessions: Sequence[AgentSessionConfig]) -> None:

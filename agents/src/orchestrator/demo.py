@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator import engine, images
-from orchestrator.config import AgentSessionConfig
 from orchestrator.errors import InputError
+from orchestrator.manifest import SessionSpec
 
 
-def ensure_throwaway_files(sessions: Sequence[AgentSessionConfig]) -> list[Path]:
+def ensure_throwaway_files(sessions: Sequence[SessionSpec]) -> list[Path]:
     """Create the missing SSH keys and env files the sessions name; return what was made."""
     made = []
     for session in sessions:

@@ -6,6 +6,8 @@ started or written), 1 for a fault found while acting (engine, files).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class OrchestratorError(Exception):
     """A failure with a message a user can act on; never carries secret values."""
@@ -29,3 +31,11 @@ class CatalogError(InputError):
 
 class EngineError(OrchestratorError):
     """The Docker engine could not be reached or refused a request."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest choice, or nothing: the hint a typo deserves."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

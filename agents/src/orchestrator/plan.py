@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from orchestrator import __version__
 
 if TYPE_CHECKING:
-    from orchestrator.config import AgentSessionConfig
+    from orchestrator.manifest import SessionSpec
 
 LABEL_PREFIX = "filare."
 SESSION_LABEL = "filare.session"
@@ -34,7 +34,7 @@ def container_name(role: str, session_id: str) -> str:
     return f"{CONTAINER_PREFIX}-{role}-{session_id}"
 
 
-def session_labels(session: AgentSessionConfig, registry_root: Path) -> dict[str, str]:
+def session_labels(session: SessionSpec, registry_root: Path) -> dict[str, str]:
     """Labels that let any later command find exactly this session's container again.
 
     `filare.registry` ties the container to the state folder that records it, so two checkouts
@@ -68,7 +68,7 @@ def session_filters(registry_root: Path, **labels: str) -> list[str]:
 class LaunchPlan:
     """Everything a start will do, decided before it does any of it."""
 
-    session: AgentSessionConfig
+    session: SessionSpec
     name: str
     labels: dict[str, str]
     state_dir: Path
@@ -77,7 +77,7 @@ class LaunchPlan:
 
 
 def plan_launch(
-    session: AgentSessionConfig,
+    session: SessionSpec,
     *,
     registry_root: Path,
     script: Path,

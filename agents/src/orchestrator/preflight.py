@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 from orchestrator.errors import ManifestError
 
 if TYPE_CHECKING:
-    from orchestrator.config import AgentSessionConfig
+    from orchestrator.manifest import SessionSpec
 
 # Docker's bufio.Scanner gives up on longer lines.
 _MAX_ENV_LINE = 64 * 1024
 _BOM = b"\xef\xbb\xbf"
 
 
-def check_inputs(sessions: Iterable[AgentSessionConfig]) -> None:
+def check_inputs(sessions: Iterable[SessionSpec]) -> None:
     """Raise `ManifestError` for the first session whose files cannot be used as they are."""
     for session in sessions:
         _check_file(session, "env_file", session.env_file)
@@ -60,7 +60,7 @@ def env_file_problems(path: Path) -> list[str]:
     return problems
 
 
-def _check_file(session: AgentSessionConfig, field: str, path: Path) -> None:
+def _check_file(session: SessionSpec, field: str, path: Path) -> None:
     if not path.exists():
         raise _error(session, field, f"{path} does not exist")
     if path.is_dir():
@@ -69,7 +69,7 @@ def _check_file(session: AgentSessionConfig, field: str, path: Path) -> None:
         raise _error(session, field, f"{path} is not readable")
 
 
-def _error(session: AgentSessionConfig, field: str, message: str) -> ManifestError:
+def _error(session: SessionSpec, field: str, message: str) -> ManifestError:
     return ManifestError(
         f"{session.manifest_path}: session {session.id!r}: field {field!r}: {message}"
     )

@@ -180,15 +180,20 @@ def _flock(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write `text` so that readers see the old file or the new one, never a mix."""
+def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
+    """Write `text` so that readers see the old file or the new one, never a mix.
+
+    `durable` also flushes the file to disk before the rename, so a crash cannot leave an empty
+    record; a cache, which can always be rebuilt, skips that wait.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         Path(tmp).replace(path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -33,7 +33,7 @@ from orchestrator.preflight import check_inputs
 from orchestrator.registry import Registry, SessionState, now
 
 if TYPE_CHECKING:
-    from orchestrator.config import AgentSessionConfig
+    from orchestrator.manifest import SessionSpec
 
 LAUNCH_TIMEOUT = 900.0
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -51,9 +51,7 @@ def launch_script() -> Path:
     return Path(__file__).resolve().parents[3] / "scripts" / "run_codex_container.sh"
 
 
-def plan_for(
-    session: AgentSessionConfig, registry: Registry, *, dry_run: bool = False
-) -> LaunchPlan:
+def plan_for(session: SessionSpec, registry: Registry, *, dry_run: bool = False) -> LaunchPlan:
     seed_from = find_repository(session.manifest_path.parent) if session.manifest_path else None
     return plan_launch(
         session,
@@ -71,13 +69,13 @@ def plan_for(
 class StartOutcome:
     """What one session's start did; `error` is set when it failed (and was cleaned up)."""
 
-    session: AgentSessionConfig
+    session: SessionSpec
     state: SessionState | None = None
     already_running: bool = False
     error: OrchestratorError | None = None
 
 
-def launch_container(session: AgentSessionConfig, registry: Registry | None = None) -> SessionState:
+def launch_container(session: SessionSpec, registry: Registry | None = None) -> SessionState:
     """Start one session's container, or report the one already running for it."""
     registry = registry or Registry.default()
     check_inputs([session])
@@ -88,7 +86,7 @@ def launch_container(session: AgentSessionConfig, registry: Registry | None = No
 
 
 def start_sessions(
-    sessions: Sequence[AgentSessionConfig],
+    sessions: Sequence[SessionSpec],
     registry: Registry | None = None,
     *,
     parallel: int = MAX_PARALLEL_STARTS,
@@ -103,7 +101,7 @@ def start_sessions(
     engine.require_cli()
     cancelled = threading.Event()
 
-    def start_one(session: AgentSessionConfig) -> StartOutcome:
+    def start_one(session: SessionSpec) -> StartOutcome:
         try:
             return _launch(session, registry, cancelled)
         except OrchestratorError as exc:
@@ -126,7 +124,7 @@ def start_sessions(
             raise
 
 
-def dry_run(session: AgentSessionConfig, registry: Registry | None = None) -> str:
+def dry_run(session: SessionSpec, registry: Registry | None = None) -> str:
     """The `docker run` command line a start would execute; creates and writes nothing."""
     registry = registry or Registry.default()
     plan = plan_for(session, registry, dry_run=True)
@@ -134,7 +132,7 @@ def dry_run(session: AgentSessionConfig, registry: Registry | None = None) -> st
 
 
 def _launch(
-    session: AgentSessionConfig,
+    session: SessionSpec,
     registry: Registry,
     cancelled: threading.Event,
 ) -> StartOutcome:
@@ -206,7 +204,7 @@ def _run_container(
     raise AssertionError("unreachable")
 
 
-def _check_workspace_free(session: AgentSessionConfig, registry: Registry) -> None:
+def _check_workspace_free(session: SessionSpec, registry: Registry) -> None:
     """Refuse a workspace another live session uses, unless both allow sharing it.
 
     Called under the workspace's lock, which every start of an unshared workspace holds until
@@ -304,7 +302,7 @@ def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError
     return EngineError(f"{prefix}: {engine.describe_failure('run', reason)}")
 
 
-def _undo(registry: Registry, session: AgentSessionConfig) -> None:
+def _undo(registry: Registry, session: SessionSpec) -> None:
     """Remove what a failed start of this session created: its containers and SSH folder."""
     with contextlib.suppress(OrchestratorError):
         containers = _session_containers(registry, session.role, session.id)

@@ -62,6 +62,8 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    # The root conftest shares its module name with agents/tests/conftest.py: checked on its own.
+    session.run("mypy", "conftest.py")
     session.run("inv", "commands.check")
     session.run("shellcheck", *SHELL_SCRIPTS, external=True)
     session.run("hadolint", *sorted(str(path) for path in Path("docker").glob("Dockerfile.*")))

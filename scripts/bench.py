@@ -437,6 +437,8 @@ class Bench:
         # Measure what users run: Python with its bytecode caches (written by the warm-up round).
         # An environment that forbids them makes every run recompile every module it imports.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        # Its own cache folder, warmed like a user's by the untimed first start, removed at the end.
+        env["XDG_CACHE_HOME"] = str(self.root / "cache-home")
         if state is not None:
             env["FILARE_STATE_DIR"] = str(state)
         return run([*self.inv, *args], cwd=cwd, env=env, check=check)

@@ -4,6 +4,10 @@ Each task declares next to its code how `just` and the agent command catalog pre
 generator reads one definition instead of a side table that could drift. Library errors become
 one line on stderr and the library's exit code (2 for bad input), never a traceback.
 
+Every argument is an option (`--manifest M`), as `just` and the catalog present it: Invoke would
+otherwise take arguments without a default positionally, and `inv session.start --help` would
+read `--help` as the manifest. Such arguments stay required; a missing one is a one-line error.
+
 Invoke empties `Task.help` while it builds its parser (`get_arguments` pops each entry), which
 happens before any task runs; `argument_help` keeps a copy so that `inv commands.generate` still
 sees every argument's help.
@@ -11,6 +15,7 @@ sees every argument's help.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,6 +37,7 @@ class CatalogTask(Task[Callable[..., Any]]):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("auto_shortflags", False)
+        kwargs.setdefault("positional", [])
         super().__init__(body, **kwargs)
         self.argument_help: dict[str, str] = dict(self.help)
         self.category = category
@@ -46,6 +52,11 @@ class CatalogTask(Task[Callable[..., Any]]):
         # set is kept.
         os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
+        given = inspect.signature(self.body).bind_partial(*args, **kwargs).arguments
+        for name, parameter in list(inspect.signature(self.body).parameters.items())[1:]:
+            if parameter.default is inspect.Parameter.empty and given.get(name) is None:
+                flag = name.strip("_").replace("_", "-")
+                raise Exit(f"error: --{flag} is required", code=2)
         try:
             return super().__call__(*args, **kwargs)
         except OrchestratorError as exc:

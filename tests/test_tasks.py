@@ -69,6 +69,19 @@ def test_help_shows_every_flag() -> None:
         assert flag in result.stdout
 
 
+def test_help_after_the_task_name_is_help_not_a_manifest() -> None:
+    result = inv("session.start", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--manifest=STRING" in result.stdout
+
+
+def test_a_required_option_left_out_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = inv("session.start", "--dry-run", FILARE_STATE_DIR=str(tmp_path / "state"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: --manifest is required"]
+    assert not (tmp_path / "state").exists()
+
+
 def test_missing_manifest_is_one_line_exit_2(tmp_path: Path) -> None:
     result = inv("session.start", "--manifest", str(tmp_path / "none.yml"))
     assert result.returncode == 2

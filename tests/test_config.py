@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,17 @@ def test_optional_fields_default(write_manifest: WriteManifest) -> None:
     assert one.codex_dir == Path("~/.codex").expanduser()
     assert one.tags == ()
     assert one.goal is None
+
+
+def test_a_user_without_a_name_owns_as_its_uid(
+    write_manifest: WriteManifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unknown() -> str:
+        raise KeyError("getpwuid(): uid not found")
+
+    monkeypatch.setattr(getpass, "getuser", unknown)
+    (one,) = load_manifest(write_manifest(session()))
+    assert one.owner == f"uid-{os.getuid()}"
 
 
 def test_paths_resolve_against_manifest_folder_and_expand_home(

@@ -15,7 +15,6 @@ This module is the only one that imports pydantic and PyYAML; what it returns ar
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -33,7 +32,7 @@ from pydantic import (
 )
 
 from orchestrator.errors import ManifestError, did_you_mean
-from orchestrator.manifest import Resources, SessionSpec
+from orchestrator.manifest import Resources, SessionSpec, default_owner
 
 DEFAULT_IMAGE = "filare-codex"
 
@@ -125,7 +124,7 @@ class AgentSessionConfig(BaseModel):
     startup_script: str | None = None
     operator_contact: Text | None = None
     owner: Annotated[Text, Field(min_length=1, max_length=64)] = Field(
-        default_factory=getpass.getuser
+        default_factory=default_owner
     )
     codex_dir: HostPath = Field(default_factory=lambda: Path.home() / ".codex")
     resources: ResourcesModel = Field(default_factory=ResourcesModel)

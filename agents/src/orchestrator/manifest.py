@@ -124,6 +124,14 @@ def select_sessions(
     return [s for s in sessions if s.id in wanted]
 
 
+def default_owner() -> str:
+    """The current user's name; a UID without one (common in containers) becomes `uid-<n>`."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
 def default_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/filare-agents/manifests`, else under `~/.cache`."""
     base = os.environ.get(CACHE_ENV) or Path.home() / ".cache"
@@ -155,7 +163,7 @@ def _cache_key(manifest: Path, data: bytes) -> str:
         (here / "config.py").read_bytes(),
         (here / "manifest.py").read_bytes(),
         bytes(manifest),
-        getpass.getuser().encode(),
+        default_owner().encode(),
         bytes(Path.home()),
         data,
     ):

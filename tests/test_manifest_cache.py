@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import manifest
+from orchestrator.config import DEFAULT_IMAGE
 from orchestrator.errors import ManifestError
-from orchestrator.manifest import SessionSpec, load_manifest
+from orchestrator.manifest import SessionSpec, default_cache_dir, load_manifest
 from tests.conftest import REPOSITORY, WriteManifest, inv, session
 
 
@@ -123,8 +125,64 @@ def test_other_users_homes_are_not_cached(write_manifest: WriteManifest, tmp_pat
     cache = tmp_path / "cache"
     load_manifest(write_manifest(session("a", codex_dir="~root/.codex")), cache_dir=cache)
     assert cached_entries(cache) == []
+    # The same path spelt with a YAML escape: decided on the parsed value, not the text.
+    escaped = "- {id: a, role: r, branch: b, workspace: w, env_file: e, ssh_key: k, "
+    escaped += 'codex_dir: "\\x7eroot/.codex"}\n'
+    (one,) = load_manifest(write_manifest(escaped), cache_dir=cache)
+    assert one.codex_dir == Path("~root/.codex").expanduser()
+    assert cached_entries(cache) == []
     load_manifest(write_manifest(session("a", codex_dir="~/.codex")), cache_dir=cache)
     assert len(cached_entries(cache)) == 1
+
+
+def test_an_entry_others_could_have_written_is_not_trusted(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    path = write_manifest(session("a"))
+    load_manifest(path, cache_dir=cache)
+    (entry,) = cached_entries(cache)
+    stored = json.loads(entry.read_text())
+    stored["sessions"][0]["image"] = "planted"
+    entry.write_text(json.dumps(stored))
+    entry.chmod(0o600)
+    assert load_manifest(path, cache_dir=cache)[0].image == "planted"  # the key alone is public
+    for entry_mode, folder_mode in ((0o620, 0o700), (0o600, 0o777)):
+        entry.write_text(json.dumps(stored))
+        entry.chmod(entry_mode)
+        cache.chmod(folder_mode)
+        assert load_manifest(path, cache_dir=cache)[0].image == DEFAULT_IMAGE
+
+
+def test_the_cache_keeps_the_most_recent_entries(
+    write_manifest: WriteManifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(manifest, "MAX_ENTRIES", 2)
+    cache = tmp_path / "cache"
+    for name in ("one.yml", "two.yml", "three.yml"):
+        load_manifest(write_manifest(session("a"), name=name), cache_dir=cache)
+    assert len(cached_entries(cache)) == 2
+
+
+def test_the_cache_folder_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg/filare-agents/manifests"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")
+    assert default_cache_dir() == tmp_path / "home/.cache/filare-agents/manifests"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", no_home)
+    assert default_cache_dir() is None
+
+
+def test_the_key_names_the_validating_libraries() -> None:
+    versions = manifest._validator_versions()
+    for distribution in ("pydantic-", "pydantic_core-", "pyyaml-"):
+        assert any(v.lower().startswith(distribution) for v in versions), versions
 
 
 def test_session_start_caches_in_the_user_cache_folder(

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from orchestrator.registry import Registry
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SMOKE_TAG = "filare-codex:smoke"
+# The `make_manifest` fixture: session ids in, the manifest's path out.
+MakeManifest = Callable[..., Path]
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:

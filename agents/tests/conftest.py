@@ -8,13 +8,13 @@ ran. Each test gets its own registry folder, and containers are told apart by th
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from agent_helpers import SMOKE_TAG, docker, inv, sh
+from agent_helpers import SMOKE_TAG, MakeManifest, docker, inv, sh
 
 from orchestrator.registry import Registry
 
@@ -68,9 +68,6 @@ def project(tmp_path: Path) -> Path:
     keys.mkdir(parents=True)
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(keys / "id_test"))
     return repo
-
-
-MakeManifest = Callable[..., Path]
 
 
 @pytest.fixture

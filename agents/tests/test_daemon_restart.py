@@ -19,8 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agent_helpers import docker, inspect, inv, our_containers, sh
-from conftest import MakeManifest
+from agent_helpers import MakeManifest, docker, inspect, inv, our_containers, sh
 
 from orchestrator.registry import Registry
 

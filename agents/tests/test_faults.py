@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_helpers import REPOSITORY, docker, inspect, inv, our_containers
-from conftest import MakeManifest
+from agent_helpers import REPOSITORY, MakeManifest, docker, inspect, inv, our_containers
 
 from orchestrator.registry import Registry
 

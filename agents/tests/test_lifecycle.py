@@ -7,8 +7,7 @@ import os
 import stat
 
 import pytest
-from agent_helpers import docker, inspect, inv, our_containers
-from conftest import MakeManifest
+from agent_helpers import MakeManifest, docker, inspect, inv, our_containers
 
 from orchestrator.manifest import load_manifest
 from orchestrator.registry import Registry

@@ -153,16 +153,21 @@ _PATH_FIELDS = ("workspace", "env_file", "ssh_key", "codex_dir")
 _TOP_LEVEL_KEYS = ("defaults", "sessions")
 
 
-def validate_manifest(manifest: Path, data: bytes) -> list[SessionSpec]:
-    """Validate a manifest's bytes; relative paths resolve against the folder of `manifest`."""
+def validate_manifest(manifest: Path, data: bytes) -> tuple[list[SessionSpec], bool]:
+    """Validate a manifest's bytes; relative paths resolve against the folder of `manifest`.
+
+    Also says whether the result may be cached: not when a path names another user's home
+    (`~name/...`), which expands through the password database rather than the cache's key.
+    """
     raw = _parse_yaml(manifest, data)
     defaults, entries = _split_shapes(manifest, raw)
-    sessions = [
-        _build_session(manifest, index, {**defaults, **entry} | _merged_resources(defaults, entry))
-        for index, entry in enumerate(entries, start=1)
-    ]
+    merged = [{**defaults, **entry} | _merged_resources(defaults, entry) for entry in entries]
+    sessions = [_build_session(manifest, index, data) for index, data in enumerate(merged, 1)]
     _check_unique(manifest, sessions)
-    return [session.to_spec() for session in sessions]
+    cacheable = not any(
+        _names_other_home(data.get(name)) for data in merged for name in _PATH_FIELDS
+    )
+    return [session.to_spec() for session in sessions], cacheable
 
 
 def _parse_yaml(manifest: Path, data: bytes) -> Any:
@@ -240,6 +245,10 @@ def _build_session(manifest: Path, index: int, data: dict[str, Any]) -> AgentSes
         return AgentSessionConfig.model_validate(data)
     except ValidationError as exc:
         raise ManifestError(f"{manifest}: {label}: {_first_error(exc)}") from None
+
+
+def _names_other_home(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("~") and value.split("/")[0] != "~"
 
 
 def _resolve(base: Path, value: str) -> Path:

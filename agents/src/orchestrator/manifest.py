@@ -19,7 +19,7 @@ import getpass
 import hashlib
 import json
 import os
-import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +28,12 @@ from typing import Any, Literal
 from orchestrator.errors import ManifestError, did_you_mean
 
 CACHE_ENV = "XDG_CACHE_HOME"
+# One entry per manifest path; beyond this many, the least recently written go.
+MAX_ENTRIES = 128
 EnvMode = Literal["env-file", "mount"]
 _PATH_FIELDS = ("workspace", "env_file", "ssh_key", "codex_dir", "manifest_path")
-# `~name/...` expands through the password database, which the cache key does not cover.
-_OTHER_USERS_HOME = re.compile(r"~[^/\s'\"]")
+# (module, distribution) of the libraries validation runs on.
+_VALIDATORS = (("pydantic", "pydantic"), ("pydantic_core", "pydantic_core"), ("yaml", "pyyaml"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +96,14 @@ def load_manifest(
     manifest = Path(path).expanduser().resolve()
     data = _read(manifest)
     if cache_dir is None:
-        return _validate(manifest, data)
+        return _validate(manifest, data)[0]
     entry = cache_dir / f"{hashlib.sha256(bytes(manifest)).hexdigest()[:32]}.json"
     key = _cache_key(manifest, data)
     cached = _cached(entry, key)
     if cached is not None:
         return cached
-    sessions = _validate(manifest, data)
-    if not _OTHER_USERS_HOME.search(data.decode("utf-8", "replace")):
+    sessions, cacheable = _validate(manifest, data)
+    if cacheable:
         _store(entry, key, sessions)
     return sessions
 
@@ -132,10 +134,25 @@ def default_owner() -> str:
         return f"uid-{os.getuid()}"
 
 
-def default_cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/filare-agents/manifests`, else under `~/.cache`."""
-    base = os.environ.get(CACHE_ENV) or Path.home() / ".cache"
-    return Path(base) / "filare-agents" / "manifests"
+def default_cache_dir() -> Path | None:
+    """`$XDG_CACHE_HOME/filare-agents/manifests`, else under `~/.cache`; None without a home.
+
+    A relative `XDG_CACHE_HOME` is ignored, as the XDG specification asks.
+    """
+    base = Path(os.environ.get(CACHE_ENV, ""))
+    if not base.is_absolute():
+        base = _home() / ".cache"
+        if not base.is_absolute():
+            return None
+    return base / "filare-agents" / "manifests"
+
+
+def _home() -> Path:
+    """The home folder, or an empty path when there is none (no `$HOME`, no passwd entry)."""
+    try:
+        return Path.home()
+    except RuntimeError:
+        return Path()
 
 
 def _read(manifest: Path) -> bytes:
@@ -149,22 +166,27 @@ def _read(manifest: Path) -> bytes:
         raise ManifestError(f"{manifest}: cannot read manifest: {exc}") from None
 
 
-def _validate(manifest: Path, data: bytes) -> list[SessionSpec]:
+def _validate(manifest: Path, data: bytes) -> tuple[list[SessionSpec], bool]:
     from orchestrator.config import validate_manifest
 
     return validate_manifest(manifest, data)
 
 
 def _cache_key(manifest: Path, data: bytes) -> str:
-    """A digest of everything validation reads: change any of it and the entry is not used."""
+    """A digest of everything validation reads: change any of it and the entry is not used.
+
+    That is the manifest and its path, the user and home folder that defaults and `~` come from,
+    the schema's source, and the Python, pydantic and PyYAML that run it.
+    """
     here = Path(__file__).parent
     digest = hashlib.sha256()
     for part in (
         (here / "config.py").read_bytes(),
         (here / "manifest.py").read_bytes(),
+        "\n".join(_validator_versions()).encode(),
         bytes(manifest),
         default_owner().encode(),
-        bytes(Path.home()),
+        bytes(_home()),
         data,
     ):
         digest.update(len(part).to_bytes(8, "big"))
@@ -172,9 +194,33 @@ def _cache_key(manifest: Path, data: bytes) -> str:
     return digest.hexdigest()
 
 
+def _validator_versions() -> list[str]:
+    """Python's version and the installed pydantic, pydantic-core and PyYAML, without importing
+    them: the names of their `*.dist-info` folders carry the versions."""
+    import importlib.util
+
+    found = [sys.version]
+    for module, distribution in _VALIDATORS:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            found.append(f"{module}: not installed")
+            continue
+        site = Path(spec.origin).parent.parent
+        found += sorted(
+            path.name
+            for path in site.glob("*.dist-info")
+            if path.name.lower().startswith(f"{distribution}-")
+        )
+    return found
+
+
 def _cached(entry: Path, key: str) -> list[SessionSpec] | None:
+    """The entry's sessions, if it was made from `key` and only this user could have written it."""
     try:
-        stored = json.loads(entry.read_bytes())
+        with entry.open("rb") as handle:
+            if not (_private(os.fstat(handle.fileno())) and _private(entry.parent.stat())):
+                return None
+            stored = json.loads(handle.read())
         if stored["key"] != key:
             return None
         return [SessionSpec.from_dict(item) for item in stored["sessions"]]
@@ -182,10 +228,26 @@ def _cached(entry: Path, key: str) -> list[SessionSpec] | None:
         return None
 
 
+def _private(status: os.stat_result) -> bool:
+    return status.st_uid == os.getuid() and not status.st_mode & 0o022
+
+
 def _store(entry: Path, key: str, sessions: Sequence[SessionSpec]) -> None:
+    """Write the entry, and drop the least recently written ones beyond `MAX_ENTRIES`."""
     from orchestrator.registry import atomic_write
 
     text = json.dumps({"key": key, "sessions": [s.to_dict() for s in sessions]})
     # A read-only or full cache folder costs speed, not correctness.
     with contextlib.suppress(OSError):
+        entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(entry, text + "\n", durable=False)
+        entries = sorted(entry.parent.glob("*.json"), key=_age_key)
+        for old in entries[:-MAX_ENTRIES]:
+            old.unlink(missing_ok=True)
+
+
+def _age_key(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -69,6 +70,9 @@ class Case:
     baseline: str
     target: float | None  # None: reported (scaling), not judged
     sessions: int = 0  # sessions started by one command, for the scaling table
+    # The tool is one `inv` command doing the baseline's work: its best possible ratio is
+    # (Invoke's start-up + baseline) / baseline, with the start-up measured by `inv-list`.
+    floored: bool = False
 
 
 CASES = (
@@ -78,6 +82,7 @@ CASES = (
         "docker run -d with the argv --dry-run prints",
         1.8,
         sessions=1,
+        floored=True,
     ),
     Case(
         "start-8",
@@ -97,6 +102,7 @@ CASES = (
         "inv session.list, 8 running",
         "docker ps --all --no-trunc --filter label=filare.registry=…",
         2.5,
+        floored=True,
     ),
     Case("inv-list", "inv --list, this project", "inv --list, an empty Invoke collection", 1.3),
     Case(
@@ -165,6 +171,7 @@ class Row:
     baseline_seconds: tuple[float, ...]
     tool_max_rss_kb: int
     baseline_max_rss_kb: int
+    floor: float | None = None  # the best ratio Invoke's start-up leaves, when known
 
     @classmethod
     def from_samples(cls, case: Case, samples: Samples) -> Row:
@@ -201,6 +208,7 @@ class Row:
             f"{self.tool_median:.3f}",
             f"{self.baseline_median:.3f}",
             format_ratio(self.ratio),
+            "-" if self.floor is None else format_ratio(self.floor),
             target,
             met,
             f"{self.tool_max_rss_kb / 1024:.1f} / {self.baseline_max_rss_kb / 1024:.1f}",
@@ -217,6 +225,7 @@ class Row:
             "tool_median_seconds": self.tool_median,
             "baseline_median_seconds": self.baseline_median,
             "ratio": self.ratio if math.isfinite(self.ratio) else None,
+            "floor": self.floor if self.floor is None or math.isfinite(self.floor) else None,
             "target": self.case.target,
             "met": self.met,
             "tool_max_rss_kb": self.tool_max_rss_kb,
@@ -229,8 +238,8 @@ def format_ratio(value: float) -> str:
 
 
 RESULT_HEADER = (
-    "| case | tool, median s | baseline, median s | ratio | target | met "
-    "| peak RSS MB, tool / baseline |\n|---|---:|---:|---:|---:|---|---:|"
+    "| case | tool, median s | baseline, median s | ratio | floor | target | met "
+    "| peak RSS MB, tool / baseline |\n|---|---:|---:|---:|---:|---:|---|---:|"
 )
 SCALING_HEADER = (
     "| sessions | tool, median s | tool s/session | baseline, median s | baseline s/session "
@@ -254,6 +263,19 @@ def scaling_table(rows: Sequence[Row]) -> str:
             f"| {format_ratio(row.ratio)} |"
         )
     return "\n".join(lines)
+
+
+def with_floors(rows: Sequence[Row]) -> list[Row]:
+    """Rows of floored cases with their floor, when `inv-list` measured Invoke's start-up."""
+    startup = next((r.baseline_median for r in rows if r.case.name == "inv-list"), None)
+    if startup is None:
+        return list(rows)
+    return [
+        dataclasses.replace(r, floor=ratio(startup + r.baseline_median, r.baseline_median))
+        if r.case.floored
+        else r
+        for r in rows
+    ]
 
 
 def legend(rows: Sequence[Row]) -> str:
@@ -791,7 +813,7 @@ def measure(
     finally:
         clean_up(bench)
     rows = [Row.from_samples(case, samples[case.name]) for case in CASES if case.name in samples]
-    return rows, context
+    return with_floors(rows), context
 
 
 def keep(
@@ -836,6 +858,12 @@ def markdown_report(rows: Sequence[Row], context: Mapping[str, object]) -> str:
         "",
         legend(rows),
     ]
+    if any(row.floor is not None for row in rows):
+        parts += [
+            "",
+            "`floor`: the ratio of a tool that did nothing but start Invoke and then the "
+            "baseline's work, (`inv-list` baseline + baseline) / baseline.",
+        ]
     if any(row.case.sessions for row in rows):
         parts += ["", "## Cost per session, started by one command", "", scaling_table(rows)]
     parts += [

@@ -43,12 +43,24 @@ def test_row_compares_medians_with_the_target() -> None:
 
 def test_row_markdown_and_json() -> None:
     line = row((2.0,), (4.0,)).markdown()
-    assert line == "| start-8 | 2.000 | 4.000 | 0.50 | ≤ 0.8 | yes | 43.0 / 20.0 |"
-    assert "| 1.25 | ≤ 0.8 | **no** |" in row((5.0,), (4.0,)).markdown()
+    assert line == "| start-8 | 2.000 | 4.000 | 0.50 | - | ≤ 0.8 | yes | 43.0 / 20.0 |"
+    assert "| 1.25 | - | ≤ 0.8 | **no** |" in row((5.0,), (4.0,)).markdown()
     data = row((1.0, 2.0), (0.0, 0.0)).as_json()
     assert data["ratio"] is None  # infinite: JSON has no value for it
     assert data["tool_seconds"] == [1.0, 2.0]
     assert data["met"] is False
+
+
+def test_floors_add_invokes_start_up_to_the_baseline() -> None:
+    listed = row((0.4,), (0.03,), bench.CASE_BY_NAME["list-8"])
+    stop = row((1.2,), (1.3,), bench.CASE_BY_NAME["stop-8"])
+    assert bench.with_floors([listed, stop]) == [listed, stop]  # no inv-list: no floor known
+    startup = row((0.31,), (0.27,), bench.CASE_BY_NAME["inv-list"])
+    floored, unfloored, _ = bench.with_floors([listed, stop, startup])
+    assert floored.floor == pytest.approx(10.0)
+    assert unfloored.floor is None
+    assert "| 13.33 | 10.00 | ≤ 2.5 | **no** |" in floored.markdown()
+    assert floored.as_json()["floor"] == pytest.approx(10.0)
 
 
 def test_tables_judge_targeted_cases_and_scale_per_session() -> None:

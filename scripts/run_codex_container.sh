@@ -6,8 +6,9 @@
 # that stay up until stopped.
 #
 # An empty workspace is seeded from a git repository with rsync: tracked and untracked-but-not-
-# ignored files plus `.git`, never ignored build products (`.venv`, `outputs/`). A marker file
-# makes an interrupted seeding visible, so the next start seeds again instead of handing a
+# ignored files plus `.git`, never ignored build products (`.venv`, `outputs/`). A linked
+# worktree (`git worktree add`) seeds too: the workspace gets a repository of its own. A marker
+# file makes an interrupted seeding visible, so the next start seeds again instead of handing a
 # half-copied tree to an agent.
 set -euo pipefail
 
@@ -145,7 +146,12 @@ seed_workspace() {
     src="$(git rev-parse --show-toplevel 2>/dev/null)" ||
       die "workspace $workspace is empty and there is no repository to seed it from (use --seed-from)"
   fi
-  [[ -d "$src/.git" ]] || die "cannot seed from $src: it has no .git folder"
+  local linked=0
+  if [[ -f "$src/.git" ]]; then
+    linked=1
+  elif [[ ! -d "$src/.git" ]]; then
+    die "cannot seed from $src: it is not the top folder of a git repository"
+  fi
   mkdir -p "$workspace"
   : >"$workspace/$SEED_MARKER"
   src="$(cd "$src" && pwd -P)"
@@ -160,11 +166,30 @@ seed_workspace() {
     git -C "$src" ls-files -z --others --ignored --exclude-standard --directory
     git -C "$src" ls-files -z --others --exclude-standard | { grep -z '/$' || true; }
     [[ "$rel" == ".." || "$rel" == ../* ]] || printf '%s/\0' "$rel"
+    ((linked == 0)) || printf '.git\0'
   } | sed -z -e 's/[[*?]/\\&/g' -e 's|^|/|' >"$excludes"
   rsync -a --from0 --exclude-from="$excludes" "$src/" "$workspace/"
   rm -f "$excludes"
+  ((linked == 0)) || copy_linked_repository "$src"
   [[ -z "$branch" ]] || switch_branch
   rm -f "$workspace/$SEED_MARKER"
+}
+
+copy_linked_repository() {
+  # A linked worktree's `.git` (or a submodule's) is a file naming its folder inside the main
+  # repository. The workspace gets that repository without its list of worktrees (theirs, not
+  # the copy's), with this worktree's HEAD and index, as a repository with its working tree
+  # where it is: not bare, even when the main one is, and without a submodule's core.worktree.
+  local common own
+  common="$(git -C "$1" rev-parse --path-format=absolute --git-common-dir)" ||
+    die "cannot seed from $1: git cannot read its repository"
+  own="$(git -C "$1" rev-parse --path-format=absolute --git-dir)"
+  rsync -a --exclude=/worktrees/ "$common/" "$workspace/.git/"
+  cp "$own/HEAD" "$workspace/.git/HEAD"
+  rm -f "$workspace/.git/index"
+  [[ ! -f "$own/index" ]] || cp "$own/index" "$workspace/.git/index"
+  git -C "$workspace" config core.bare false
+  git -C "$workspace" config --unset-all core.worktree || true
 }
 
 switch_branch() {

@@ -130,3 +130,43 @@ def test_paths_with_wildcards_and_spaces_are_matched_literally(repo: Path, tmp_p
     assert not (workspace / "w[1] *" / "skip.log").exists()
     assert (workspace / "w1 a" / "similar.txt").exists()
     assert not (workspace / "w1 a" / "similar.log").exists()
+
+
+def test_a_linked_worktree_seeds_a_repository_of_its_own(repo: Path, tmp_path: Path) -> None:
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(linked))
+    (linked / "src" / "tracked.py").write_text("x = 2\n")  # an uncommitted change
+    (linked / "notes.txt").write_text("untracked\n")
+    workspace = tmp_path / "ws"
+    result = seed(linked, workspace, "agent/a")
+    assert result.returncode == 0, result.stderr
+    assert (workspace / ".git").is_dir()
+    assert not (workspace / ".git" / "worktrees").exists()
+    assert (workspace / "src" / "tracked.py").read_text() == "x = 2\n"
+    assert git(workspace, "rev-parse", "--show-toplevel") == str(workspace)
+    assert git(workspace, "symbolic-ref", "--short", "HEAD") == "agent/a"
+    assert git(workspace, "rev-parse", "HEAD") == git(linked, "rev-parse", "HEAD")
+    status = git(workspace, "status", "--porcelain", "--untracked-files=all")
+    assert status.splitlines() == ["M src/tracked.py", "?? notes.txt"]  # first line stripped
+    assert git(workspace, "worktree", "list").count("\n") == 0  # only the workspace itself
+    assert git(repo, "worktree", "list").count("\n") == 1  # the source repository is untouched
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
+
+
+def test_a_worktree_of_a_bare_repository_seeds_a_non_bare_one(repo: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    linked = tmp_path / "linked"
+    git(bare, "worktree", "add", "-q", str(linked), "existing")
+    workspace = tmp_path / "ws"
+    result = seed(linked, workspace, "existing")
+    assert result.returncode == 0, result.stderr
+    assert git(workspace, "rev-parse", "--is-bare-repository") == "false"
+    assert git(workspace, "status", "--porcelain") == ""
+    assert git(workspace, "symbolic-ref", "--short", "HEAD") == "existing"
+
+
+def test_a_folder_below_the_top_of_a_repository_is_refused(repo: Path, tmp_path: Path) -> None:
+    result = seed(repo / "src", tmp_path / "ws", "agent/a")
+    assert result.returncode == 2
+    assert "is not the top folder of a git repository" in result.stderr

@@ -8,7 +8,6 @@ as an orphan or a stale record instead of being silently lost.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import shutil
 import subprocess
@@ -18,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from orchestrator import engine
 from orchestrator.errors import EngineError, InputError, OrchestratorError
+from orchestrator.manifest import SessionSpec, default_owner
 from orchestrator.plan import (
     SHARED_WORKSPACE_LABEL,
     LaunchPlan,
@@ -31,9 +30,6 @@ from orchestrator.plan import (
 )
 from orchestrator.preflight import check_inputs
 from orchestrator.registry import Registry, SessionState, now
-
-if TYPE_CHECKING:
-    from orchestrator.manifest import SessionSpec
 
 LAUNCH_TIMEOUT = 900.0
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -447,7 +443,7 @@ def stop_sessions(
     if not (session_ids or role or manifest or everything):
         raise InputError("say which sessions to stop: --session, --role, --manifest or --all")
     registry = registry or Registry.default()
-    owner = owner or getpass.getuser()
+    owner = owner or default_owner()
     manifest = manifest.expanduser().resolve() if manifest else None
 
     def selected(views: Iterable[SessionView]) -> list[SessionView]:

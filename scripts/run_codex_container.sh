@@ -147,8 +147,15 @@ seed_workspace() {
       die "workspace $workspace is empty and there is no repository to seed it from (use --seed-from)"
   fi
   local linked=0
-  if [[ -f "$src/.git" ]]; then
+  if [[ -f "$src/.git" || -L "$src/.git" ]]; then
     linked=1
+    # Submodules of a linked worktree live in its own folder, and their `.git` files point there.
+    local own common
+    own="$(git -C "$src" rev-parse --path-format=absolute --git-dir)" ||
+      die "cannot seed from $src: git cannot read its repository"
+    common="$(git -C "$src" rev-parse --path-format=absolute --git-common-dir)"
+    [[ "$own" == "$common" || ! -d "$own/modules" ]] ||
+      die "cannot seed from $src: a linked worktree with submodules; seed from the main worktree"
   elif [[ ! -d "$src/.git" ]]; then
     die "cannot seed from $src: it is not the top folder of a git repository"
   fi
@@ -176,18 +183,22 @@ seed_workspace() {
 }
 
 copy_linked_repository() {
-  # A linked worktree's `.git` (or a submodule's) is a file naming its folder inside the main
-  # repository. The workspace gets that repository without its list of worktrees (theirs, not
-  # the copy's), with this worktree's HEAD and index, as a repository with its working tree
-  # where it is: not bare, even when the main one is, and without a submodule's core.worktree.
+  # A linked worktree's `.git` (a file, or a link to a folder) names its own folder inside the
+  # main repository. The workspace gets a repository of its own: the shared part of the main
+  # one (objects, refs, config, hooks) without the main worktree's own state (HEAD, index,
+  # merge or rebase in progress, sparse checkout, worktree config) or the list of worktrees,
+  # then this worktree's own state over it. It is not bare, even when the main one is.
   local common own
-  common="$(git -C "$1" rev-parse --path-format=absolute --git-common-dir)" ||
-    die "cannot seed from $1: git cannot read its repository"
+  common="$(git -C "$1" rev-parse --path-format=absolute --git-common-dir)"
   own="$(git -C "$1" rev-parse --path-format=absolute --git-dir)"
-  rsync -a --exclude=/worktrees/ "$common/" "$workspace/.git/"
-  cp "$own/HEAD" "$workspace/.git/HEAD"
-  rm -f "$workspace/.git/index"
-  [[ ! -f "$own/index" ]] || cp "$own/index" "$workspace/.git/index"
+  rsync -a --exclude=/worktrees/ --exclude=/modules/ --exclude=/HEAD --exclude=/index \
+    --exclude='/*_HEAD' --exclude='/MERGE_*' --exclude=/AUTO_MERGE --exclude='/BISECT_*' \
+    --exclude=/rebase-merge/ --exclude=/rebase-apply/ --exclude=/sequencer/ \
+    --exclude=/logs/HEAD --exclude=/config.worktree --exclude=/info/sparse-checkout \
+    --exclude=/refs/bisect/ --exclude=/refs/worktree/ --exclude=/refs/rewritten/ \
+    "$common/" "$workspace/.git/"
+  rsync -a --exclude=/commondir --exclude=/gitdir --exclude=/locked --exclude=/worktrees/ \
+    "$own/" "$workspace/.git/"
   git -C "$workspace" config core.bare false
   git -C "$workspace" config --unset-all core.worktree || true
 }

@@ -52,12 +52,20 @@ class CatalogTask(Task[Callable[..., Any]]):
         # set is kept.
         os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-        given = inspect.signature(self.body).bind_partial(*args, **kwargs).arguments
-        for name, parameter in list(inspect.signature(self.body).parameters.items())[1:]:
-            if parameter.default is inspect.Parameter.empty and given.get(name) is None:
-                flag = name.strip("_").replace("_", "-")
-                raise Exit(f"error: --{flag} is required", code=2)
+        self._check_required(*args, **kwargs)
         try:
             return super().__call__(*args, **kwargs)
         except OrchestratorError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
+
+    def _check_required(self, *args: Any, **kwargs: Any) -> None:
+        """An argument without a default that was not given: Invoke passes None, or [] for a
+        repeatable one."""
+        signature = inspect.signature(self.body)
+        given = signature.bind_partial(*args, **kwargs).arguments
+        for name, parameter in list(signature.parameters.items())[1:]:
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if parameter.default is inspect.Parameter.empty and given.get(name) in (None, []):
+                flag = name.strip("_").replace("_", "-")
+                raise Exit(f"error: --{flag} is required", code=2)

@@ -64,6 +64,18 @@ def test_a_user_without_a_name_owns_as_its_uid(
     assert one.owner == f"uid-{os.getuid()}"
 
 
+def test_no_home_folder_is_a_one_line_error_naming_the_field(
+    write_manifest: WriteManifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No $HOME and no passwd entry: `~` cannot expand (os.path.expanduser leaves it as is)."""
+    monkeypatch.setattr(os.path, "expanduser", lambda path: path)
+    defaulted = write_manifest({k: v for k, v in session().items() if k != "codex_dir"})
+    with pytest.raises(ManifestError, match=r"field 'codex_dir': no home folder to find '~' in"):
+        load_manifest(defaulted)
+    with pytest.raises(ManifestError, match=r"session 'alpha': field 'ssh_key': no home folder"):
+        load_manifest(write_manifest(session(ssh_key="~/.ssh/id")))
+
+
 def test_paths_resolve_against_manifest_folder_and_expand_home(
     write_manifest: WriteManifest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

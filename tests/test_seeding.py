@@ -10,9 +10,9 @@ import pytest
 from tests.test_launch_script import run
 
 
-def git(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str, check: bool = True) -> str:
     return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=30
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=check, timeout=30
     ).stdout.strip()
 
 
@@ -170,3 +170,61 @@ def test_a_folder_below_the_top_of_a_repository_is_refused(repo: Path, tmp_path:
     result = seed(repo / "src", tmp_path / "ws", "agent/a")
     assert result.returncode == 2
     assert "is not the top folder of a git repository" in result.stderr
+
+
+def test_the_main_worktrees_own_state_stays_behind(repo: Path, tmp_path: Path) -> None:
+    """A merge in progress or a sparse checkout in the main worktree is not the workspace's."""
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(linked))
+    (repo / ".git" / "MERGE_HEAD").write_text(git(repo, "rev-parse", "existing") + "\n")
+    (repo / ".git" / "MERGE_MSG").write_text("Merge branch 'existing'\n")
+    git(repo, "sparse-checkout", "set", "src")
+    workspace = tmp_path / "ws"
+    result = seed(linked, workspace, "main")
+    assert result.returncode == 0, result.stderr
+    for name in ("MERGE_HEAD", "MERGE_MSG", "config.worktree", "info/sparse-checkout"):
+        assert not (workspace / ".git" / name).exists(), name
+    assert git(workspace, "config", "--get", "core.sparseCheckout", check=False) != "true"
+    assert git(workspace, "symbolic-ref", "--short", "HEAD") == "main"
+    assert not (workspace / "untracked.txt").exists()  # the main worktree's, not the linked one's
+    assert (workspace / ".gitignore").exists() and (workspace / "src" / "tracked.py").exists()
+    assert git(workspace, "status", "--porcelain") == ""
+
+
+def test_a_git_folder_that_is_a_link_is_copied_not_shared(repo: Path, tmp_path: Path) -> None:
+    (repo / ".git").rename(tmp_path / "elsewhere.git")
+    (repo / ".git").symlink_to(tmp_path / "elsewhere.git")
+    workspace = tmp_path / "ws"
+    result = seed(repo, workspace, "agent/a")
+    assert result.returncode == 0, result.stderr
+    assert (workspace / ".git").is_dir() and not (workspace / ".git").is_symlink()
+    assert git(workspace, "symbolic-ref", "--short", "HEAD") == "agent/a"
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
+
+
+def test_a_linked_worktree_with_submodules_is_refused(repo: Path, tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    git(library, "init", "-q", "-b", "main")
+    git(
+        library,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "l",
+    )
+    file_ok = ("-c", "protocol.file.allow=always")
+    git(repo, *file_ok, "submodule", "add", "-q", str(library), "lib")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "submodule")
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(linked))
+    git(linked, *file_ok, "submodule", "update", "-q", "--init")
+    result = seed(linked, tmp_path / "ws", "agent/a")
+    assert result.returncode == 2
+    assert "a linked worktree with submodules" in result.stderr
+    assert not (tmp_path / "ws").exists()

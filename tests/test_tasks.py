@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from invoke.context import Context
+from invoke.exceptions import Exit
 
 import tasks
+from tasks.catalog_task import CatalogTask
 from tests.conftest import REPOSITORY, WriteManifest, inv, session
 
 EXPECTED = {"codex.build", "session.start", "session.stop", "session.list", "session.prune"}
@@ -80,6 +83,22 @@ def test_a_required_option_left_out_is_one_line_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: --manifest is required"]
     assert not (tmp_path / "state").exists()
+
+
+def test_required_options_are_checked_whatever_their_kind() -> None:
+    """Invoke passes None for a plain option left out, and [] for a repeatable one."""
+
+    def body(c: object, name: str, ids: list[str], flag: bool = False, *rest: str) -> str:
+        return f"{name} {ids}"
+
+    task = CatalogTask(body, category="x", safe_for_agents=True, iterable=["ids"])
+    assert task(Context(), name="n", ids=["a"]) == "n ['a']"
+    with pytest.raises(Exit) as no_name:
+        task(Context(), name=None, ids=["a"])
+    with pytest.raises(Exit) as no_ids:
+        task(Context(), name="n", ids=[])
+    assert (no_name.value.code, no_name.value.message) == (2, "error: --name is required")
+    assert (no_ids.value.code, no_ids.value.message) == (2, "error: --ids is required")
 
 
 def test_missing_manifest_is_one_line_exit_2(tmp_path: Path) -> None:

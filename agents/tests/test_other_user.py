@@ -1,4 +1,4 @@
-"""A session started by a user other than root: a UID with no name, in the docker group only.
+"""A session started by a user other than root: a UID with no name, in the socket's group only.
 
 Everything else runs as root here; this is the check that nothing assumes it. The UID has no
 passwd entry (as in many containers and CI runners), so it also owns its sessions as `uid-<n>`.
@@ -6,7 +6,6 @@ passwd entry (as in many containers and CI runners), so it also owns its session
 
 from __future__ import annotations
 
-import grp
 import os
 import shutil
 import subprocess
@@ -56,8 +55,8 @@ def stranger_files(project: Path, smoke_image: str) -> Iterator[Path]:
 
 
 def inv_as_stranger(base: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`inv ARGS` as the UID, with the docker group and no user name anywhere in its env."""
-    docker_gid = grp.getgrnam("docker").gr_gid
+    """`inv ARGS` as the UID, with the socket's group and no user name anywhere in its env."""
+    docker_gid = Path("/var/run/docker.sock").stat().st_gid
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(base / "home"),

@@ -126,7 +126,7 @@ class AgentSessionConfig(BaseModel):
     owner: Annotated[Text, Field(min_length=1, max_length=64)] = Field(
         default_factory=default_owner
     )
-    codex_dir: HostPath = Field(default_factory=lambda: Path.home() / ".codex")
+    codex_dir: HostPath  # default `~/.codex`, filled in by `_build_session`
     resources: ResourcesModel = Field(default_factory=ResourcesModel)
     shared_workspace: bool = False
     # "env-file": `docker run --env-file` (values visible to `docker inspect`); "mount": the file
@@ -238,8 +238,16 @@ def _build_session(manifest: Path, index: int, data: dict[str, Any]) -> AgentSes
     data = dict(data)
     for name in _PATH_FIELDS:
         value = data.get(name)
-        if isinstance(value, str) and value:
-            data[name] = _resolve(manifest.parent, value)
+        try:
+            if isinstance(value, str) and value:
+                data[name] = _resolve(manifest.parent, value)
+            elif name == "codex_dir" and value is None:
+                data[name] = Path.home() / ".codex"
+        except RuntimeError:  # `~` with no home folder: no $HOME and no passwd entry
+            raise ManifestError(
+                f"{manifest}: {label}: field {name!r}: no home folder to find '~' in "
+                "(set HOME, or give the path in full)"
+            ) from None
     data["manifest_path"] = manifest
     try:
         return AgentSessionConfig.model_validate(data)

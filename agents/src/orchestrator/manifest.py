@@ -2,13 +2,14 @@
 
 `orchestrator.config` validates a manifest with pydantic; what it hands on is `SessionSpec`, a
 plain frozen dataclass, so that nothing past the boundary imports pydantic. Validation is a pure
-function of a few inputs (the manifest's bytes and path, the user, the home folder and the
-schema's source), so its result can be kept: a start of a manifest already validated with the
-same inputs reads one small JSON file instead of importing PyYAML and pydantic and building the
-models, which costs about 0.2 s here, on every command, for every orchestrator.
+function of a few inputs (the manifest's bytes and path, the user, the home folder, the
+schema's source and the libraries that run it), so its result can be kept: a start of a
+manifest already validated with the same inputs reads one small JSON file instead of importing
+pydantic, parsing YAML and building the models, which costs about 0.2 s here, on every command,
+for every orchestrator.
 
 The cache is opt-in (`cache_dir`); the task layer passes the user's cache folder. An entry that
-is missing, unreadable or made from other inputs is a miss, never an error.
+is missing, unreadable, made from other inputs or writable by others is a miss, never an error.
 """
 
 from __future__ import annotations

@@ -6,16 +6,13 @@ No Docker engine: the one test that runs the tool only asks it for its `--dry-ru
 from __future__ import annotations
 
 import math
-import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from scripts import bench
-from tests.conftest import REPOSITORY, WriteManifest, session
+from tests.conftest import WriteManifest, inv, session
 
 CASE = bench.Case("start-8", "inv session.start", "8 docker run -d", 0.8, sessions=8)
 
@@ -118,15 +115,10 @@ def test_the_tools_dry_run_is_what_the_baseline_parses(
     """The contract with `session.start --dry-run`: one parsable line per session."""
     manifest = write_manifest([session("a"), session("b", workspace="ws/with space")])
     state = tmp_path / "state"
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", "session.start", "--manifest", str(manifest), "--dry-run"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPOSITORY,
-        check=True,
-        env={**os.environ, "FILARE_STATE_DIR": str(state)},
+    result = inv(
+        "session.start", "--manifest", str(manifest), "--dry-run", FILARE_STATE_DIR=str(state)
     )
+    assert result.returncode == 0, result.stderr
     argvs = bench.parse_dry_run(result.stdout)
     assert sorted(argvs) == ["a", "b"]
     assert f"{tmp_path}/ws/with space:/home/agent/workspace" in argvs["b"]

@@ -61,9 +61,8 @@ class CatalogTask(Task[Callable[..., Any]]):
     def _check_required(self, *args: Any, **kwargs: Any) -> None:
         """An argument without a default that was not given: Invoke passes None, or [] for a
         repeatable one."""
-        signature = inspect.signature(self.body)
-        given = signature.bind_partial(*args, **kwargs).arguments
-        for name, parameter in list(signature.parameters.items())[1:]:
+        given = inspect.signature(self.body).bind_partial(*args, **kwargs).arguments
+        for name, parameter in self.argspec(self.body).parameters.items():
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
                 continue
             if parameter.default is inspect.Parameter.empty and given.get(name) in (None, []):

@@ -68,12 +68,11 @@ class SessionSpec:
     manifest_path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        data = dataclasses.asdict(self)
         for name in _PATH_FIELDS:
             if data[name] is not None:
                 data[name] = str(data[name])
         data["tags"] = list(self.tags)
-        data["resources"] = dataclasses.asdict(self.resources)
         return data
 
     @classmethod
@@ -201,16 +200,18 @@ def _validator_versions() -> list[str]:
     import importlib.util
 
     found = [sys.version]
+    prefixes: dict[Path, list[str]] = {}  # one folder listing per site-packages, not per library
     for module, distribution in _VALIDATORS:
         spec = importlib.util.find_spec(module)
         if spec is None or spec.origin is None:
             found.append(f"{module}: not installed")
             continue
-        site = Path(spec.origin).parent.parent
+        prefixes.setdefault(Path(spec.origin).parent.parent, []).append(f"{distribution}-")
+    for site, names in prefixes.items():
         found += sorted(
             path.name
             for path in site.glob("*.dist-info")
-            if path.name.lower().startswith(f"{distribution}-")
+            if path.name.lower().startswith(tuple(names))
         )
     return found
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,26 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 # shared/ sits beside the checkout (CI puts a copy there); it is never copied into the repository.
 REFERENCE_CATALOG = (
     Path(__file__).resolve().parents[2] / "shared/reference/filare-extra_commands.yml"
 )
 
 WriteManifest = Callable[..., Path]
-
-
-def inv(*args: str, cwd: Path = REPOSITORY, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run `inv ARGS` as a user would, in a process of its own; `env` adds variables."""
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        check=False,
-        env={**os.environ, **env},
-    )
 
 
 @pytest.fixture

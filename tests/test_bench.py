@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from filare_testing.commands import inv
 from scripts import bench
-from tests.conftest import WriteManifest, inv, session
+from tests.conftest import WriteManifest, session
 
 CASE = bench.Case("start-8", "inv session.start", "8 docker run -d", 0.8, sessions=8)
 

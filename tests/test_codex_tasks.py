@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import tasks
-from tests.conftest import inv
+from filare_testing.commands import inv
 
 
 @pytest.mark.parametrize("name", ["codex.build", "codex.base"])

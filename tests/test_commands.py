@@ -14,13 +14,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from filare_testing.commands import REPOSITORY
 from orchestrator import catalog
 from orchestrator.errors import CatalogError
 from tasks import commands
 from tasks.catalog_task import CatalogTask
 from tasks.collection import namespace
-
-from .conftest import REPOSITORY
 
 
 def replace_task(ns: Collection, path: str, new: CatalogTask) -> Collection:

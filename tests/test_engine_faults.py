@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from filare_testing.commands import inv
 from orchestrator.engine import describe_failure, docker
 from orchestrator.errors import EngineError
-from tests.conftest import WriteManifest, inv, session
+from tests.conftest import WriteManifest, session
 
 
 @pytest.fixture

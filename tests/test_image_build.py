@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from filare_testing.commands import REPOSITORY
 from orchestrator import images
 from orchestrator.errors import EngineError, InputError
 from orchestrator.images import (
@@ -19,7 +20,6 @@ from orchestrator.images import (
     uses_ca_bundle,
 )
 from orchestrator.streaming import Streamed, run_streaming
-from tests.conftest import REPOSITORY
 
 CODEX_DOCKERFILE = REPOSITORY / "docker" / "Dockerfile.codex"
 SMOKE_DOCKERFILE = REPOSITORY / "docker" / "Dockerfile.smoke"

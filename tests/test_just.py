@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
+from filare_testing.commands import REPOSITORY
 from tasks.collection import namespace
-
-from .conftest import REPOSITORY
 
 
 def run_just(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPOSITORY
+from filare_testing.commands import REPOSITORY
 
 SCRIPT = REPOSITORY / "scripts" / "run_codex_container.sh"
 

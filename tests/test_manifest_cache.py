@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from filare_testing.commands import REPOSITORY, inv
 from orchestrator import manifest
 from orchestrator.config import DEFAULT_IMAGE
 from orchestrator.errors import ManifestError
 from orchestrator.manifest import SessionSpec, default_cache_dir, load_manifest
-from tests.conftest import REPOSITORY, WriteManifest, inv, session
+from tests.conftest import WriteManifest, session
 
 
 def cached_entries(cache: Path) -> list[Path]:

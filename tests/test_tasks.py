@@ -14,8 +14,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 import tasks
+from filare_testing.commands import REPOSITORY, inv
 from tasks.catalog_task import CatalogTask
-from tests.conftest import REPOSITORY, WriteManifest, inv, session
+from tests.conftest import WriteManifest, session
 
 EXPECTED = {"codex.build", "session.start", "session.stop", "session.list", "session.prune"}
 

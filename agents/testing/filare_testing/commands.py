@@ -1,0 +1,47 @@
+"""Run what a user runs (`inv`, `docker`, any program) from tests, each in a process of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+STATE_ENV = "FILARE_STATE_DIR"
+
+
+def sh(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def docker(*args: str, check: bool = True) -> str:
+    return sh("docker", *args, check=check).stdout.strip()
+
+
+def inspect(container: str) -> dict[str, Any]:
+    data: list[dict[str, Any]] = json.loads(docker("inspect", container))
+    return data[0]
+
+
+def inv(
+    *args: str,
+    state: Path | None = None,
+    cwd: Path = REPOSITORY,
+    check: bool = False,
+    timeout: float = 300,
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    """Run `inv ARGS` as a user would; `state` is the registry folder, `env` adds variables."""
+    extra = {STATE_ENV: str(state)} if state is not None else {}
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=check,
+        env={**os.environ, **extra, **env},
+    )

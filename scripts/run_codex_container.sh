@@ -6,14 +6,20 @@
 # that stay up until stopped.
 #
 # An empty workspace is seeded from a git repository with rsync: tracked and untracked-but-not-
-# ignored files plus `.git`, never ignored build products (`.venv`, `outputs/`). A linked
-# worktree (`git worktree add`) seeds too: the workspace gets a repository of its own. A marker
-# file makes an interrupted seeding visible, so the next start seeds again instead of handing a
-# half-copied tree to an agent.
+# ignored files plus `.git`, never ignored build products (`.venv`, `outputs/`), never a file
+# holding a private key, never a path given with --exclude or --secret. A linked worktree
+# (`git worktree add`) seeds too: the workspace gets a repository of its own. Seeding fills a
+# fresh folder beside the workspace and renames it into place, so a workspace exists only once it
+# is whole, and a workspace an agent has written to is never seeded over.
+#
+# A session's agent can write anything in its workspace, so nothing here runs git in a workspace
+# that was handed to an agent, or follows a link found there.
 set -euo pipefail
 
-readonly SEED_MARKER=".filare-seeding"
 readonly CONTAINER_HOME="/home/agent"
+readonly SEED_PREFIX=".filare-seed."
+# The UID:GID sessions run as when this script runs as root: sessions never run as root.
+readonly UNPRIVILEGED_USER="10001:10001"
 
 usage() {
   cat <<'EOF'
@@ -28,11 +34,24 @@ Options:
   --image IMAGE        image to run (default: filare-codex)
   --name NAME          container name
   --label KEY=VALUE    container label (repeatable)
+  --user UID:GID       user the container runs as (default: yours, or 10001:10001 for root;
+                       never 0); what this script creates for the session is owned by it
   --detach             run in the background with a long-lived init-wrapped command;
                        prints only the container id on stdout (needs --ssh-dir)
   --ssh-dir DIR        caller-owned folder to fill with the key (kept after exit)
-  --codex-dir DIR      host Codex home bound at /home/agent/.codex (default: ~/.codex)
+  --known-hosts FILE   pin SSH host keys: only the hosts in FILE are trusted
+  --codex-dir DIR      Codex home bound at /home/agent/.codex (default: ~/.codex)
+  --agent-dir DIR      the session's writable folder, bound at /home/agent/.filare (learnt
+                       host keys, questions to its operator)
+  --transcript-dir DIR bound at /home/agent/.filare/transcript (turn transcripts)
+  --inbox-dir DIR      bound read-only at /run/filare/inbox (messages of the session's turns)
+  --mount SRC:DST[:ro] extra bind mount (repeatable)
+  --network NAME       network to join (created by the caller)
+  --pids-limit N       docker run --pids-limit
   --seed-from DIR      repository to seed an empty workspace from (default: the current one)
+  --no-seed            refuse an empty workspace instead of seeding it
+  --exclude PATH       never seed PATH (repeatable; e.g. other sessions' workspaces)
+  --secret PATH        never seed PATH, and warn when git does not ignore it (repeatable)
   --branch NAME        branch the workspace must be on (checked out, created when missing)
   --cpus N             docker run --cpus
   --memory SIZE        docker run --memory
@@ -49,14 +68,26 @@ die() {
   exit 2
 }
 
+warn() {
+  printf 'run_codex_container.sh: warning: %s\n' "$*" >&2
+}
+
 image="filare-codex"
 name=""
 workspace=""
 env_file=""
 ssh_key=""
 ssh_dir=""
+known_hosts=""
 codex_dir="${HOME}/.codex"
+agent_dir=""
+transcript_dir=""
+inbox_dir=""
+network=""
+pids_limit=""
+user=""
 seed_from=""
+no_seed=0
 branch=""
 cpus=""
 memory=""
@@ -65,6 +96,12 @@ dry_run=0
 seed_only=0
 env_mount=0
 labels=()
+mounts=()
+# Temporary files and folders this run made, removed however it ends.
+temporary=()
+trap 'rm -rf ${temporary[@]+"${temporary[@]}"}' EXIT
+excludes=()
+secrets=()
 
 while (($# > 0)); do
   case "$1" in
@@ -72,10 +109,13 @@ while (($# > 0)); do
     --dry-run) dry_run=1; shift; continue ;;
     --seed-only) seed_only=1; shift; continue ;;
     --env-mount) env_mount=1; shift; continue ;;
+    --no-seed) no_seed=1; shift; continue ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
     --image | --name | --workspace | --env-file | --ssh-key | --ssh-dir | --codex-dir | \
-      --seed-from | --branch | --cpus | --memory | --label)
+      --seed-from | --branch | --cpus | --memory | --label | --user | --agent-dir | \
+      --transcript-dir | --inbox-dir | --network | --pids-limit | --mount | --exclude | \
+      --secret | --known-hosts)
       (($# >= 2)) || die "$1 needs a value"
       ;;
     *) die "unknown option: $1 (see --help)" ;;
@@ -87,20 +127,42 @@ while (($# > 0)); do
     --env-file) env_file="$2" ;;
     --ssh-key) ssh_key="$2" ;;
     --ssh-dir) ssh_dir="$2" ;;
+    --known-hosts) known_hosts="$2" ;;
     --codex-dir) codex_dir="$2" ;;
+    --agent-dir) agent_dir="$2" ;;
+    --transcript-dir) transcript_dir="$2" ;;
+    --inbox-dir) inbox_dir="$2" ;;
+    --network) network="$2" ;;
+    --pids-limit) pids_limit="$2" ;;
+    --user) user="$2" ;;
     --seed-from) seed_from="$2" ;;
     --branch) branch="$2" ;;
     --cpus) cpus="$2" ;;
     --memory) memory="$2" ;;
+    --exclude) excludes+=("$2") ;;
+    --secret) secrets+=("$2") ;;
     --label)
       [[ "$2" == ?*=* ]] || die "--label expects KEY=VALUE"
       labels+=("$2")
+      ;;
+    --mount)
+      [[ "$2" =~ ^[^:]+:/[^:]*(:ro)?$ ]] || die "--mount expects SOURCE:/TARGET or SOURCE:/TARGET:ro"
+      mounts+=("$2")
       ;;
   esac
   shift 2
 done
 
 [[ -n "$workspace" ]] || die "--workspace is required"
+# An image reference, never an option that docker would read (`--image -v/:/host`).
+[[ "$image" =~ ^[a-z0-9][a-z0-9._/:@-]*$ ]] || die "--image: '$image' is not an image reference"
+[[ -z "$pids_limit" || "$pids_limit" =~ ^[1-9][0-9]*$ ]] || die "--pids-limit expects a number"
+if [[ -z "$user" ]]; then
+  user="${EUID}:$(id -g)"
+  ((EUID != 0)) || user="$UNPRIVILEGED_USER"
+fi
+[[ "$user" =~ ^[0-9]+:[0-9]+$ ]] || die "--user expects UID:GID"
+[[ "$user" != 0:* && "$user" != *:0 ]] || die "--user: sessions never run as UID or GID 0"
 if ((seed_only == 0)); then
   [[ -n "$env_file" ]] || die "--env-file is required"
   [[ -n "$ssh_key" ]] || die "--ssh-key is required"
@@ -119,29 +181,58 @@ absolute() {
 workspace="$(absolute "$workspace")"
 [[ -z "$env_file" ]] || env_file="$(absolute "$env_file")"
 codex_dir="$(absolute "$codex_dir")"
-[[ -z "$ssh_dir" ]] || ssh_dir="$(absolute "$ssh_dir")"
+for var in ssh_dir agent_dir transcript_dir inbox_dir known_hosts; do
+  [[ -z "${!var}" ]] || printf -v "$var" '%s' "$(absolute "${!var}")"
+done
 
-current_branch() {
-  # Read HEAD directly when .git is a folder: one process less on every start.
-  local head=""
-  if [[ -f "$1/.git/HEAD" ]]; then
-    read -r head <"$1/.git/HEAD" || true
-    [[ "$head" != "ref: refs/heads/"* ]] || printf '%s\n' "${head#ref: refs/heads/}"
-  else
-    git -C "$1" symbolic-ref --quiet --short HEAD 2>/dev/null || true
-  fi
+# What this script makes for the session belongs to the session's user. Only root can give it
+# away; anyone else runs sessions as themselves, so owns it already.
+give_to_session() {
+  ((EUID == 0)) || return 0
+  chown -h "$@" "$user" || die "cannot give $* to the session's user $user"
 }
 
-workspace_needs_seed() {
-  [[ ! -d "$workspace" ]] && return 0
-  [[ -e "$workspace/$SEED_MARKER" ]] && return 0
+safe_git() {
+  # git in a workspace this script is seeding: no hook, filesystem monitor or ssh command of the
+  # copied configuration runs, and the copy's owner (the session's user) is trusted.
+  local dir="$1"
+  shift
+  git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.sshCommand=false \
+    -c safe.directory="$dir" -C "$dir" "$@"
+}
+
+workspace_has_content() {
+  [[ -d "$workspace" ]] || return 1
   local entries
   entries=("$workspace"/* "$workspace"/.[!.]* "$workspace"/..?*)
-  [[ ! -e "${entries[0]}" && ! -e "${entries[1]}" && ! -e "${entries[2]}" ]]
+  [[ -e "${entries[0]}" || -L "${entries[0]}" || -e "${entries[1]}" || -L "${entries[1]}" ||
+    -e "${entries[2]}" || -L "${entries[2]}" ]]
+}
+
+rsync_rule() {
+  # An anchored rsync rule matching one path literally. rsync reads a backslash as an escape only
+  # in patterns that hold a wildcard, so only those are escaped, backslashes included.
+  local path="$1" tail="${2:-}"
+  if [[ "$path" == *[\[*?]* ]]; then
+    path="${path//\\/\\\\}"
+    path="${path//\[/\\[}"
+    path="${path//\*/\\*}"
+    path="${path//\?/\\?}"
+  fi
+  printf '/%s%s\0' "$path" "$tail"
+}
+
+relative_inside() {
+  # The path of $2 relative to folder $1 when it lies inside it (links resolved); fails otherwise.
+  local rel
+  rel="$(realpath -m --relative-to="$1" "$2")"
+  [[ "$rel" != ".." && "$rel" != ../* && "$rel" != "." ]] || return 1
+  printf '%s\n' "$rel"
 }
 
 seed_workspace() {
-  local src="$seed_from" rel
+  local src="$seed_from"
+  ((no_seed == 0)) || die "workspace $workspace is empty and there is no repository to seed it from (set 'seed_from')"
   if [[ -z "$src" ]]; then
     src="$(git rev-parse --show-toplevel 2>/dev/null)" ||
       die "workspace $workspace is empty and there is no repository to seed it from (use --seed-from)"
@@ -159,27 +250,51 @@ seed_workspace() {
   elif [[ ! -d "$src/.git" ]]; then
     die "cannot seed from $src: it is not the top folder of a git repository"
   fi
-  mkdir -p "$workspace"
-  : >"$workspace/$SEED_MARKER"
   src="$(cd "$src" && pwd -P)"
-  rel="$(realpath -m --relative-to="$src" "$(cd "$workspace" && pwd -P)")"
+  local parent
+  parent="$(dirname "$workspace")"
+  mkdir -p "$parent"
+  seeding="$(mktemp -d "$parent/${SEED_PREFIX}XXXXXX")"
+  local rules
+  rules="$(mktemp)"
+  temporary+=("$seeding" "$rules")
   # Copy what git sees in one recursive rsync, as fast as a plain copy: everything except what
   # git ignores (untracked ignored files, whole ignored folders), nested repositories (other
-  # sessions' workspaces, vendored clones; listed by git as "dir/") and the workspace itself
-  # when it lies inside the repository. Paths become anchored rsync rules, wildcards escaped.
-  local excludes
-  excludes="$(mktemp)"
+  # sessions' workspaces, vendored clones; listed by git as "dir/"), every other seeding in
+  # progress, the given paths, and files holding a private key.
+  local path rel
   {
-    git -C "$src" ls-files -z --others --ignored --exclude-standard --directory
-    git -C "$src" ls-files -z --others --exclude-standard | { grep -z '/$' || true; }
-    [[ "$rel" == ".." || "$rel" == ../* ]] || printf '%s/\0' "$rel"
-    ((linked == 0)) || printf '.git\0'
-  } | sed -z -e 's/[[*?]/\\&/g' -e 's|^|/|' >"$excludes"
-  rsync -a --from0 --exclude-from="$excludes" "$src/" "$workspace/"
-  rm -f "$excludes"
+    git -C "$src" ls-files -z --others --ignored --exclude-standard --directory |
+      while IFS= read -r -d '' path; do rsync_rule "$path"; done
+    git -C "$src" ls-files -z --others --exclude-standard | { grep -z '/$' || true; } |
+      while IFS= read -r -d '' path; do rsync_rule "$path"; done
+    printf '%s*/\0' "$SEED_PREFIX"
+    for path in "$workspace" ${excludes[@]+"${excludes[@]}"} ${secrets[@]+"${secrets[@]}"}; do
+      if rel="$(relative_inside "$src" "$path")"; then rsync_rule "$rel"; fi
+    done
+    git -C "$src" grep -z -l -I -E --untracked \
+      -e '^-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY-----' -e '^PuTTY-User-Key-File-[0-9]+:' | {
+      while IFS= read -r -d '' path; do
+        warn "not seeding $path: it holds a private key"
+        rsync_rule "$path"
+      done
+    } || true
+    ((linked == 0)) || printf '/.git\0'
+  } >"$rules"
+  for path in ${secrets[@]+"${secrets[@]}"}; do
+    if rel="$(relative_inside "$src" "$path")" && ! git -C "$src" check-ignore -q -- "$rel"; then
+      warn "not seeding $rel: a session's secret file, and git does not ignore it (add it to .gitignore)"
+    fi
+  done
+  rsync -a --from0 --exclude-from="$rules" "$src/" "$seeding/"
+  rm -f "$rules"  # `exec docker run` below would skip the EXIT trap
   ((linked == 0)) || copy_linked_repository "$src"
   [[ -z "$branch" ]] || switch_branch
-  rm -f "$workspace/$SEED_MARKER"
+  give_to_session -R "$seeding"
+  if [[ -d "$workspace" ]]; then
+    rmdir "$workspace" || die "workspace $workspace stopped being empty while it was seeded"
+  fi
+  mv -T "$seeding" "$workspace"
 }
 
 copy_linked_repository() {
@@ -196,11 +311,11 @@ copy_linked_repository() {
     --exclude=/rebase-merge/ --exclude=/rebase-apply/ --exclude=/sequencer/ \
     --exclude=/logs/HEAD --exclude=/config.worktree --exclude=/info/sparse-checkout \
     --exclude=/refs/bisect/ --exclude=/refs/worktree/ --exclude=/refs/rewritten/ \
-    "$common/" "$workspace/.git/"
+    "$common/" "$seeding/.git/"
   rsync -a --exclude=/commondir --exclude=/gitdir --exclude=/locked --exclude=/worktrees/ \
-    "$own/" "$workspace/.git/"
-  git -C "$workspace" config core.bare false
-  git -C "$workspace" config --unset-all core.worktree || true
+    "$own/" "$seeding/.git/"
+  safe_git "$seeding" config core.bare false
+  safe_git "$seeding" config --unset-all core.worktree || true
 }
 
 switch_branch() {
@@ -208,58 +323,99 @@ switch_branch() {
   # already checked out, only moves HEAD: `git checkout` would re-read every copied file (their
   # stat data changed in the copy) for nothing. Another commit needs a real checkout.
   local target head
-  target="$(git -C "$workspace" rev-parse --quiet --verify "refs/heads/$branch^{commit}" || true)"
-  head="$(git -C "$workspace" rev-parse --quiet --verify "HEAD^{commit}" || true)"
+  target="$(safe_git "$seeding" rev-parse --quiet --verify "refs/heads/$branch^{commit}" || true)"
+  head="$(safe_git "$seeding" rev-parse --quiet --verify "HEAD^{commit}" || true)"
   if [[ -n "$target" && "$target" != "$head" ]]; then
-    git -C "$workspace" checkout --quiet "$branch" ||
+    safe_git "$seeding" checkout --quiet "$branch" ||
       die "cannot check out branch $branch in $workspace"
   elif [[ -n "$head" ]]; then
-    [[ -n "$target" ]] || git -C "$workspace" branch "$branch" ||
+    [[ -n "$target" ]] || safe_git "$seeding" branch "$branch" ||
       die "cannot create branch $branch in $workspace"
-    git -C "$workspace" symbolic-ref HEAD "refs/heads/$branch"
+    safe_git "$seeding" symbolic-ref HEAD "refs/heads/$branch"
   else
-    git -C "$workspace" checkout --quiet -b "$branch" ||
+    safe_git "$seeding" checkout --quiet -b "$branch" ||
       die "cannot create branch $branch in $workspace"
   fi
 }
 
 check_branch() {
-  [[ -n "$branch" && -e "$workspace/.git" ]] || return 0
-  local actual
-  actual="$(current_branch "$workspace")"
+  # The workspace has been an agent's: its HEAD is read as plain bytes, never through a link,
+  # and git is not run there.
+  [[ -n "$branch" ]] || return 0
+  local git_dir="$workspace/.git" head=""
+  if [[ -L "$git_dir" || ! -d "$git_dir" ]]; then
+    warn "workspace $workspace is not a git repository (no .git folder): branch '$branch' is not checked"
+    return 0
+  fi
+  [[ -f "$git_dir/HEAD" && ! -L "$git_dir/HEAD" ]] ||
+    die "workspace $workspace has no readable .git/HEAD; expected branch '$branch'"
+  head="$(dd if="$git_dir/HEAD" iflag=nofollow bs=256 count=1 status=none | head -n 1)" ||
+    die "workspace $workspace has no readable .git/HEAD; expected branch '$branch'"
+  local actual="(detached)"
+  [[ "$head" != "ref: refs/heads/"* ]] || actual="${head#ref: refs/heads/}"
+  [[ "$actual" =~ ^[A-Za-z0-9._/@+-]{1,200}$ ]] || actual="(unreadable)"
   [[ "$actual" == "$branch" ]] ||
-    die "workspace $workspace is on branch '${actual:-(detached)}', expected '$branch'"
+    die "workspace $workspace is on branch '$actual', expected '$branch'"
+}
+
+check_owner() {
+  # A session that cannot write its workspace is of no use; say so before starting it.
+  ((EUID == 0)) || return 0
+  local owner
+  owner="$(stat -c %u "$workspace")"
+  [[ "$owner" == "${user%%:*}" ]] ||
+    die "workspace $workspace belongs to UID $owner but the session runs as $user: chown -R $user $workspace, or set 'user' in the manifest"
 }
 
 fill_ssh_dir() {
-  local dir="$1"
+  local dir="$1" hosts
   install -d -m 0700 "$dir"
   install -m 0600 "$ssh_key" "$dir/id_rsa"
-  # The folder is mounted read-only: keep known hosts somewhere writable.
+  if [[ -n "$known_hosts" ]]; then
+    install -m 0644 "$known_hosts" "$dir/known_hosts"
+    hosts=("  UserKnownHostsFile ${CONTAINER_HOME}/.ssh/known_hosts" "  StrictHostKeyChecking yes")
+  elif [[ -n "$agent_dir" ]]; then
+    # Learnt host keys are kept in the session's own folder, so a restart remembers them.
+    hosts=("  UserKnownHostsFile ${CONTAINER_HOME}/.filare/known_hosts"
+      "  StrictHostKeyChecking accept-new")
+  else
+    hosts=("  UserKnownHostsFile /tmp/.ssh_known_hosts" "  StrictHostKeyChecking accept-new")
+  fi
   (
     umask 077
-    printf '%s\n' "Host *" "  IdentityFile ${CONTAINER_HOME}/.ssh/id_rsa" \
-      "  UserKnownHostsFile /tmp/.ssh_known_hosts" "  StrictHostKeyChecking accept-new" \
+    printf '%s\n' "Host *" "  IdentityFile ${CONTAINER_HOME}/.ssh/id_rsa" "${hosts[@]}" \
       >"$dir/config"
   )
+  give_to_session -R "$dir"
 }
 
 docker_args=(
   --init
   --pull never
-  --user "${EUID}:$(id -g)"
+  --user "$user"
   --env "HOME=${CONTAINER_HOME}"
   --workdir "${CONTAINER_HOME}/workspace"
   --security-opt no-new-privileges
+  --cap-drop ALL
+  --add-host host.docker.internal:host-gateway
   --volume "${workspace}:${CONTAINER_HOME}/workspace"
   --volume "${codex_dir}:${CONTAINER_HOME}/.codex"
 )
+[[ -z "$agent_dir" ]] || docker_args+=(--volume "${agent_dir}:${CONTAINER_HOME}/.filare")
+[[ -z "$transcript_dir" ]] ||
+  docker_args+=(--volume "${transcript_dir}:${CONTAINER_HOME}/.filare/transcript")
+[[ -z "$inbox_dir" ]] || docker_args+=(--volume "${inbox_dir}:/run/filare/inbox:ro")
 if ((env_mount)); then
   docker_args+=(--volume "${env_file}:/run/filare/env:ro")
 else
   docker_args+=(--env-file "$env_file")
 fi
+for mount in ${mounts[@]+"${mounts[@]}"}; do
+  docker_args+=(--volume "$mount")
+done
 [[ -z "$name" ]] || docker_args+=(--name "$name")
+[[ -z "$network" ]] || docker_args+=(--network "$network")
+[[ -z "$pids_limit" ]] || docker_args+=(--pids-limit "$pids_limit")
 [[ -z "$cpus" ]] || docker_args+=(--cpus "$cpus")
 [[ -z "$memory" ]] || docker_args+=(--memory "$memory")
 for label in ${labels[@]+"${labels[@]}"}; do
@@ -277,7 +433,7 @@ fi
 
 if [[ -z "$ssh_dir" ]] && ((dry_run == 0 && seed_only == 0)); then
   ssh_dir="$(mktemp -d)"
-  trap 'rm -rf "$ssh_dir"' EXIT
+  temporary+=("$ssh_dir")
 fi
 argv=(docker run "${run_mode[@]}" "${docker_args[@]}"
   --volume "${ssh_dir:-/tmp/ssh-folder}:${CONTAINER_HOME}/.ssh:ro" "$image" ${command[@]+"${command[@]}"})
@@ -288,15 +444,20 @@ if ((dry_run)); then
   exit 0
 fi
 
-if workspace_needs_seed; then
+if workspace_has_content; then
+  check_branch
+else
   command -v rsync >/dev/null || die "rsync not found: it is needed to seed $workspace"
   seed_workspace
-else
-  check_branch
 fi
 ((seed_only == 0)) || exit 0
+check_owner
 command -v docker >/dev/null || die "docker not found: install a Docker engine"
-[[ -d "$codex_dir" ]] || mkdir -p "$codex_dir"
+# The caller prepares a session's folders; by hand, missing ones are made for the session.
+for dir in "$codex_dir" "$agent_dir" "$transcript_dir"; do
+  [[ -z "$dir" || -d "$dir" ]] || { mkdir -p "$dir" && give_to_session "$dir"; }
+done
+[[ -z "$inbox_dir" ]] || install -d -m 0755 "$inbox_dir"
 fill_ssh_dir "$ssh_dir"
 
 if ((detach)); then

@@ -56,7 +56,8 @@ class CatalogTask(Task[Callable[..., Any]]):
         try:
             return super().__call__(*args, **kwargs)
         except OrchestratorError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+            lines = exc.problems or [str(exc)]
+            raise Exit("\n".join(f"error: {line}" for line in lines), code=exc.exit_code) from None
 
     def _check_required(self, *args: Any, **kwargs: Any) -> None:
         """An argument without a default that was not given: Invoke passes None, or [] for a

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from orchestrator.engine import Container
-from orchestrator.runtime import _reconcile
+from orchestrator.listing import reconcile as _reconcile
 from tests.test_registry import state
 
 

@@ -158,7 +158,7 @@ BAD_INPUTS = {
     "unknown field": ({**session("a"), "imgae": "x"}, "did you mean 'image'"),
     "wrong type": (session("a", resources={"cpus": "two"}), "field 'resources.cpus'"),
     "id unsafe as a name": (session("A/b"), "field 'id'"),
-    "id with ..": (session("a..b"), "field 'id'"),
+    "id with ..": (session("a..b", branch="agent/a"), "field 'id'"),
     "id too long": (session("a" * 64), "longer than 63"),
     "owner unsafe as a label": (session("a", owner="x=y"), "field 'owner'"),
     "missing env file": (session("a", env_file="none.env"), "field 'env_file'"),

@@ -1,24 +1,29 @@
 """Session manifests: what an orchestrator asks for, validated before anything runs.
 
+This is the public, validating API of manifests, under the names the origin project gave it:
+`AgentSessionConfig`, `ManifestError`, `load_manifest` and `select_sessions`.
+
 A manifest is YAML in one of three shapes, all of which existing manifests use:
 
 - a list of sessions;
 - a single session mapping;
 - a mapping with `defaults` (merged under every session) and `sessions`.
 
-Every error names the manifest, the session and the field, on one line, so that a user running
-fifty sessions can find the typo without reading a traceback.
+Every problem is reported, each on one line naming the manifest, the session and the field, so
+that a user running fifty sessions fixes every typo in one go without reading a traceback.
 
-This module is the only one that imports pydantic and PyYAML; what it returns are plain
-`orchestrator.manifest.SessionSpec` records. Callers go through `manifest.load_manifest`.
+This module and `orchestrator.catalog` are the only ones that import pydantic and PyYAML. The
+runtime works on the plain `orchestrator.spec.SessionSpec` records this module hands on
+(`validate_manifest`), through the cached loader of `orchestrator.manifest`.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -32,14 +37,30 @@ from pydantic import (
 )
 
 from orchestrator.errors import ManifestError, did_you_mean
-from orchestrator.manifest import Resources, SessionSpec, default_owner
+from orchestrator.spec import (
+    MAX_NAME_LENGTH,
+    Mount,
+    Resources,
+    SessionSpec,
+    default_owner,
+    is_safe_name,
+    read_manifest,
+    select_sessions,
+)
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "AgentSessionConfig",
+    "ManifestError",
+    "MountConfig",
+    "load_manifest",
+    "select_sessions",
+    "validate_manifest",
+]
 
 DEFAULT_IMAGE = "filare-codex"
 
-# Session ids and roles become container names, label values and path parts: keep them to what
-# is safe in all three (upper case is fine for Docker, not for case-insensitive file systems).
-_SAFE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9_.-]*[a-z0-9])?")
-MAX_ID_LENGTH = 63
+MAX_ID_LENGTH = MAX_NAME_LENGTH
 MAX_ROLE_LENGTH = 32
 # Characters that would break a `-v SRC:DST` bind, a label, or a line-oriented format.
 _PATH_FORBIDDEN = {":": "a colon", "\n": "a line break", "\t": "a tab", "\r": "a carriage return"}
@@ -47,16 +68,35 @@ _PATH_FORBIDDEN = {":": "a colon", "\n": "a line break", "\t": "a tab", "\r": "a
 _BAD_BRANCH = re.compile(
     r"(^[-/.])|(\.\.)|([\x00-\x20~^:?*\[\\\x7f])|(@\{)|(/$)|(\.lock$)|(//)|(\.$)"
 )
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]*")
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?[bkmgBKMG]?")
+_USER = re.compile(r"([0-9]+):([0-9]+)")
+# Where a session's own things are mounted; extra mounts may not cover them.
+CONTAINER_HOME = "/home/agent"
+_RESERVED_TARGETS = {
+    f"{CONTAINER_HOME}/workspace": "the workspace",
+    f"{CONTAINER_HOME}/.ssh": "the SSH folder",
+    f"{CONTAINER_HOME}/.codex": "the session's Codex home",
+    f"{CONTAINER_HOME}/.filare": "the session's transcript and question folders",
+    "/run/filare": "the session's env file and inbox",
+}
+
+
+def _coerce_text(value: Any) -> Any:
+    """Numbers become text, as the origin's loader made them (`id: 1` is session '1')."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 def _safe_name(kind: str, max_length: int) -> Any:
     def check(value: str) -> str:
+        if not value:
+            raise ValueError(f"{kind} must not be empty")
         if len(value) > max_length:
             raise ValueError(f"{kind} {value!r} is longer than {max_length} characters")
-        if not _SAFE_NAME.fullmatch(value) or ".." in value:
+        if not is_safe_name(value, max_length):
             raise ValueError(
-                f"{kind} {value!r} must be lower-case letters, digits, '.', '_' or '-', "
-                "start and end with a letter or digit, and contain no '..'"
+                f"{kind} {value!r} must be letters, digits, '.', '_' or '-', start with a letter "
+                "or digit, and contain no '..'"
             )
         return value
 
@@ -76,11 +116,17 @@ def _clean_path(value: Path) -> Path:
             raise ValueError(
                 f"path {text!r} contains {what}, which Docker bind mounts cannot carry"
             )
+    if "\x00" in text:
+        raise ValueError(f"path {text!r} contains a NUL byte")
     return value
 
 
 def _as_list(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [_coerce_text(item) for item in value]
+    return value
 
 
 def _check_branch(value: str) -> str:
@@ -89,40 +135,104 @@ def _check_branch(value: str) -> str:
     return value
 
 
-SessionId = Annotated[str, _safe_name("session id", MAX_ID_LENGTH)]
-Role = Annotated[str, _safe_name("role", MAX_ROLE_LENGTH)]
+def _check_image(value: str) -> str:
+    if len(value) > 255 or not _IMAGE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an image reference (lower-case name, optional :tag or @digest)"
+        )
+    return value
+
+
+def _check_memory(value: str | None) -> str | None:
+    if value is not None and not _MEMORY.fullmatch(value):
+        raise ValueError(f"{value!r} is not a size: a number with an optional unit b, k, m or g")
+    return value
+
+
+def _check_user(value: str | None) -> str | None:
+    if value is None:
+        return None
+    match = _USER.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not UID:GID (two numbers)")
+    if int(match.group(1)) == 0 or int(match.group(2)) == 0:
+        raise ValueError("sessions never run as UID or GID 0; give an unprivileged UID:GID")
+    return value
+
+
+SessionId = Annotated[str, BeforeValidator(_coerce_text), _safe_name("session id", MAX_ID_LENGTH)]
+Role = Annotated[str, BeforeValidator(_coerce_text), _safe_name("role", MAX_ROLE_LENGTH)]
 Text = Annotated[str, AfterValidator(_one_line_text)]
 HostPath = Annotated[Path, AfterValidator(_clean_path)]
-Tag = Annotated[str, AfterValidator(_one_line_text), Field(pattern=r"^[^,]+$")]
+Tag = Annotated[str, AfterValidator(_one_line_text)]
 
 
 class ResourcesModel(BaseModel):
-    """Limits handed to `docker run` as `--cpus` and `--memory`."""
+    """Limits handed to `docker run` as `--cpus`, `--memory` and `--pids-limit`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cpus: float | None = Field(default=None, gt=0)
-    memory: Annotated[str | None, Field(pattern=r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")] = None
+    memory: Annotated[str | None, AfterValidator(_check_memory)] = None
+    pids: int | None = Field(default=None, gt=0)
+
+
+class MountConfig(BaseModel):
+    """An extra bind mount: `{source, target, read_only}`, or `SOURCE:TARGET[:ro]` as text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: HostPath
+    target: str
+    read_only: bool = False
+
+    @field_validator("target")
+    @classmethod
+    def _target_is_free(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in ":,\n\r\t\x00"):
+            raise ValueError(f"target {value!r} must be an absolute container path")
+        target = posixpath.normpath(value)
+        for reserved, what in _RESERVED_TARGETS.items():
+            if _overlaps(target, reserved):
+                raise ValueError(f"target {value!r} would cover {what} ({reserved})")
+        if target == "/":
+            raise ValueError("target '/' would cover the whole container")
+        return target
+
+
+def _overlaps(a: str, b: str) -> bool:
+    pa, pb = PurePosixPath(a), PurePosixPath(b)
+    return pa == pb or pb in pa.parents or pa in pb.parents
+
+
+def _mount_from_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    parts = value.split(":")
+    if len(parts) == 3 and parts[2] in {"ro", "rw"}:
+        return {"source": parts[0], "target": parts[1], "read_only": parts[2] == "ro"}
+    if len(parts) == 2:
+        return {"source": parts[0], "target": parts[1]}
+    raise ValueError(f"{value!r} is not SOURCE:TARGET or SOURCE:TARGET:ro")
 
 
 class AgentSessionConfig(BaseModel):
-    """One agent session as the manifest describes it, with every path made absolute."""
+    """One agent session as the manifest describes it, defaults merged, every path absolute."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: SessionId
     role: Role
-    branch: Annotated[str, AfterValidator(_check_branch)]
+    branch: Annotated[str, BeforeValidator(_coerce_text), AfterValidator(_check_branch)]
     workspace: HostPath
     env_file: HostPath
     ssh_key: HostPath
     goal: str | None = None
-    image: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._/:@-]*$", max_length=255)] = (
-        DEFAULT_IMAGE
-    )
+    image: Annotated[str, AfterValidator(_check_image)] = DEFAULT_IMAGE
     tags: Annotated[list[Tag], BeforeValidator(_as_list)] = Field(default_factory=list)
     startup_script: str | None = None
-    operator_contact: Text | None = None
+    # Free-form and recorded, as in the origin's manifests: text, or a mapping of rules.
+    operator_contact: Any = None
     owner: Annotated[Text, Field(min_length=1, max_length=64)] = Field(
         default_factory=default_owner
     )
@@ -132,6 +242,17 @@ class AgentSessionConfig(BaseModel):
     # "env-file": `docker run --env-file` (values visible to `docker inspect`); "mount": the file
     # is bound read-only and the image's entry point loads it, so inspect shows no values.
     env_mode: Literal["env-file", "mount"] = "env-file"
+    mounts: list[Annotated[MountConfig, BeforeValidator(_mount_from_text)]] = Field(
+        default_factory=list
+    )
+    # Default: `transcript/` in the session's record folder (outputs/agents/<role>/<id>/).
+    transcript_dir: HostPath | None = None
+    # The repository an empty workspace is seeded from; default: the manifest's repository.
+    seed_from: HostPath | None = None
+    # A known_hosts file to pin SSH host keys with; default: keys are learnt on first use.
+    known_hosts: HostPath | None = None
+    # UID:GID the container runs as; default: the caller's, or 10001:10001 when that is root.
+    user: Annotated[str | None, AfterValidator(_check_user)] = None
     manifest_path: Path | None = None
 
     @field_validator("owner")
@@ -141,33 +262,75 @@ class AgentSessionConfig(BaseModel):
             raise ValueError("must not contain '=' or ','")
         return value
 
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_label_safe(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not tag or "," in tag:
+                raise ValueError(f"tag {tag!r} must be non-empty and contain no ','")
+        return value
+
     def to_spec(self) -> SessionSpec:
+        """The plain record the runtime works on."""
         data = self.model_dump()
         data["tags"] = tuple(self.tags)
-        data["resources"] = Resources(self.resources.cpus, self.resources.memory)
+        data["resources"] = Resources(**self.resources.model_dump())
+        data["mounts"] = tuple(Mount(m.source, m.target, m.read_only) for m in self.mounts)
         return SessionSpec(**data)
 
 
 SESSION_FIELDS = tuple(name for name in AgentSessionConfig.model_fields if name != "manifest_path")
-_PATH_FIELDS = ("workspace", "env_file", "ssh_key", "codex_dir")
+_PATH_FIELDS = (
+    "workspace",
+    "env_file",
+    "ssh_key",
+    "codex_dir",
+    "transcript_dir",
+    "seed_from",
+    "known_hosts",
+)
 _TOP_LEVEL_KEYS = ("defaults", "sessions")
 
 
+def load_manifest(path: str | os.PathLike[str]) -> list[AgentSessionConfig]:
+    """Read and validate a manifest; relative paths resolve against the manifest's folder.
+
+    Raises `ManifestError` naming every problem found. The runtime's cached loader is
+    `orchestrator.manifest.load_manifest`, which returns the same sessions as `SessionSpec`s.
+    """
+    manifest, data = read_manifest(path)
+    return _load(manifest, data)[0]
+
+
 def validate_manifest(manifest: Path, data: bytes) -> tuple[list[SessionSpec], bool]:
-    """Validate a manifest's bytes; relative paths resolve against the folder of `manifest`.
+    """Validate a manifest's bytes into the runtime's records.
 
     Also says whether the result may be cached: not when a path names another user's home
     (`~name/...`), which expands through the password database rather than the cache's key.
     """
+    sessions, cacheable = _load(manifest, data)
+    return [session.to_spec() for session in sessions], cacheable
+
+
+def _load(manifest: Path, data: bytes) -> tuple[list[AgentSessionConfig], bool]:
     raw = _parse_yaml(manifest, data)
     defaults, entries = _split_shapes(manifest, raw)
     merged = [{**defaults, **entry} | _merged_resources(defaults, entry) for entry in entries]
-    sessions = [_build_session(manifest, index, data) for index, data in enumerate(merged, 1)]
-    _check_unique(manifest, sessions)
+    sessions: list[AgentSessionConfig] = []
+    problems: list[str] = []
+    for index, fields in enumerate(merged, 1):
+        try:
+            sessions.append(_build_session(manifest, index, fields))
+        except ManifestError as exc:
+            problems += exc.problems
+    if not problems:
+        problems = _uniqueness_problems(manifest, sessions)
+    if problems:
+        raise ManifestError(*problems)
     cacheable = not any(
-        _names_other_home(data.get(name)) for data in merged for name in _PATH_FIELDS
+        _names_other_home(fields.get(name)) for fields in merged for name in _PATH_FIELDS
     )
-    return [session.to_spec() for session in sessions], cacheable
+    return sessions, cacheable
 
 
 def _parse_yaml(manifest: Path, data: bytes) -> Any:
@@ -198,31 +361,38 @@ def _split_shapes(manifest: Path, raw: Any) -> tuple[dict[str, Any], list[dict[s
         )
     if "sessions" not in raw and "defaults" not in raw:
         return {}, _entries(manifest, [raw])
-    for key in raw:
-        if key not in _TOP_LEVEL_KEYS:
-            hint = did_you_mean(str(key), _TOP_LEVEL_KEYS)
-            raise ManifestError(f"{manifest}: unknown top-level field {key!r}{hint}")
+    problems = [
+        f"{manifest}: unknown top-level field {key!r}{did_you_mean(str(key), _TOP_LEVEL_KEYS)}"
+        for key in raw
+        if key not in _TOP_LEVEL_KEYS
+    ]
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
-        raise ManifestError(f"{manifest}: field 'defaults': expected a mapping")
-    for key in defaults:
-        if key not in SESSION_FIELDS or key == "id":
-            hint = did_you_mean(str(key), SESSION_FIELDS)
-            raise ManifestError(f"{manifest}: defaults: unknown field {key!r}{hint}")
+        problems.append(f"{manifest}: field 'defaults': expected a mapping")
+        defaults = {}
+    problems += [
+        f"{manifest}: defaults: unknown field {key!r}{did_you_mean(str(key), SESSION_FIELDS)}"
+        for key in defaults
+        if key not in SESSION_FIELDS or key == "id"
+    ]
     sessions = raw.get("sessions")
     if not isinstance(sessions, list) or not sessions:
-        raise ManifestError(f"{manifest}: field 'sessions': expected a non-empty list of sessions")
+        problems.append(f"{manifest}: field 'sessions': expected a non-empty list of sessions")
+    if problems or not isinstance(sessions, list):
+        raise ManifestError(*problems)
     return defaults, _entries(manifest, sessions)
 
 
 def _entries(manifest: Path, items: list[Any]) -> list[dict[str, Any]]:
     if not items:
         raise ManifestError(f"{manifest}: no sessions")
-    for index, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            raise ManifestError(
-                f"{manifest}: session #{index}: expected a mapping, got {type(item).__name__}"
-            )
+    problems = [
+        f"{manifest}: session #{index}: expected a mapping, got {type(item).__name__}"
+        for index, item in enumerate(items, start=1)
+        if not isinstance(item, dict)
+    ]
+    if problems:
+        raise ManifestError(*problems)
     return items
 
 
@@ -234,8 +404,10 @@ def _merged_resources(defaults: Mapping[str, Any], entry: Mapping[str, Any]) -> 
 
 
 def _build_session(manifest: Path, index: int, data: dict[str, Any]) -> AgentSessionConfig:
-    label = f"session {data['id']!r}" if isinstance(data.get("id"), str) else f"session #{index}"
+    given = data.get("id")
+    label = f"session {str(given)!r}" if isinstance(given, str | int) else f"session #{index}"
     data = dict(data)
+    problems: list[str] = []
     for name in _PATH_FIELDS:
         value = data.get(name)
         try:
@@ -244,15 +416,38 @@ def _build_session(manifest: Path, index: int, data: dict[str, Any]) -> AgentSes
             elif name == "codex_dir" and value is None:
                 data[name] = Path.home() / ".codex"
         except RuntimeError:  # `~` with no home folder: no $HOME and no passwd entry
-            raise ManifestError(
+            problems.append(
                 f"{manifest}: {label}: field {name!r}: no home folder to find '~' in "
                 "(set HOME, or give the path in full)"
-            ) from None
+            )
+    if "mounts" in data:
+        data["mounts"] = _resolved_mounts(manifest.parent, data["mounts"])
     data["manifest_path"] = manifest
     try:
-        return AgentSessionConfig.model_validate(data)
+        session = AgentSessionConfig.model_validate(data)
     except ValidationError as exc:
-        raise ManifestError(f"{manifest}: {label}: {_first_error(exc)}") from None
+        problems += [f"{manifest}: {label}: {problem}" for problem in _problems(exc)]
+    if problems:
+        raise ManifestError(*problems)
+    return session
+
+
+def _resolved_mounts(base: Path, value: Any) -> Any:
+    """Mount sources resolve like every other path; anything else is left to the model."""
+    if not isinstance(value, list):
+        return value
+    resolved = []
+    for item in value:
+        try:
+            item = _mount_from_text(item)
+        except ValueError:
+            resolved.append(item)
+            continue
+        source = item.get("source") if isinstance(item, dict) else None
+        if isinstance(source, str) and source:
+            item = {**item, "source": _resolve(base, source)}
+        resolved.append(item)
+    return resolved
 
 
 def _names_other_home(value: object) -> bool:
@@ -264,31 +459,74 @@ def _resolve(base: Path, value: str) -> Path:
     return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
 
-def _first_error(exc: ValidationError) -> str:
+# pydantic's own words, for the cases where the field's rule says it better.
+_MESSAGES = {
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "string_type": "must be text",
+    "list_type": "must be a list",
+    "model_type": "must be a mapping",
+    "dict_type": "must be a mapping",
+    "greater_than": "must be greater than 0",
+    "literal_error": "must be one of",
+}
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    """One line per problem; a misspelt field is reported once, as a misspelling."""
     errors = exc.errors(include_url=False, include_input=False)
-    # A misspelt field also shows up as a missing one: the misspelling is the useful report.
-    error = min(errors, key=lambda e: e["type"] != "extra_forbidden")
-    loc = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "extra_forbidden":
-        return f"unknown field {loc!r}{did_you_mean(loc.split('.')[-1], SESSION_FIELDS)}"
-    if error["type"] == "missing":
-        return f"field {loc!r}: required field is missing"
-    message = error["msg"].removeprefix("Value error, ")
-    return f"field {loc!r}: {message}"
+    lines: list[str] = []
+    suggested: set[str] = set()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            loc = ".".join(str(part) for part in error["loc"])
+            close = did_you_mean(loc.split(".")[-1], SESSION_FIELDS)
+            lines.append(f"unknown field {loc!r}{close}")
+            if close:
+                suggested.add(close.split("'")[1])
+    for error in errors:
+        loc = ".".join(str(part) for part in error["loc"])
+        kind = error["type"]
+        if kind == "extra_forbidden" or (kind == "missing" and loc in suggested):
+            continue
+        if kind == "missing":
+            lines.append(f"field {loc!r}: required field is missing")
+        elif kind == "literal_error":
+            lines.append(f"field {loc!r}: {error['msg'].replace('Input should be', 'must be')}")
+        elif kind in _MESSAGES:
+            lines.append(f"field {loc!r}: {_MESSAGES[kind]}")
+        else:
+            lines.append(f"field {loc!r}: {error['msg'].removeprefix('Value error, ')}")
+    return lines
 
 
-def _check_unique(manifest: Path, sessions: Sequence[AgentSessionConfig]) -> None:
+def _uniqueness_problems(manifest: Path, sessions: Sequence[AgentSessionConfig]) -> list[str]:
+    """Duplicate ids, ids differing only in case, and workspaces shared without consent."""
+    problems: list[str] = []
     seen: dict[str, AgentSessionConfig] = {}
     for session in sessions:
-        if session.id in seen:
-            raise ManifestError(f"{manifest}: session {session.id!r}: field 'id': duplicate id")
-        seen[session.id] = session
+        other = seen.setdefault(session.id.casefold(), session)
+        if other is session:
+            continue
+        if other.id == session.id:
+            problems.append(f"{manifest}: session {session.id!r}: field 'id': duplicate id")
+        else:
+            problems.append(
+                f"{manifest}: session {session.id!r}: field 'id': differs from session "
+                f"{other.id!r} only in case; its records would collide on a file system that "
+                "ignores case"
+            )
     by_workspace: dict[Path, AgentSessionConfig] = {}
     for session in sessions:
         other = by_workspace.setdefault(session.workspace, session)
         if other is not session and not (other.shared_workspace and session.shared_workspace):
-            raise ManifestError(
+            problems.append(
                 f"{manifest}: session {session.id!r}: field 'workspace': {session.workspace} is "
                 f"also the workspace of session {other.id!r}; set 'shared_workspace: true' on "
                 "both to allow it"
             )
+    return problems

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from orchestrator.errors import EngineError
+from orchestrator.errors import EngineError, InputError
 
 DEFAULT_TIMEOUT = 60.0
+CODEX_IMAGE = "filare-codex"
+SMOKE_IMAGE = "filare-codex:smoke"
 INSTALL_HINT = "install a Docker engine (Debian: apt-get install docker.io)"
 _LIST_FIELDS = ("ID", "Names", "State", "Image", "CreatedAt")
 _LIST_LABELS = (
@@ -139,6 +141,70 @@ def image_exists(image: str) -> bool:
             return False
         raise
     return True
+
+
+def require_images(images: Sequence[str]) -> None:
+    """Fail before anything starts when the daemon does not answer or an image is missing.
+
+    One engine call for every image; it also tells an unreachable daemon apart from a missing
+    image, so neither is found only after a workspace was seeded.
+    """
+    if not images:
+        return
+    try:
+        docker("image", "inspect", "--format", "{{.Id}}", *images)
+    except EngineError as exc:
+        missing = [image for image in images if f"No such image: {image}" in str(exc)]
+        if not missing:
+            raise
+        raise InputError(*(missing_image_hint(image) for image in missing)) from None
+
+
+def missing_image_hint(image: str) -> str:
+    """What to run to get `image`, named as the manifest asked for it."""
+    if image == SMOKE_IMAGE:
+        build = f"uv run inv codex.build --dockerfile docker/Dockerfile.smoke --tag {image}"
+        return f"image {image!r} not found: build it with '{build}'"
+    build = "uv run inv codex.build" + ("" if image == CODEX_IMAGE else f" --tag {image}")
+    return (
+        f"image {image!r} not found: build it with '{build}' (with no registry, run "
+        "'uv run inv codex.base' first)"
+    )
+
+
+def container_labels(name: str) -> dict[str, str]:
+    """The labels of the container called `name`; empty when there is none."""
+    try:
+        text = docker("container", "inspect", "--format", "{{json .Config.Labels}}", name)
+    except EngineError:
+        return {}
+    import json
+
+    labels = json.loads(text or "null")
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def create_session_network(name: str) -> None:
+    """The bridge sessions join, with traffic between its containers turned off.
+
+    Each session then reaches the internet and the host, never a sibling. Two starts racing to
+    make it are fine: the loser finds it made.
+    """
+    try:
+        docker(
+            "network",
+            "create",
+            "--driver",
+            "bridge",
+            "--opt",
+            "com.docker.network.bridge.enable_icc=false",
+            "--label",
+            "filare.network=sessions",
+            name,
+        )
+    except EngineError as exc:
+        if "already exists" not in str(exc):
+            raise
 
 
 PULL_TIMEOUT = 600.0

@@ -10,9 +10,16 @@ from collections.abc import Iterable
 
 
 class OrchestratorError(Exception):
-    """A failure with a message a user can act on; never carries secret values."""
+    """A failure with a message a user can act on; never carries secret values.
+
+    It may name several problems at once (every mistake of a manifest), one line each.
+    """
 
     exit_code = 1
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(problems))
 
 
 class InputError(OrchestratorError):

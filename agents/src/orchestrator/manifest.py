@@ -1,89 +1,55 @@
-"""Sessions as the runtime sees them, and a cache that spares repeat starts the validation.
+"""Load a manifest for the runtime, with a cache that spares repeat starts the validation.
 
-`orchestrator.config` validates a manifest with pydantic; what it hands on is `SessionSpec`, a
-plain frozen dataclass, so that nothing past the boundary imports pydantic. Validation is a pure
-function of a few inputs (the manifest's bytes and path, the user, the home folder, the
-schema's source and the libraries that run it), so its result can be kept: a start of a
-manifest already validated with the same inputs reads one small JSON file instead of importing
-pydantic, parsing YAML and building the models, which costs about 0.2 s here, on every command,
-for every orchestrator.
+`orchestrator.config` validates a manifest with pydantic and PyYAML; the runtime works on the
+plain `SessionSpec` records of `orchestrator.spec`. Validation is a pure function of a few inputs
+(the manifest's bytes and path, the user, the home folder, the schema's source and the libraries
+that run it), so its result can be kept: a start of a manifest already validated with the same
+inputs reads one small JSON file instead of importing pydantic, parsing YAML and building the
+models, which costs about 0.2 s here, on every command, for every orchestrator.
 
 The cache is opt-in (`cache_dir`); the task layer passes the user's cache folder. An entry that
 is missing, unreadable, made from other inputs or writable by others is a miss, never an error.
+
+Layers, bottom up: `spec` (plain data) <- `config` (the validating boundary, and the public
+`load_manifest` returning `AgentSessionConfig`s) <- this module (cached loading for the runtime).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import getpass
 import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
 
-from orchestrator.errors import ManifestError, did_you_mean
+from orchestrator.spec import (
+    Mount,
+    Resources,
+    SessionSpec,
+    default_owner,
+    read_manifest,
+    select_sessions,
+)
+
+__all__ = [
+    "Mount",
+    "Resources",
+    "SessionSpec",
+    "default_cache_dir",
+    "default_owner",
+    "load_manifest",
+    "select_sessions",
+]
 
 CACHE_ENV = "XDG_CACHE_HOME"
 # One entry per manifest path; beyond this many, the least recently written go.
 MAX_ENTRIES = 128
-EnvMode = Literal["env-file", "mount"]
-_PATH_FIELDS = ("workspace", "env_file", "ssh_key", "codex_dir", "manifest_path")
 # (module, distribution) of the libraries validation runs on.
 _VALIDATORS = (("pydantic", "pydantic"), ("pydantic_core", "pydantic_core"), ("yaml", "pyyaml"))
-
-
-@dataclass(frozen=True, slots=True)
-class Resources:
-    """Limits handed to `docker run` as `--cpus` and `--memory`."""
-
-    cpus: float | None = None
-    memory: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSpec:
-    """One validated session, every path absolute; see `config.AgentSessionConfig` for the rules."""
-
-    id: str
-    role: str
-    branch: str
-    workspace: Path
-    env_file: Path
-    ssh_key: Path
-    owner: str
-    codex_dir: Path
-    image: str
-    goal: str | None = None
-    tags: tuple[str, ...] = ()
-    startup_script: str | None = None
-    operator_contact: str | None = None
-    resources: Resources = Resources()
-    shared_workspace: bool = False
-    env_mode: EnvMode = "env-file"
-    manifest_path: Path | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        for name in _PATH_FIELDS:
-            if data[name] is not None:
-                data[name] = str(data[name])
-        data["tags"] = list(self.tags)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SessionSpec:
-        data = dict(data)
-        for name in _PATH_FIELDS:
-            if data.get(name) is not None:
-                data[name] = Path(data[name])
-        data["tags"] = tuple(data.get("tags", ()))
-        data["resources"] = Resources(**data.get("resources", {}))
-        return cls(**data)
+# The modules whose source decides what validation produces.
+_SCHEMA_SOURCES = ("config.py", "spec.py", "manifest.py")
 
 
 def load_manifest(
@@ -93,8 +59,7 @@ def load_manifest(
 
     With `cache_dir`, a manifest validated before with the same inputs is not validated again.
     """
-    manifest = Path(path).expanduser().resolve()
-    data = _read(manifest)
+    manifest, data = read_manifest(path)
     if cache_dir is None:
         return _validate(manifest, data)[0]
     entry = cache_dir / f"{hashlib.sha256(bytes(manifest)).hexdigest()[:32]}.json"
@@ -106,32 +71,6 @@ def load_manifest(
     if cacheable:
         _store(entry, key, sessions)
     return sessions
-
-
-def select_sessions(
-    sessions: Sequence[SessionSpec], session_id: str | Iterable[str] | None
-) -> list[SessionSpec]:
-    """Keep the sessions named by id (all of them when none is named), in manifest order."""
-    if session_id is None:
-        return list(sessions)
-    wanted = [session_id] if isinstance(session_id, str) else list(session_id)
-    if not wanted:
-        return list(sessions)
-    known = {s.id for s in sessions}
-    missing = [w for w in wanted if w not in known]
-    if missing:
-        where = sessions[0].manifest_path if sessions else "the manifest"
-        hint = did_you_mean(missing[0], known)
-        raise ManifestError(f"{where}: no session with id {missing[0]!r}{hint}")
-    return [s for s in sessions if s.id in wanted]
-
-
-def default_owner() -> str:
-    """The current user's name; a UID without one (common in containers) becomes `uid-<n>`."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid-{os.getuid()}"
 
 
 def default_cache_dir() -> Path | None:
@@ -155,17 +94,6 @@ def _home() -> Path:
         return Path()
 
 
-def _read(manifest: Path) -> bytes:
-    try:
-        return manifest.read_bytes()
-    except FileNotFoundError:
-        raise ManifestError(f"{manifest}: manifest not found") from None
-    except IsADirectoryError:
-        raise ManifestError(f"{manifest}: manifest is a folder, not a file") from None
-    except OSError as exc:
-        raise ManifestError(f"{manifest}: cannot read manifest: {exc}") from None
-
-
 def _validate(manifest: Path, data: bytes) -> tuple[list[SessionSpec], bool]:
     from orchestrator.config import validate_manifest
 
@@ -181,8 +109,7 @@ def _cache_key(manifest: Path, data: bytes) -> str:
     here = Path(__file__).parent
     digest = hashlib.sha256()
     for part in (
-        (here / "config.py").read_bytes(),
-        (here / "manifest.py").read_bytes(),
+        *((here / name).read_bytes() for name in _SCHEMA_SOURCES),
         "\n".join(_validator_versions()).encode(),
         bytes(manifest),
         default_owner().encode(),

@@ -1,7 +1,7 @@
-"""Pure planning: from a validated session to the container name, labels and launch argv.
+"""Pure planning: from a validated session to the container name, labels, folders and launch argv.
 
-Nothing here touches files or Docker, so every rule about names and labels is unit-tested in
-milliseconds and the effects layer only carries out a plan it is handed.
+Nothing here touches files or Docker, so every rule about names, labels and mounts is
+unit-tested in milliseconds and the effects layer only carries out a plan it is handed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from orchestrator import __version__
 
 if TYPE_CHECKING:
-    from orchestrator.manifest import SessionSpec
+    from orchestrator.spec import SessionSpec
 
 LABEL_PREFIX = "filare."
 SESSION_LABEL = "filare.session"
@@ -27,11 +27,59 @@ CONTAINER_PREFIX = "filare"
 CONTAINER_HOME = "/home/agent"
 CONTAINER_WORKSPACE = f"{CONTAINER_HOME}/workspace"
 CONTAINER_SSH = f"{CONTAINER_HOME}/.ssh"
+CONTAINER_CODEX_HOME = f"{CONTAINER_HOME}/.codex"
+# The session's own writable folder: learnt SSH host keys, questions to its operator, and (by
+# default) its transcripts.
+CONTAINER_AGENT_DIR = f"{CONTAINER_HOME}/.filare"
+CONTAINER_TRANSCRIPT = f"{CONTAINER_AGENT_DIR}/transcript"
+# What the host hands the session and the session must not change: messages of its turns.
+CONTAINER_INBOX = "/run/filare/inbox"
+# The bridge every session joins: inter-container traffic is off on it, so a session reaches the
+# internet and the host but none of its siblings. One network for all (rather than one each)
+# because Docker's default address pools hold about thirty bridges, and fleets are larger.
+SESSION_NETWORK = "filare-sessions"
+# A session's processes, threads included; `resources.pids` overrides it.
+DEFAULT_PIDS_LIMIT = 4096
+# The UID:GID sessions run as when the orchestrator is root: sessions never run as root, and this
+# one owns nothing else on the host. `user` in the manifest overrides it.
+UNPRIVILEGED_USER = "10001:10001"
+SCRIPT_ENV = "FILARE_LAUNCH_SCRIPT"
+
+
+def tool_checkout() -> Path:
+    """The checkout this library runs from (the folder holding `scripts/` and `agents/`)."""
+    return Path(__file__).resolve().parents[3]
+
+
+def launch_script() -> Path:
+    """`scripts/run_codex_container.sh` of this checkout (or `$FILARE_LAUNCH_SCRIPT`)."""
+    override = os.environ.get(SCRIPT_ENV)
+    if override:
+        return Path(override)
+    return tool_checkout() / "scripts" / "run_codex_container.sh"
 
 
 def container_name(role: str, session_id: str) -> str:
     """`filare-<role>-<id>`; unique because ids are unique per registry and roles partition them."""
     return f"{CONTAINER_PREFIX}-{role}-{session_id}"
+
+
+def session_user(session: SessionSpec) -> str:
+    """The UID:GID the session's container runs as: never root."""
+    if session.user is not None:
+        return session.user
+    if os.getuid() == 0:
+        return UNPRIVILEGED_USER
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+def seed_source(session: SessionSpec) -> Path | None:
+    """The repository an empty workspace is seeded from: `seed_from`, else the manifest's."""
+    if session.seed_from is not None:
+        return session.seed_from
+    if session.manifest_path is None:
+        return None
+    return find_repository(session.manifest_path.parent)
 
 
 def session_labels(session: SessionSpec, registry_root: Path) -> dict[str, str]:
@@ -65,15 +113,56 @@ def session_filters(registry_root: Path, **labels: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class SessionFolders:
+    """Where one session's things live on the host, under its record's folder.
+
+    Host-only: the record, the SSH folder (mounted read-only), the env file copy (read-only), the
+    inbox (read-only). Writable by the session, so never trusted: its Codex home, its agent
+    folder and its transcripts.
+    """
+
+    state_dir: Path
+    ssh_dir: Path
+    env_copy: Path
+    inbox: Path
+    codex_home: Path
+    agent_dir: Path
+    transcript_dir: Path
+
+
+def session_folders(session: SessionSpec, registry_root: Path) -> SessionFolders:
+    state_dir = registry_root / session.role / session.id
+    agent_dir = state_dir / "agent"
+    return SessionFolders(
+        state_dir=state_dir,
+        ssh_dir=state_dir / "ssh",
+        env_copy=state_dir / "env",
+        inbox=state_dir / "inbox",
+        codex_home=state_dir / "codex",
+        agent_dir=agent_dir,
+        transcript_dir=session.transcript_dir or agent_dir / "transcript",
+    )
+
+
+@dataclass(frozen=True)
 class LaunchPlan:
     """Everything a start will do, decided before it does any of it."""
 
     session: SessionSpec
     name: str
     labels: dict[str, str]
-    state_dir: Path
-    ssh_dir: Path
+    folders: SessionFolders
+    user: str
+    workspace: Path
     argv: list[str]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.folders.state_dir
+
+    @property
+    def ssh_dir(self) -> Path:
+        return self.folders.ssh_dir
 
 
 def plan_launch(
@@ -81,14 +170,24 @@ def plan_launch(
     *,
     registry_root: Path,
     script: Path,
-    seed_from: Path | None = None,
+    workspace: Path | None = None,
+    seed_excludes: tuple[Path, ...] = (),
+    seed_secrets: tuple[Path, ...] = (),
     dry_run: bool = False,
 ) -> LaunchPlan:
-    """The launch script's argv for one detached session; the script spells `docker run`."""
-    state_dir = registry_root / session.role / session.id
-    ssh_dir = state_dir / "ssh"
+    """The launch script's argv for one detached session; the script spells `docker run`.
+
+    `workspace` is the session's workspace with links resolved (what the container will really
+    mount); no seeding copies `seed_excludes` (other workspaces) or `seed_secrets` (env files,
+    keys), and the script warns about secrets that git does not ignore.
+    """
+    folders = session_folders(session, registry_root)
+    workspace = workspace or session.workspace
     name = container_name(session.role, session.id)
     labels = session_labels(session, registry_root)
+    labels[WORKSPACE_LABEL] = str(workspace)
+    user = session_user(session)
+    env_mount = session.env_mode == "mount"
     argv = [
         "bash",
         str(script),
@@ -97,32 +196,53 @@ def plan_launch(
         name,
         "--image",
         session.image,
+        "--user",
+        user,
         "--workspace",
-        str(session.workspace),
+        str(workspace),
         "--branch",
         session.branch,
         "--env-file",
-        str(session.env_file),
+        str(folders.env_copy if env_mount else session.env_file),
         "--ssh-key",
         str(session.ssh_key),
         "--ssh-dir",
-        str(ssh_dir),
+        str(folders.ssh_dir),
         "--codex-dir",
-        str(session.codex_dir.expanduser()),
+        str(folders.codex_home),
+        "--agent-dir",
+        str(folders.agent_dir),
+        "--transcript-dir",
+        str(folders.transcript_dir),
+        "--inbox-dir",
+        str(folders.inbox),
+        "--network",
+        SESSION_NETWORK,
+        "--pids-limit",
+        str(session.resources.pids or DEFAULT_PIDS_LIMIT),
     ]
-    if seed_from is not None:
-        argv += ["--seed-from", str(seed_from)]
-    if session.env_mode == "mount":
+    source = seed_source(session)
+    argv += ["--seed-from", str(source)] if source is not None else ["--no-seed"]
+    for excluded in seed_excludes:
+        argv += ["--exclude", str(excluded)]
+    for secret in seed_secrets:
+        argv += ["--secret", str(secret)]
+    if env_mount:
         argv.append("--env-mount")
+    if session.known_hosts is not None:
+        argv += ["--known-hosts", str(session.known_hosts)]
     if session.resources.cpus is not None:
         argv += ["--cpus", f"{session.resources.cpus:g}"]
     if session.resources.memory is not None:
         argv += ["--memory", session.resources.memory]
+    for mount in session.mounts:
+        suffix = ":ro" if mount.read_only else ""
+        argv += ["--mount", f"{mount.source}:{mount.target}{suffix}"]
     for key, value in labels.items():
         argv += ["--label", f"{key}={value}"]
     if dry_run:
         argv.append("--dry-run")
-    return LaunchPlan(session, name, labels, state_dir, ssh_dir, argv)
+    return LaunchPlan(session, name, labels, folders, user, workspace, argv)
 
 
 def find_repository(start: Path) -> Path | None:

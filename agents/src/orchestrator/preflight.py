@@ -1,38 +1,54 @@
-"""Checks of the files a session names, run for every selected session before any of them starts.
+"""Checks of what a session names on the host, run for every selected session before any starts.
 
 Docker reads `--env-file` itself and, on a bad line, prints the line back (values included). We
 apply Docker's own rules first so that a typo costs one line naming the file and the line number,
-and the values stay private.
+and the values stay private. Folders a session would be given are checked against the rules of
+`orchestrator.hostpaths`, after resolving links. Every problem of every session is reported at
+once, one line each.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator import hostpaths
 from orchestrator.errors import ManifestError
+from orchestrator.plan import find_repository, seed_source, tool_checkout
 
 if TYPE_CHECKING:
-    from orchestrator.manifest import SessionSpec
+    from orchestrator.spec import SessionSpec
 
 # Docker's bufio.Scanner gives up on longer lines.
 _MAX_ENV_LINE = 64 * 1024
 _BOM = b"\xef\xbb\xbf"
+# Enough of a key file to tell a private key from a public one, never shown.
+_KEY_PROBE = 4096
+_PRIVATE_KEY_MARKERS = (b"PRIVATE KEY-----", b"PuTTY-User-Key-File")
+# Folders of the user's that hold credentials: no session may be given them, or anything in them.
+_PRIVATE_HOME_FOLDERS = {".ssh": "your SSH folder", ".gnupg": "your GnuPG folder"}
+_PRIVATE_HOME_FOLDERS |= {".docker": "your Docker settings", ".aws": "your AWS settings"}
 
 
-def check_inputs(sessions: Iterable[SessionSpec]) -> None:
-    """Raise `ManifestError` for the first session whose files cannot be used as they are."""
+def check_inputs(sessions: Iterable[SessionSpec], *, registry_root: Path | None = None) -> None:
+    """Raise one `ManifestError` naming every problem of the sessions' files and folders."""
+    sessions = list(sessions)
+    problems: list[str] = []
     for session in sessions:
-        _check_file(session, "env_file", session.env_file)
-        _check_file(session, "ssh_key", session.ssh_key)
-        for line_error in env_file_problems(session.env_file):
-            raise _error(session, "env_file", f"{session.env_file}: {line_error}")
-        for field in ("workspace", "codex_dir"):
-            path: Path = getattr(session, field)
-            if path.exists() and not path.is_dir():
-                raise _error(session, field, f"{path} exists and is not a folder")
+        problems += _file_problems(session, "env_file", session.env_file) or [
+            _line(session, "env_file", f"{session.env_file}: {problem}")
+            for problem in env_file_problems(session.env_file)
+        ]
+        problems += _file_problems(session, "ssh_key", session.ssh_key) or _key_problems(session)
+        if session.known_hosts is not None:
+            problems += _file_problems(session, "known_hosts", session.known_hosts)
+        problems += _folder_problems(session, registry_root)
+        problems += _user_problems(session)
+    problems += _shared_workspace_problems(sessions)
+    if problems:
+        raise ManifestError(*problems)
 
 
 def env_file_problems(path: Path) -> list[str]:
@@ -43,6 +59,9 @@ def env_file_problems(path: Path) -> list[str]:
         line = raw.removeprefix(_BOM) if number == 1 else raw
         if len(line) >= _MAX_ENV_LINE:
             problems.append(f"line {number}: longer than {_MAX_ENV_LINE} bytes")
+            continue
+        if b"\x00" in line:
+            problems.append(f"line {number}: contains a NUL byte")
             continue
         try:
             text = line.decode("utf-8")
@@ -55,21 +74,166 @@ def env_file_problems(path: Path) -> list[str]:
         name = text.split("=", 1)[0].lstrip(" \t")
         if not name:
             problems.append(f"line {number}: no variable name before '='")
+        elif name.startswith("export ") or name.startswith("export\t"):
+            problems.append(
+                f"line {number}: 'export' is not allowed in env files; write NAME=VALUE"
+            )
         elif any(c in name for c in " \t"):
             problems.append(f"line {number}: variable name contains whitespace")
     return problems
 
 
-def _check_file(session: SessionSpec, field: str, path: Path) -> None:
+def _file_problems(session: SessionSpec, field: str, path: Path) -> list[str]:
+    if path.is_symlink() and not path.exists():
+        return [_line(session, field, f"{path} is a link to nothing")]
     if not path.exists():
-        raise _error(session, field, f"{path} does not exist")
+        return [_line(session, field, f"{path} does not exist")]
     if path.is_dir():
-        raise _error(session, field, f"{path} is a folder, not a file")
+        return [_line(session, field, f"{path} is a folder, not a file")]
     if not os.access(path, os.R_OK):
-        raise _error(session, field, f"{path} is not readable")
+        return [_line(session, field, f"{path} is not readable")]
+    return []
 
 
-def _error(session: SessionSpec, field: str, message: str) -> ManifestError:
-    return ManifestError(
-        f"{session.manifest_path}: session {session.id!r}: field {field!r}: {message}"
+def _key_problems(session: SessionSpec) -> list[str]:
+    """A key file that is not a private key (a `.pub`, say) would be mounted as `id_rsa`."""
+    with session.ssh_key.open("rb") as handle:
+        head = handle.read(_KEY_PROBE)
+    if any(marker in head for marker in _PRIVATE_KEY_MARKERS):
+        return []
+    return [
+        _line(
+            session,
+            "ssh_key",
+            f"{session.ssh_key} is not a private key (a public key, or another file); name the "
+            "private key file",
+        )
+    ]
+
+
+def _folder_problems(session: SessionSpec, registry_root: Path | None) -> list[str]:
+    problems = []
+    for field in ("workspace", "codex_dir"):
+        path: Path = getattr(session, field)
+        if path.is_symlink() and not path.exists():
+            problems.append(_line(session, field, f"{path} is a link to nothing"))
+        elif path.exists() and not path.is_dir():
+            problems.append(_line(session, field, f"{path} exists and is not a folder"))
+        elif not path.exists() and not _creatable(path):
+            problems.append(_line(session, field, f"{path} cannot be created (no write access)"))
+        elif path.exists() and not os.access(path, os.W_OK | os.X_OK):
+            problems.append(_line(session, field, f"{path} is not writable"))
+    not_covered, private = _protected(session, registry_root)
+    reason = hostpaths.unsafe_reason(
+        hostpaths.resolved(session.workspace), not_covered=not_covered, private=private
     )
+    if reason is not None:
+        problems.append(
+            _line(session, "workspace", f"{session.workspace} cannot be a workspace: {reason}")
+        )
+    for index, mount in enumerate(session.mounts):
+        field = f"mounts[{index}].source"
+        if not mount.source.exists():
+            problems.append(_line(session, field, f"{mount.source} does not exist"))
+            continue
+        reason = hostpaths.unsafe_reason(
+            hostpaths.resolved(mount.source),
+            not_covered=not_covered,
+            private={**private, hostpaths.resolved(session.workspace): "the session's workspace"},
+        )
+        if reason is not None:
+            problems.append(_line(session, field, f"{mount.source} cannot be mounted: {reason}"))
+    if (
+        not _has_content(session.workspace)
+        and seed_source(session) is None
+        and session.manifest_path is not None
+    ):
+        problems.append(
+            _line(
+                session,
+                "workspace",
+                f"{session.workspace} is empty and the manifest is not in a git repository to "
+                "seed it from; set 'seed_from' to a repository, or fill the workspace",
+            )
+        )
+    return problems
+
+
+def _protected(
+    session: SessionSpec, registry_root: Path | None
+) -> tuple[dict[Path, str], dict[Path, str]]:
+    resolved = hostpaths.resolved
+    not_covered = {resolved(tool_checkout()): "this tool's checkout"}
+    home = hostpaths.home_folder()
+    private: dict[Path, str] = {resolved(session.codex_dir): "your Codex folder"}
+    if home is not None:
+        not_covered[home] = "your home folder"
+        private |= {home / name: what for name, what in _PRIVATE_HOME_FOLDERS.items()}
+    source = seed_source(session)
+    if source is not None:
+        not_covered[resolved(source)] = "the repository it is seeded from"
+    manifest_repository = (
+        find_repository(session.manifest_path.parent) if session.manifest_path else None
+    )
+    if manifest_repository is not None:
+        not_covered[resolved(manifest_repository)] = "the manifest's repository"
+    if registry_root is not None:
+        private[resolved(registry_root)] = "the session registry"
+    for path in (session.env_file, session.ssh_key):
+        private[resolved(path)] = "a secret file of the session"
+    return not_covered, private
+
+
+def _user_problems(session: SessionSpec) -> list[str]:
+    if session.user is None or os.getuid() == 0:
+        return []
+    own = f"{os.getuid()}:{os.getgid()}"
+    if session.user != own:
+        return [
+            _line(
+                session,
+                "user",
+                f"only root can run sessions as {session.user}; leave 'user' out to run as "
+                f"yourself ({own})",
+            )
+        ]
+    return []
+
+
+def _shared_workspace_problems(sessions: Sequence[SessionSpec]) -> list[str]:
+    """Two sessions on one folder, reached by different paths (a link, `..`), need consent too."""
+    by_folder: dict[Path, SessionSpec] = {}
+    problems = []
+    for session in sessions:
+        other = by_folder.setdefault(hostpaths.resolved(session.workspace), session)
+        if other is not session and not (other.shared_workspace and session.shared_workspace):
+            problems.append(
+                _line(
+                    session,
+                    "workspace",
+                    f"{session.workspace} is the same folder as session {other.id!r}'s "
+                    f"workspace {other.workspace}; set 'shared_workspace: true' on both to "
+                    "allow it",
+                )
+            )
+    return problems
+
+
+def _has_content(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
+
+
+def _creatable(path: Path) -> bool:
+    """Whether the nearest existing parent lets us create the folder."""
+    for parent in path.parents:
+        if parent.exists():
+            return parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+    return False
+
+
+def _line(session: SessionSpec, field: str, message: str) -> str:
+    return f"{session.manifest_path}: session {session.id!r}: field {field!r}: {message}"

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.spec import is_safe_name
 
 Status = Literal["starting", "running", "stopped", "error"]
 STATUSES = frozenset(get_args(Status))
@@ -32,6 +34,8 @@ STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 WORKSPACE_LOCKS = ".workspace-locks"
 STATE_ROOT_ENV = "FILARE_STATE_DIR"
+# A record is a few kilobytes; anything much larger was not written by us.
+MAX_RECORD_BYTES = 1 << 20
 
 
 def now() -> datetime:
@@ -59,6 +63,16 @@ class SessionState:
     labels: dict[str, str] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
     error: str | None = None
+    branch: str = ""
+    tags: list[str] = field(default_factory=list)
+    goal: str | None = None
+    # Free-form, as the manifest gave it (text, or a mapping of escalation rules).
+    operator_contact: Any = None
+    # The UID:GID the container runs as, and the folder its transcripts go to.
+    user: str | None = None
+    transcript_dir: Path | None = None
+    # The Codex conversation every turn of the session continues, once the first turn began it.
+    thread_id: str | None = None
     created_at: datetime = field(default_factory=now)
     updated_at: datetime = field(default_factory=now)
     started_at: datetime | None = None
@@ -79,18 +93,26 @@ class SessionState:
 
     @classmethod
     def from_json(cls, text: bytes | str) -> SessionState:
+        """Parse a record, checking what later commands act on; unknown fields are ignored."""
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         if data.get("status") not in STATUSES:
             raise ValueError(f"unknown status {data.get('status')!r}")
-        for name in ("workspace", "ssh_dir", "manifest"):
+        for name in ("session_id", "role"):
+            if not isinstance(data.get(name), str) or not is_safe_name(data[name]):
+                raise ValueError(f"unsafe {name} {data.get(name)!r}")
+        data = {key: value for key, value in data.items() if key in _FIELDS}
+        for name in ("workspace", "ssh_dir", "manifest", "transcript_dir"):
             if data.get(name) is not None:
                 data[name] = Path(data[name])
         for name in ("created_at", "updated_at", "started_at", "stopped_at"):
             if data.get(name) is not None:
                 data[name] = datetime.fromisoformat(data[name])
         return cls(**data)
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(SessionState))
 
 
 class Registry:
@@ -105,30 +127,69 @@ class Registry:
         return cls(os.environ.get(STATE_ROOT_ENV) or Path.cwd() / "outputs" / "agents")
 
     def session_dir(self, role: str, session_id: str) -> Path:
+        """`<root>/<role>/<id>`; names that could leave the root are refused, wherever from."""
+        for kind, name in (("role", role), ("session id", session_id)):
+            if not is_safe_name(name):
+                raise OrchestratorError(f"{self.root}: refusing unsafe {kind} {name!r}")
         return self.root / role / session_id
 
     def state_path(self, role: str, session_id: str) -> Path:
         return self.session_dir(role, session_id) / STATE_FILE
 
     def read(self, role: str, session_id: str) -> SessionState | None:
-        return self._load(self.state_path(role, session_id))
+        path = self.state_path(role, session_id)
+        state = self._load(path)
+        if state is not None and (state.role, state.session_id) != (role, session_id):
+            raise OrchestratorError(f"{path}: unreadable session state: it names another session")
+        return state
 
     def write(self, state: SessionState) -> SessionState:
         state = state.replace(updated_at=now())
         atomic_write(self.state_path(state.role, state.session_id), state.to_json())
         return state
 
+    def scan(self) -> RegistryScan:
+        """Every valid record, sorted by role then id, and why any other was left alone.
+
+        A session can be made to write under the registry (a manifest whose paths point there),
+        so nothing found here is trusted: folders must be real folders with safe names, a record
+        must name the folder it is in, and links are never followed.
+        """
+        states: list[SessionState] = []
+        foreign: list[str] = []
+        for folder in self._session_folders():
+            path = folder / STATE_FILE
+            try:
+                state = self._load(path)
+            except OrchestratorError as exc:
+                foreign.append(str(exc))
+                continue
+            if state is None:
+                continue
+            if (state.role, state.session_id) != (folder.parent.name, folder.name):
+                foreign.append(f"{path}: left alone: it names another session")
+                continue
+            states.append(state)
+        return RegistryScan(states, foreign)
+
     def states(self) -> list[SessionState]:
-        """Every readable record, sorted by role then id."""
-        found = []
-        for path in sorted(self.root.glob(f"*/*/{STATE_FILE}")):
-            state = self._load(path)
-            if state is not None:
-                found.append(state)
-        return found
+        """Every valid record, sorted by role then id."""
+        return self.scan().states
 
     def ssh_dirs(self) -> list[Path]:
-        return sorted(p for p in self.root.glob("*/*/ssh") if p.is_dir())
+        found = []
+        for folder in self._session_folders():
+            ssh = folder / "ssh"
+            if ssh.is_dir() and not ssh.is_symlink():
+                found.append(ssh)
+        return found
+
+    def _session_folders(self) -> list[Path]:
+        """`<role>/<id>` folders with safe names, never reached through a link."""
+        found = []
+        for role in _real_folders(self.root):
+            found += _real_folders(role)
+        return found
 
     def lock(self, role: str, session_id: str) -> contextlib.AbstractContextManager[int]:
         """Hold the session's lock; blocks while another process holds it.
@@ -161,12 +222,44 @@ class Registry:
     @staticmethod
     def _load(path: Path) -> SessionState | None:
         try:
-            return SessionState.from_json(path.read_bytes())
+            return SessionState.from_json(read_no_follow(path, MAX_RECORD_BYTES))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError) as exc:
             reason = " ".join(str(exc).split())
             raise OrchestratorError(f"{path}: unreadable session state: {reason}") from None
+
+
+@dataclass(frozen=True)
+class RegistryScan:
+    """What a scan of the registry found: valid records, and one line for each left alone."""
+
+    states: list[SessionState]
+    foreign: list[str]
+
+
+def _real_folders(parent: Path) -> list[Path]:
+    try:
+        entries = sorted(os.scandir(parent), key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return []
+    return [
+        Path(entry.path)
+        for entry in entries
+        if is_safe_name(entry.name) and entry.is_dir(follow_symlinks=False)
+    ]
+
+
+def read_no_follow(path: Path, limit: int) -> bytes:
+    """A regular file's first `limit` bytes, refusing a link or anything that is not a file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(limit)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -180,15 +273,18 @@ def _flock(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
+def atomic_write(path: Path, text: str, *, durable: bool = True, mode: int | None = None) -> None:
     """Write `text` so that readers see the old file or the new one, never a mix.
 
     `durable` also flushes the file to disk before the rename, so a crash cannot leave an empty
-    record; a cache, which can always be rebuilt, skips that wait.
+    record; a cache, which can always be rebuilt, skips that wait. The rename replaces whatever
+    is at `path`, a link included, and never writes through it. `mode` defaults to 0600.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             if durable:

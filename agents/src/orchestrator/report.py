@@ -1,11 +1,17 @@
-"""Plain-text renderings of results for the command line; pure, so their shape is unit-tested."""
+"""Plain-text renderings of results for the command line; pure, so their shape is unit-tested.
+
+One vocabulary for what happened to a session: `started`, `already running`, `stopped`,
+`already stopped`, `failed`.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 
-from orchestrator.runtime import PruneAction, SessionView, StartOutcome, StopOutcome
+from orchestrator.launch import StartOutcome
+from orchestrator.listing import SessionView
+from orchestrator.stopping import PruneAction, StopOutcome, StopReport
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -18,43 +24,81 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def start_line(outcome: StartOutcome) -> str:
+def start_row(outcome: StartOutcome) -> tuple[str, str, str, str]:
+    """SESSION, RESULT, CONTAINER, WORKSPACE (or the reason it failed)."""
     session = outcome.session
     if outcome.error is not None:
-        return f"{session.id}  error  {outcome.error}"
+        return (session.id, "failed", "-", str(outcome.error).replace("\n", "; "))
     assert outcome.state is not None
-    status = "already running" if outcome.already_running else "started"
+    result = "already running" if outcome.already_running else "started"
     cid = (outcome.state.container_id or "")[:12]
-    return f"{session.id}  {status}  {outcome.state.container_name} ({cid})  {session.workspace}"
+    # The workspace the container really mounts, from its record (not what the manifest says now).
+    return (session.id, result, f"{outcome.state.container_name} ({cid})", str(outcome.state.workspace))
+
+
+def start_table(outcomes: Sequence[StartOutcome]) -> str:
+    return table(("SESSION", "RESULT", "CONTAINER", "WORKSPACE"), [start_row(o) for o in outcomes])
+
+
+def start_line(outcome: StartOutcome) -> str:
+    return "  ".join(start_row(outcome))
+
+
+def warnings_text(outcomes: Sequence[StartOutcome]) -> list[str]:
+    """Every launch warning once, however many sessions met it."""
+    return list(dict.fromkeys(f"warning: {w}" for o in outcomes for w in o.warnings))
+
+
+def stop_text(report: StopReport) -> str:
+    lines = []
+    if report.stopped:
+        rows = [(o.session_id, o.result, o.container_name) for o in report.stopped]
+        lines.append(table(("SESSION", "RESULT", "CONTAINER"), rows))
+    else:
+        lines.append("no matching sessions")
+    for owner, count in sorted(report.other_owners.items()):
+        lines.append(
+            f"left alone: {count} session{'s' if count != 1 else ''} of owner {owner!r} "
+            "(--all stops your own; select them with --session, --role or --manifest)"
+        )
+    return "\n".join(lines)
 
 
 def stop_line(outcome: StopOutcome) -> str:
-    what = "stopped" if outcome.was_running else "removed" if outcome.container_id else "cleaned"
-    return f"{outcome.session_id}  {what}  {outcome.container_name}"
+    return f"{outcome.session_id}  {outcome.result}  {outcome.container_name}"
 
 
 def prune_line(action: PruneAction, *, dry_run: bool) -> str:
-    verb = "would remove" if dry_run else "removed"
+    verb = f"would {action.verb}" if dry_run else _past(action.verb)
     return f"{action.role}/{action.session_id}  {verb} {action.what}  ({action.reason})"
 
 
-def sessions_table(views: Sequence[SessionView]) -> str:
+def _past(verb: str) -> str:
+    return {"remove": "removed", "delete": "deleted", "mark stopped": "marked stopped"}[verb]
+
+
+def sessions_table(views: Sequence[SessionView], *, hidden: int = 0) -> str:
     if not views:
-        return "no sessions"
-    header = ("SESSION", "ROLE", "STATUS", "CONTAINER", "IMAGE", "AGE", "WORKSPACE")
-    rows = [
-        (
-            v.session_id,
-            v.role,
-            v.status,
-            v.container_name,
-            v.image,
-            human_age(v.age_seconds()),
-            v.workspace,
-        )
-        for v in views
-    ]
-    return table(header, rows)
+        text = "no sessions"
+    else:
+        header = ("SESSION", "ROLE", "OWNER", "STATUS", "CONTAINER", "IMAGE", "AGE", "WORKSPACE")
+        rows = [
+            (
+                v.session_id,
+                v.role,
+                v.owner,
+                v.status,
+                v.container_name,
+                v.image,
+                human_age(v.age_seconds()),
+                v.workspace,
+            )
+            for v in views
+        ]
+        text = table(header, rows)
+    if hidden:
+        text += f"\n({hidden} stopped or failed session{'s' if hidden != 1 else ''} hidden: --all)"
+    return text
 
 
 def sessions_json(views: Sequence[SessionView]) -> str:

@@ -1,0 +1,421 @@
+"""Start sessions: every input checked first, then one detached container each, under locks.
+
+Bad input (a manifest's files, the engine, the images, ids another session holds) is found
+before any record is written or any workspace seeded. A start that fails half way removes what
+it created (container, SSH folder, env copy) and records why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator import engine, hostpaths, session_folders
+from orchestrator.errors import EngineError, InputError, OrchestratorError
+from orchestrator.plan import (
+    SESSION_NETWORK,
+    SHARED_WORKSPACE_LABEL,
+    LaunchPlan,
+    launch_script,
+    plan_launch,
+    session_filters,
+    tool_checkout,
+)
+from orchestrator.preflight import check_inputs
+from orchestrator.registry import Registry, SessionState, now
+from orchestrator.spec import SessionSpec
+
+LAUNCH_TIMEOUT = 900.0
+MAX_PARALLEL_STARTS = 8
+WARNING_PREFIX = "run_codex_container.sh: warning: "
+# What the tool gives every session's Codex home (written by `inv commands.generate`).
+SESSION_SKILLS = Path("agents") / "session" / "skills"
+SESSION_SKILLS_CONFIG = Path("agents") / "session" / "skills-config.toml"
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    """What one session's start did; `error` is set when it failed (and was cleaned up)."""
+
+    session: SessionSpec
+    state: SessionState | None = None
+    already_running: bool = False
+    error: OrchestratorError | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def launch_container(session: SessionSpec, registry: Registry | None = None) -> SessionState:
+    """Start one session's container, or report the one already running for it."""
+    (outcome,) = start_sessions([session], registry)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.state is not None
+    return outcome.state
+
+
+def start_sessions(
+    sessions: Sequence[SessionSpec],
+    registry: Registry | None = None,
+    *,
+    parallel: int = MAX_PARALLEL_STARTS,
+    manifest_sessions: Sequence[SessionSpec] = (),
+) -> list[StartOutcome]:
+    """Start sessions concurrently (at most `parallel` at once), results in manifest order.
+
+    Inputs of every session, the engine and the images are checked before any starts.
+    `manifest_sessions` are every session of the manifest (default: `sessions`): no seeding copies
+    their workspaces or secret files. A failing session does not stop the others; a Ctrl-C
+    removes what this call created and re-raises.
+    """
+    registry = registry or Registry.default()
+    check_start(sessions, registry)
+    context = _SeedContext.of(registry, [*sessions, *manifest_sessions])
+    cancelled = threading.Event()
+
+    def start_one(session: SessionSpec) -> StartOutcome:
+        try:
+            return _launch(session, registry, context, cancelled)
+        except OrchestratorError as exc:
+            return StartOutcome(session, error=exc)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(sessions)))) as pool:
+        futures = [pool.submit(start_one, session) for session in sessions]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            cancelled.set()
+            for future in futures:
+                future.cancel()
+            pool.shutdown(wait=True)
+            for future in futures:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    outcome = future.result()
+                    if outcome.state is not None and not outcome.already_running:
+                        _undo(registry, outcome.session)
+            raise
+
+
+def check_start(sessions: Sequence[SessionSpec], registry: Registry) -> None:
+    """Everything a start checks before it writes anything: files, ids, engine, images."""
+    check_inputs(sessions, registry_root=registry.root)
+    _check_ids(sessions, registry)
+    engine.require_cli()
+    engine.require_images(sorted({s.image for s in sessions}))
+
+
+def dry_run(
+    session: SessionSpec,
+    registry: Registry | None = None,
+    *,
+    manifest_sessions: Sequence[SessionSpec] = (),
+) -> str:
+    """The `docker run` command line a start would execute; creates and writes nothing."""
+    registry = registry or Registry.default()
+    context = _SeedContext.of(registry, [session, *manifest_sessions])
+    plan = context.plan(session, dry_run=True)
+    return _run_script(plan, timeout=engine.DEFAULT_TIMEOUT).strip()
+
+
+@dataclass(frozen=True)
+class _SeedContext:
+    """What no seeding may copy: every workspace known (the manifest's, the registry's), the
+    registry itself, and every secret file the manifest names."""
+
+    registry: Registry
+    excludes: tuple[Path, ...]
+    secrets: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, registry: Registry, sessions: Sequence[SessionSpec]) -> _SeedContext:
+        workspaces = {hostpaths.resolved(s.workspace) for s in sessions}
+        workspaces |= {hostpaths.resolved(state.workspace) for state in registry.states()}
+        secrets = {path for s in sessions for path in (s.env_file, s.ssh_key, s.known_hosts)}
+        return cls(
+            registry,
+            tuple(sorted(workspaces | {registry.root})),
+            tuple(sorted(hostpaths.resolved(path) for path in secrets if path is not None)),
+        )
+
+    def plan(self, session: SessionSpec, *, dry_run: bool = False) -> LaunchPlan:
+        workspace = hostpaths.resolved(session.workspace)
+        return plan_launch(
+            session,
+            registry_root=self.registry.root,
+            script=launch_script(),
+            workspace=workspace,
+            seed_excludes=tuple(path for path in self.excludes if path != workspace),
+            seed_secrets=self.secrets,
+            dry_run=dry_run,
+        )
+
+
+def _check_ids(sessions: Sequence[SessionSpec], registry: Registry) -> None:
+    """An id names one session per state folder: not two roles, not two spellings of case."""
+    problems = []
+    states = registry.states()
+    for session in sessions:
+        for state in states:
+            same_key = (state.role, state.session_id) == (session.role, session.id)
+            if not same_key and state.session_id.casefold() == session.id.casefold():
+                problems.append(
+                    f"{session.manifest_path}: session {session.id!r}: field 'id': the state "
+                    f"folder {registry.root} already has session {state.session_id!r} of role "
+                    f"{state.role!r} (manifest {state.manifest}); give this session another id, "
+                    f"or remove that one with 'session.prune --records'"
+                )
+    if problems:
+        raise InputError(*problems)
+
+
+def _launch(
+    session: SessionSpec,
+    registry: Registry,
+    context: _SeedContext,
+    cancelled: threading.Event,
+) -> StartOutcome:
+    """Start one session under its lock, asking the engine nothing it need not.
+
+    A fresh start goes straight to `docker run`: the container name is unique per session, so a
+    container already running for it shows up as a name conflict, resolved then. Only a record
+    that says the session runs is checked with the engine first.
+    """
+    plan = context.plan(session)
+    workspace_lock = (
+        contextlib.nullcontext()
+        if session.shared_workspace
+        else registry.workspace_lock(plan.workspace)
+    )
+    with registry.lock(session.role, session.id) as lock_fd, workspace_lock as workspace_fd:
+        if cancelled.is_set():
+            raise OrchestratorError(f"session {session.id!r}: start cancelled")
+        record = registry.read(session.role, session.id)
+        if record is not None and record.status in {"running", "starting"}:
+            existing = _session_containers(registry, session.role, session.id)
+            running = next((c for c in existing if c.running), None)
+            if running is not None:
+                _check_same_manifest(session, record)
+                return StartOutcome(session, _adopt(registry, plan, running), already_running=True)
+            engine.remove_containers([c.id for c in existing])
+        _check_workspace_free(session, plan.workspace, registry)
+        state = registry.write(_new_state(plan, record))
+        try:
+            session_folders.prepare(
+                plan,
+                session_skills=tool_checkout() / SESSION_SKILLS,
+                session_config=_session_config(),
+            )
+            held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
+            container, warnings = _run_container(plan, registry, held)
+        except BaseException as exc:
+            _undo(registry, session)
+            reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
+            registry.write(state.replace(status="error", error=reason))
+            raise
+        if isinstance(container, engine.Container):
+            adopted = _adopt(registry, plan, container)
+            return StartOutcome(session, adopted, already_running=True, warnings=warnings)
+        started = state.replace(status="running", container_id=container, started_at=now())
+        return StartOutcome(session, registry.write(started), warnings=warnings)
+
+
+def _session_config() -> str:
+    try:
+        return (tool_checkout() / SESSION_SKILLS_CONFIG).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def _check_same_manifest(session: SessionSpec, record: SessionState) -> None:
+    if record.manifest is None or record.manifest == session.manifest_path:
+        return
+    raise InputError(
+        f"{session.manifest_path}: session {session.id!r}: already running from another "
+        f"manifest, {record.manifest} (workspace {record.workspace}); stop it first, or give "
+        "this session another id"
+    )
+
+
+class _NameTaken(EngineError):
+    """`docker run` found the session's container name in use."""
+
+
+class _NoNetwork(EngineError):
+    """`docker run` found no session network: it is made on first use."""
+
+
+def _run_container(
+    plan: LaunchPlan, registry: Registry, locks: Sequence[int]
+) -> tuple[str | engine.Container, tuple[str, ...]]:
+    """The new container's id (or the session's own container already running under its name),
+    and the launch script's warnings.
+
+    `locks` (the session's and its workspace's) are handed to the launch script, so a start
+    killed half way keeps both held until its orphaned children are done.
+
+    An exited container of the session is removed and the run tried once more; a container of
+    that name without the session's labels is not ours, and is left alone.
+    """
+    for attempt in range(3):
+        try:
+            output, warnings = _run_script_warnings(plan, LAUNCH_TIMEOUT, locks)
+            return output.strip().splitlines()[-1], warnings
+        except _NoNetwork:
+            engine.create_session_network(SESSION_NETWORK)
+        except _NameTaken:
+            existing = _session_containers(registry, plan.session.role, plan.session.id)
+            running = next((c for c in existing if c.running), None)
+            if running is not None:
+                return running, ()
+            if not existing or attempt == 2:
+                raise _name_taken_by(plan) from None
+            engine.remove_containers([c.id for c in existing])
+    raise AssertionError("unreachable")
+
+
+def _name_taken_by(plan: LaunchPlan) -> InputError:
+    """Say whose container holds the name: another state folder's session, or not ours."""
+    labels = engine.container_labels(plan.name)
+    prefix = f"session {plan.session.id!r}: container name {plan.name!r} is taken"
+    other = labels.get("filare.registry")
+    if other and labels.get("filare.session") == plan.session.id:
+        return InputError(
+            f"{prefix} by this session as recorded in another state folder, {other}; reach it "
+            f"with FILARE_STATE_DIR={other}, or stop it there first"
+        )
+    return InputError(
+        f"{prefix} by a container that is not this session's; rename or remove that container"
+    )
+
+
+def _check_workspace_free(session: SessionSpec, workspace: Path, registry: Registry) -> None:
+    """Refuse a workspace another live session uses, unless both allow sharing it.
+
+    Called under the workspace's lock, which every start of an unshared workspace holds until
+    its container runs. Records name the candidates without an engine call; only a candidate is
+    checked for a running container, so a stale record never blocks a start. Paths are compared
+    with links resolved.
+    """
+    candidates = {
+        (r.role, r.session_id)
+        for r in registry.states()
+        if hostpaths.resolved(r.workspace) == workspace
+        and (r.role, r.session_id) != (session.role, session.id)
+        and r.status in {"running", "starting"}
+        and not (session.shared_workspace and r.labels.get(SHARED_WORKSPACE_LABEL) == "true")
+    }
+    if not candidates:
+        return
+    for other in engine.list_containers(session_filters(registry.root)):
+        if other.running and (other.role, other.session_id) in candidates:
+            raise InputError(
+                f"session {session.id!r}: workspace {session.workspace} is in use by running "
+                f"session {other.session_id!r} ({other.name}); set 'shared_workspace: true' on "
+                "both to allow it"
+            )
+
+
+def _new_state(plan: LaunchPlan, previous: SessionState | None) -> SessionState:
+    """A record of this start; the conversation of an earlier one carries over."""
+    session = plan.session
+    return SessionState(
+        session_id=session.id,
+        role=session.role,
+        owner=session.owner,
+        status="starting",
+        container_name=plan.name,
+        image=session.image,
+        workspace=plan.workspace,
+        ssh_dir=plan.ssh_dir,
+        manifest=session.manifest_path,
+        labels=plan.labels,
+        argv=plan.argv,
+        branch=session.branch,
+        tags=list(session.tags),
+        goal=session.goal,
+        operator_contact=session.operator_contact,
+        user=plan.user,
+        transcript_dir=plan.folders.transcript_dir,
+        thread_id=previous.thread_id if previous else None,
+    )
+
+
+def _adopt(registry: Registry, plan: LaunchPlan, container: engine.Container) -> SessionState:
+    state = registry.read(plan.session.role, plan.session.id)
+    if state is not None and state.status == "running" and state.container_id == container.id:
+        return state
+    base = state or _new_state(plan, None)
+    return registry.write(
+        base.replace(
+            status="running",
+            container_id=container.id,
+            started_at=base.started_at or container.created or now(),
+            error=None,
+        )
+    )
+
+
+def _run_script(plan: LaunchPlan, timeout: float, keep_fds: Sequence[int] = ()) -> str:
+    return _run_script_warnings(plan, timeout, keep_fds)[0]
+
+
+def _run_script_warnings(
+    plan: LaunchPlan, timeout: float, keep_fds: Sequence[int] = ()
+) -> tuple[str, tuple[str, ...]]:
+    """Run the launch script; `keep_fds` (the locks) stay held by it until it exits."""
+    try:
+        result = subprocess.run(
+            plan.argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            pass_fds=tuple(keep_fds),
+        )
+    except subprocess.TimeoutExpired:
+        raise EngineError(
+            f"session {plan.session.id!r}: launch did not finish within {timeout:g} s"
+        ) from None
+    warnings = tuple(
+        line.removeprefix(WARNING_PREFIX)
+        for line in result.stderr.splitlines()
+        if line.startswith(WARNING_PREFIX)
+    )
+    if result.returncode == 0:
+        return result.stdout, warnings
+    raise _launch_error(plan, result.returncode, result.stderr)
+
+
+def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError:
+    lines = [
+        line.strip()
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith(WARNING_PREFIX)
+    ]
+    reason = lines[-1] if lines else f"exit code {code}"
+    prefix = f"session {plan.session.id!r}"
+    if "No such image" in stderr:
+        return EngineError(f"{prefix}: {engine.missing_image_hint(plan.session.image)}")
+    if "is already in use by container" in stderr:
+        return _NameTaken(f"{prefix}: container name {plan.name!r} is taken")
+    if f"network {SESSION_NETWORK} not found" in stderr:
+        return _NoNetwork(f"{prefix}: no network {SESSION_NETWORK}")
+    if reason.startswith("run_codex_container.sh:"):
+        return InputError(f"{prefix}: {reason.removeprefix('run_codex_container.sh:').strip()}")
+    return EngineError(f"{prefix}: {engine.describe_failure('run', reason)}")
+
+
+def _undo(registry: Registry, session: SessionSpec) -> None:
+    """Remove what a failed start of this session created: its containers and secret copies."""
+    with contextlib.suppress(OrchestratorError):
+        containers = _session_containers(registry, session.role, session.id)
+        engine.remove_containers([c.id for c in containers])
+    session_folders.remove_secrets(registry.session_dir(session.role, session.id))
+
+
+def _session_containers(registry: Registry, role: str, session_id: str) -> list[engine.Container]:
+    return engine.list_containers(session_filters(registry.root, session=session_id, role=role))

@@ -1,0 +1,287 @@
+"""Stop and prune sessions: containers matched by label, never by name, under session locks."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator import engine, session_folders
+from orchestrator.errors import InputError
+from orchestrator.listing import ENDED, Key, SessionView, list_sessions, survey
+from orchestrator.registry import Registry, now
+from orchestrator.spec import default_owner
+
+DEFAULT_STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class StopOutcome:
+    """One stopped session; `was_running` is False when there was nothing left to stop."""
+
+    session_id: str
+    role: str
+    container_name: str
+    container_id: str | None
+    was_running: bool
+
+    @property
+    def result(self) -> str:
+        """`stopped` when a container was there (running or exited), else `already stopped`."""
+        return "stopped" if self.was_running else "already stopped"
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """What `stop_sessions` did, and the sessions `--all` left alone because others own them."""
+
+    stopped: list[StopOutcome]
+    other_owners: dict[str, int]
+
+
+def stop_sessions(
+    registry: Registry | None = None,
+    *,
+    session_ids: Sequence[str] = (),
+    role: str | None = None,
+    manifest: Path | None = None,
+    everything: bool = False,
+    owner: str | None = None,
+    timeout: float = DEFAULT_STOP_TIMEOUT,
+) -> list[StopOutcome]:
+    """Stop and remove the selected sessions' containers, delete their secrets, record it."""
+    return stop_report(
+        registry,
+        session_ids=session_ids,
+        role=role,
+        manifest=manifest,
+        everything=everything,
+        owner=owner,
+        timeout=timeout,
+    ).stopped
+
+
+def stop_report(
+    registry: Registry | None = None,
+    *,
+    session_ids: Sequence[str] = (),
+    role: str | None = None,
+    manifest: Path | None = None,
+    everything: bool = False,
+    owner: str | None = None,
+    timeout: float = DEFAULT_STOP_TIMEOUT,
+) -> StopReport:
+    """Stop the sessions every given selector matches (they combine as AND).
+
+    Selection is by session id(s), role, manifest, or `everything` of `owner` (the current user
+    by default). A selector that matches nothing is bad input naming what does exist; `--all` on
+    an empty fleet is a quiet success. Containers are matched by label, never by name.
+    """
+    if not (session_ids or role or manifest or everything):
+        raise InputError("say which sessions to stop: --session, --role, --manifest or --all")
+    if any(not one for one in session_ids):
+        raise InputError("--session needs a session id")
+    registry = registry or Registry.default()
+    owner = owner or default_owner()
+    if manifest is not None:
+        manifest = manifest.expanduser().resolve()
+        if not manifest.is_file():
+            raise InputError(f"{manifest}: manifest not found")
+    views = list_sessions(registry)
+    _check_selectors(views, session_ids, role, manifest, registry)
+
+    def selected(candidates: Iterable[SessionView]) -> list[SessionView]:
+        return [
+            v
+            for v in candidates
+            if (not session_ids or v.session_id in session_ids)
+            and (role is None or v.role == role)
+            and (manifest is None or v.manifest == manifest)
+            and (not everything or v.owner == owner)
+        ]
+
+    chosen = selected(views)
+    others: dict[str, int] = {}
+    if everything:
+        for view in views:
+            if view.owner != owner and view.status not in ENDED:
+                others[view.owner] = others.get(view.owner, 0) + 1
+    keys = sorted({v.key for v in chosen})
+    with locked(registry, keys):
+        fresh = [v for v in selected(list_sessions(registry)) if v.key in keys]
+        containers = [v.container for v in fresh if v.container is not None]
+        engine.stop_containers([c.id for c in containers], timeout)
+        for view in fresh:
+            forget(registry, view)
+    outcomes = [
+        StopOutcome(
+            v.session_id,
+            v.role,
+            v.container_name,
+            v.container_id,
+            was_running=v.container is not None,
+        )
+        for v in fresh
+    ]
+    return StopReport(outcomes, others)
+
+
+def _check_selectors(
+    views: Sequence[SessionView],
+    session_ids: Sequence[str],
+    role: str | None,
+    manifest: Path | None,
+    registry: Registry,
+) -> None:
+    """Name the selector that excluded what the user asked for, instead of matching nothing."""
+    from orchestrator.errors import did_you_mean
+
+    ids = {v.session_id for v in views}
+    for wanted in session_ids:
+        if wanted not in ids:
+            raise InputError(
+                f"no session with id {wanted!r} in {registry.root}{did_you_mean(wanted, ids)}"
+            )
+    roles = sorted({v.role for v in views})
+    if role is not None and role not in roles:
+        known = ", ".join(repr(r) for r in roles) or "none"
+        raise InputError(
+            f"no session with role {role!r} in {registry.root}{did_you_mean(role, roles)} "
+            f"(roles recorded: {known})"
+        )
+    for wanted in session_ids:
+        for view in (v for v in views if v.session_id == wanted):
+            if role is not None and view.role != role:
+                raise InputError(
+                    f"session {wanted!r} has role {view.role!r}, not {role!r}: selectors "
+                    "combine, and a session is stopped only when every one matches"
+                )
+            if manifest is not None and view.manifest != manifest:
+                raise InputError(
+                    f"session {wanted!r} was started from {view.manifest}, not {manifest}: "
+                    "selectors combine, and a session is stopped only when every one matches"
+                )
+
+
+def forget(registry: Registry, view: SessionView) -> None:
+    """After its container is gone: delete its secret copies and record the session stopped."""
+    session_folders.remove_secrets(registry.session_dir(view.role, view.session_id))
+    if view.state is not None and view.state.status != "stopped":
+        registry.write(view.state.replace(status="stopped", stopped_at=now()))
+
+
+@contextlib.contextmanager
+def locked(registry: Registry, keys: Sequence[Key]) -> Iterator[None]:
+    """Hold several session locks, taken in sorted order so two stoppers cannot deadlock."""
+    with contextlib.ExitStack() as stack:
+        for role, session_id in sorted(keys):
+            stack.enter_context(registry.lock(role, session_id))
+        yield
+
+
+# --- prune -----------------------------------------------------------------------------------
+
+_DEAD = {"orphan", "exited"}
+
+
+@dataclass(frozen=True)
+class PruneAction:
+    """One thing prune does (or would do, in a dry run), and why."""
+
+    role: str
+    session_id: str
+    verb: str
+    what: str
+    reason: str
+
+
+def prune(
+    registry: Registry | None = None, *, dry_run: bool = False, records: bool = False
+) -> list[PruneAction]:
+    """Remove what is ours and dead: orphan and exited containers, lone SSH folders; mark stale
+    records stopped. With `records`, also delete stopped and errored sessions entirely: record,
+    Codex home, transcripts.
+
+    Only containers carrying this registry's labels are candidates; nothing else is touched. A
+    record still saying `starting` counts as dead only when no process holds its lock, so a start
+    in progress elsewhere is left alone.
+    """
+    registry = registry or Registry.default()
+    actions = _prune_actions(registry, survey(registry).sessions, records, holding_locks=False)
+    if dry_run or not actions:
+        return actions
+    keys = sorted({(a.role, a.session_id) for a in actions})
+    with locked(registry, keys):
+        views = [v for v in list_sessions(registry) if v.key in keys]
+        actions = _prune_actions(registry, views, records, holding_locks=True, keys=keys)
+        dead = [v for v in views if _is_dead(registry, v, holding_locks=True)]
+        engine.remove_containers([v.container.id for v in dead if v.container is not None])
+        for view in dead:
+            forget(registry, view)
+        for key in keys:
+            session_folders.remove_secrets(registry.session_dir(*key))
+        if records:
+            for view in views:
+                if view.container is None and (view.status in ENDED or view in dead):
+                    _remove_session_folder(registry, view)
+    return actions
+
+
+def _remove_session_folder(registry: Registry, view: SessionView) -> None:
+    """Everything of a session: record, Codex home, agent folder, default transcripts. The lock
+    file goes too; its holder (us) keeps the open descriptor until done."""
+    folder = registry.session_dir(view.role, view.session_id)
+    for entry in list(folder.iterdir()) if folder.is_dir() else []:
+        if entry.name == "lock":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    with contextlib.suppress(OSError):
+        (folder / "lock").unlink()
+        folder.rmdir()
+        folder.parent.rmdir()
+
+
+def _is_dead(registry: Registry, view: SessionView, *, holding_locks: bool) -> bool:
+    if view.status in _DEAD or view.status == "stale":
+        return True
+    if view.status == "starting":
+        return holding_locks or not registry.busy(view.role, view.session_id)
+    return False
+
+
+def _prune_actions(
+    registry: Registry,
+    views: Sequence[SessionView],
+    records: bool,
+    *,
+    holding_locks: bool,
+    keys: Sequence[Key] | None = None,
+) -> list[PruneAction]:
+    actions = []
+    live = set()
+    for view in views:
+        key = view.key
+        if _is_dead(registry, view, holding_locks=holding_locks):
+            if view.container is not None:
+                reason = "interrupted start" if view.status == "starting" else view.status
+                actions.append(
+                    PruneAction(*key, "remove", f"container {view.container.name}", reason)
+                )
+            elif not records:
+                actions.append(PruneAction(*key, "mark stopped", "record", "stale: no container"))
+            if records and view.container is None:
+                actions.append(PruneAction(*key, "delete", "session folder", view.status))
+        elif records and view.status in ENDED:
+            actions.append(PruneAction(*key, "delete", "session folder", view.status))
+        else:
+            live.add(key)
+    for ssh_dir in registry.ssh_dirs():
+        key = (ssh_dir.parent.parent.name, ssh_dir.parent.name)
+        if key not in live and (keys is None or key in keys):
+            actions.append(PruneAction(*key, "remove", f"SSH folder {ssh_dir}", "no live session"))
+    return actions

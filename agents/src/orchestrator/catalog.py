@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -158,8 +159,6 @@ def _spec_problems(spec: TaskSpec) -> list[str]:
 
 def _example_problems(spec: TaskSpec) -> list[str]:
     """An example must call this task (`just RECIPE` or `inv PATH`) with options it has."""
-    import shlex
-
     example = spec.example or ""
     try:
         words = shlex.split(example)

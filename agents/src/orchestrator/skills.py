@@ -106,8 +106,8 @@ def skill_path(root: str, spec: TaskSpec) -> str:
 def skill_description(spec: TaskSpec) -> str:
     """What the task does (its summary) and when to use it, on one line."""
     where = (
-        "it needs the Docker engine, so only on the orchestrator's machine, never inside a "
-        "session container"
+        "it needs the Docker engine or the session registry, so it runs only on the "
+        "orchestrator's machine, never inside a session container"
         if spec.runs_in == "host"
         else "it works on the orchestrator's machine and inside session containers"
     )
@@ -186,9 +186,10 @@ def _command(spec: TaskSpec) -> str:
         f"uv run inv {spec.path}{options}",
         "```",
         "",
-        "Both run the same Invoke task; `just` passes every argument through untouched, and "
-        "`inv` needs no `uv run` when the project's virtualenv is active. "
-        f"`just {spec.recipe} --help` lists the options.",
+        "Both run the same Invoke task; `just` passes every argument through untouched (it comes "
+        "with the project's dev tools: `uv run just` when it is not on PATH), and `inv` needs no "
+        f"`uv run` when the project's virtualenv is active. `just {spec.recipe} --help` lists "
+        "the options.",
     ]
     if spec.aliases:
         names = ", ".join(f"`just {alias}`" for alias in spec.aliases)

@@ -1,7 +1,8 @@
 """The Task class every task of this project uses: Invoke's, plus what the catalog needs.
 
-Each task declares next to its code how `just` and the agent command catalog present it, so the
-generator reads one definition instead of a side table that could drift. Library errors become
+Each task declares next to its code how `just`, the agent command catalog and the Codex skills
+present it (and where it can run at all), so the generator reads one definition instead of a side
+table that could drift. Library errors become
 one line on stderr and the library's exit code (2 for bad input), never a traceback.
 
 Every argument is an option (`--manifest M`), as `just` and the catalog present it: Invoke would
@@ -18,14 +19,27 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
 from invoke.tasks import Task
 
+if TYPE_CHECKING:
+    from orchestrator.catalog import RunsIn
+
 
 class CatalogTask(Task[Callable[..., Any]]):
-    """An Invoke task with catalog metadata: category, agent safety and legacy recipe names."""
+    """An Invoke task with catalog metadata.
+
+    - `category`: groups the catalog entry.
+    - `safe_for_agents`: whether Codex may run it without asking a person.
+    - `runs_in`: "host" when it needs the Docker engine or the orchestrator's session registry
+      (only the orchestrator's machine has them), "anywhere" when it also works inside a session
+      container (the repository checkout, uv and git, but no Docker).
+    - `legacy_names`: old recipe names that stay as just aliases.
+    - `example`: one command line shown in the task's skill (`just RECIPE ...` or `inv PATH ...`).
+    - `confirm`: what to confirm with a person before running it; required when not safe.
+    """
 
     def __init__(
         self,
@@ -33,7 +47,10 @@ class CatalogTask(Task[Callable[..., Any]]):
         *,
         category: str,
         safe_for_agents: bool,
+        runs_in: RunsIn,
         legacy_names: Sequence[str] = (),
+        example: str | None = None,
+        confirm: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("auto_shortflags", False)
@@ -42,7 +59,10 @@ class CatalogTask(Task[Callable[..., Any]]):
         self.argument_help: dict[str, str] = dict(self.help)
         self.category = category
         self.safe_for_agents = safe_for_agents
+        self.runs_in: RunsIn = runs_in
         self.legacy_names = tuple(legacy_names)
+        self.example = example
+        self.confirm = confirm
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from orchestrator.errors import OrchestratorError

@@ -15,7 +15,13 @@ from tasks.locations import repository_path
     klass=CatalogTask,
     category="image",
     safe_for_agents=False,
+    runs_in="host",
     legacy_names=["codex-container-build"],
+    example="just codex-build --tag filare-codex:0.171.0 --build-arg CODEX_VERSION=0.171.0",
+    confirm=(
+        "which image tag will be built or replaced, and that the machine may spend minutes and "
+        "network traffic on the build"
+    ),
     iterable=["build_arg"],
     help={
         "tag": "image tag (pin versions with e.g. filare-codex:0.171.0)",
@@ -72,6 +78,12 @@ def build(
     klass=CatalogTask,
     category="image",
     safe_for_agents=False,
+    runs_in="host",
+    example="just codex-base --suite bookworm",
+    confirm=(
+        "that the base image may be made on this machine (it runs debootstrap as root and "
+        "downloads from the Debian mirror), and whether an existing tag may be replaced (--force)"
+    ),
     help={
         "suite": "Debian release to bootstrap",
         "mirror": "Debian mirror URL (default: the host's apt source for the suite)",

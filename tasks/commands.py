@@ -1,10 +1,13 @@
-"""`commands.*`: derive the just recipes and the agent command catalog from the Invoke tasks.
+"""`commands.*`: derive the just recipes, the agent command catalog and the Codex skills from the
+Invoke tasks.
 
 The Invoke collection is the one definition of what can be run. `generate` writes
-`agents/justfile`, the root `justfile` and the `origin: invoke` entries of
-`agents/extra_commands.yml` from it; `check` fails with a diff when they drifted, so that CI
-(`nox -s lint`) catches a task changed without regenerating. Reading the collection happens here;
-rendering lives in `orchestrator.catalog`, which does not know about Invoke.
+`agents/justfile`, the root `justfile`, the `origin: invoke` entries of
+`agents/extra_commands.yml`, one skill per task under `.agents/skills/`, the session's skills under
+`agents/session/skills/` and `agents/session/skills-config.toml` from it; `check` fails with a diff
+when they drifted, so that CI (`nox -s lint`) catches a task changed without regenerating. Reading
+the collection happens here; rendering lives in `orchestrator.catalog` and `orchestrator.skills`,
+which do not know about Invoke.
 """
 
 from __future__ import annotations
@@ -27,35 +30,63 @@ if TYPE_CHECKING:
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-@task(klass=CatalogTask, category="meta", safe_for_agents=True)
+@task(
+    klass=CatalogTask,
+    category="meta",
+    safe_for_agents=True,
+    runs_in="anywhere",
+    example="just commands-generate",
+)
 def generate(c: Context) -> None:
-    """Regenerate the just recipes and the catalog's invoke entries from the tasks."""
-    written = generate_files(_namespace(), REPOSITORY)
-    print("\n".join(f"wrote {name}" for name in written) or "generated files are up to date")
+    """Regenerate the just recipes, the catalog's invoke entries and the skills from the tasks."""
+    changes = generate_files(_namespace(), REPOSITORY)
+    print("\n".join(changes) or "generated files are up to date")
 
 
-@task(klass=CatalogTask, category="meta", safe_for_agents=True)
+@task(
+    klass=CatalogTask,
+    category="meta",
+    safe_for_agents=True,
+    runs_in="anywhere",
+    example="just commands-check",
+)
 def check(c: Context) -> None:
-    """Fail with a diff when the just recipes or the catalog no longer match the tasks."""
+    """Fail with a diff when the recipes, the catalog or the skills no longer match the tasks."""
     check_files(_namespace(), REPOSITORY)
     print("generated files are up to date")
 
 
 def generate_files(ns: Collection, root: Path) -> list[str]:
-    """Write what differs under `root`; returns the paths written, relative to it."""
-    from orchestrator import catalog
+    """Write what differs under `root`, remove stale generated skills; one line per file changed.
 
-    current = catalog.read_generated(root)
-    files = catalog.render_files(describe(ns), current[catalog.CATALOG])
-    return catalog.write_generated(root, files)
+    Everything is rendered before anything is written, so a refused task changes nothing.
+    """
+    from orchestrator import catalog, skills
+
+    specs = describe(ns)
+    skills.check_specs(specs)
+    files = catalog.render_files(specs, catalog.read_generated(root)[catalog.CATALOG])
+    skill_files = skills.render_skill_files(specs, skills.read_skill_files(root))
+    written = catalog.write_generated(root, files)
+    written_skills, removed = skills.write_skill_files(root, skill_files)
+    return [f"wrote {name}" for name in written + written_skills] + [
+        f"removed {name}" for name in removed
+    ]
 
 
 def check_files(ns: Collection, root: Path) -> None:
     """Print the diff and exit 1 when the files under `root` are not what `generate` writes."""
-    from orchestrator import catalog
+    from orchestrator import catalog, skills
 
+    specs = describe(ns)
+    skills.check_specs(specs)
     current = catalog.read_generated(root)
-    diff = catalog.diff_files(catalog.render_files(describe(ns), current[catalog.CATALOG]), current)
+    current_skills = skills.read_skill_files(root)
+    expected = {
+        **catalog.render_files(specs, current[catalog.CATALOG]),
+        **skills.render_skill_files(specs, current_skills),
+    }
+    diff = catalog.diff_files(expected, {**current, **current_skills})
     if diff:
         print(diff, end="")
         raise Exit(
@@ -83,7 +114,7 @@ def _describe_task(path: str, task: Any, aliases: list[str]) -> TaskSpec:
     if not isinstance(task, CatalogTask):
         raise CatalogError(
             f"task {path!r} is a plain Invoke task; declare it with "
-            "@task(klass=CatalogTask, category=..., safe_for_agents=...)"
+            "@task(klass=CatalogTask, category=..., safe_for_agents=..., runs_in=...)"
         )
     just_aliases = [*task.legacy_names, *(alias.replace(".", "-") for alias in aliases)]
     return TaskSpec(
@@ -91,8 +122,11 @@ def _describe_task(path: str, task: Any, aliases: list[str]) -> TaskSpec:
         doc=inspect.getdoc(task.body),
         category=task.category,
         safe_for_agents=task.safe_for_agents,
+        runs_in=task.runs_in,
         aliases=tuple(dict.fromkeys(just_aliases)),
         parameters=_parameters(path, task),
+        example=task.example,
+        confirm=task.confirm,
     )
 
 

@@ -17,6 +17,8 @@ DEMO_MANIFEST = "agents/manifests/demo.yml"
     default=True,
     category="session",
     safe_for_agents=True,
+    runs_in="host",
+    example="just demo-run --manifest agents/manifests/demo.yml",
     help={"manifest": "example manifest to run (the real image: agents/manifests/codex.yml)"},
 )
 def run(c: Context, manifest: str = DEMO_MANIFEST) -> None:

@@ -16,7 +16,9 @@ from tasks.locations import session_registry
     klass=CatalogTask,
     category="session",
     safe_for_agents=True,
+    runs_in="host",
     legacy_names=["codex-session-start", "codex-container-run"],
+    example="just session-start --manifest agents/manifests/demo.yml",
     iterable=["session"],
     help={
         "manifest": "YAML manifest of the sessions to start",
@@ -58,7 +60,14 @@ def start(
     klass=CatalogTask,
     category="session",
     safe_for_agents=False,
+    runs_in="host",
     legacy_names=["codex-session-stop"],
+    example="just session-stop --manifest agents/manifests/demo.yml",
+    confirm=(
+        "which sessions will be stopped (the selectors: --session, --role, --manifest or --all) "
+        "and that nobody still works in them; a stopped session's container and SSH folder are "
+        "gone, its workspace stays"
+    ),
     iterable=["session"],
     help={
         "session": "stop this session id (repeatable)",
@@ -98,6 +107,8 @@ def stop(
     name="list",
     category="session",
     safe_for_agents=True,
+    runs_in="host",
+    example="just session-list --json",
     help={"json": "print a JSON array instead of a table"},
 )
 def list_(c: Context, json: bool = False) -> None:
@@ -112,6 +123,9 @@ def list_(c: Context, json: bool = False) -> None:
     klass=CatalogTask,
     category="session",
     safe_for_agents=False,
+    runs_in="host",
+    example="just session-prune --dry-run",
+    confirm="what will be removed: run it with --dry-run first and show them that list",
     help={"dry_run": "only print what would be removed"},
 )
 def prune(c: Context, dry_run: bool = False) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 import yaml
 
 from orchestrator import catalog
-from orchestrator.catalog import ParameterSpec, TaskSpec
+from orchestrator.catalog import ParameterSpec, RunsIn, TaskSpec
 from orchestrator.errors import CatalogError
 
 START = TaskSpec(
@@ -17,6 +18,7 @@ START = TaskSpec(
     doc="Start the sessions of a manifest.\n\nLonger text that only the catalog reader needs.",
     category="session",
     safe_for_agents=True,
+    runs_in="host",
     aliases=("codex-session-start",),
     parameters=(
         ParameterSpec("--manifest", "YAML manifest", required=True, default=None),
@@ -25,10 +27,19 @@ START = TaskSpec(
     ),
 )
 BUILD = TaskSpec(
-    path="codex.build", doc="Build the image.", category="image", safe_for_agents=False
+    path="codex.build",
+    doc="Build the image.",
+    category="image",
+    safe_for_agents=False,
+    runs_in="host",
+    confirm="which tag will be built",
 )
 TOP = TaskSpec(
-    path="hello", doc="A task outside any namespace.", category="meta", safe_for_agents=True
+    path="hello",
+    doc="A task outside any namespace.",
+    category="meta",
+    safe_for_agents=True,
+    runs_in="anywhere",
 )
 SPECS = (START, BUILD)
 
@@ -254,11 +265,32 @@ def test_reference_catalog_survives_generation_unchanged(reference_catalog: str)
             replace(BUILD, parameters=(ParameterSpec("--tag", None, False, "x"),)),
             "argument --tag has no help text",
         ),
+        (replace(BUILD, runs_in=cast(RunsIn, "docker")), "runs_in is 'docker'"),
+        (replace(BUILD, confirm=None), "not safe for agents and has no confirm= text"),
+        (replace(BUILD, confirm="  "), "not safe for agents and has no confirm= text"),
+        (replace(START, example="just session-stop --manifest m.yml"), "must start with"),
+        (replace(START, example="session-start --manifest m.yml"), "must start with"),
+        (replace(START, example="just session-start --manifest m 'x"), "not a command line"),
+        (replace(START, example="just session-start --manifest m --bogus"), "uses --bogus"),
+        (replace(START, example="just session-start --dry-run"), "leaves out the required"),
     ],
 )
 def test_tasks_that_would_render_badly_are_refused(spec: TaskSpec, problem: str) -> None:
     with pytest.raises(CatalogError, match=problem):
         catalog.render_files([spec], None)
+
+
+@pytest.mark.parametrize(
+    "example",
+    [
+        "just session-start --manifest m.yml --session a --session b --dry-run",
+        "just codex-session-start --manifest=m.yml",
+        "inv session.start --manifest 'my manifests/m.yml'",
+        "just session-start --help",
+    ],
+)
+def test_examples_that_call_the_task_with_its_options_are_accepted(example: str) -> None:
+    catalog.check_specs([replace(START, example=example)])
 
 
 def test_recipe_and_alias_names_must_be_unique() -> None:

@@ -15,11 +15,13 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from filare_testing.commands import REPOSITORY
-from orchestrator import catalog
+from orchestrator import catalog, skills
 from orchestrator.errors import CatalogError
 from tasks import commands
 from tasks.catalog_task import CatalogTask
 from tasks.collection import namespace
+
+PRUNE_SKILL = ".agents/skills/session-prune/SKILL.md"
 
 
 def replace_task(ns: Collection, path: str, new: CatalogTask) -> Collection:
@@ -31,7 +33,14 @@ def replace_task(ns: Collection, path: str, new: CatalogTask) -> Collection:
     return ns
 
 
-@task(klass=CatalogTask, category="session", safe_for_agents=False, help={"dry_run": "only print"})
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=False,
+    runs_in="host",
+    confirm="what will be removed",
+    help={"dry_run": "only print"},
+)
 def prune_with_new_doc(c: Context, dry_run: bool = False) -> None:
     """Remove what is ours and dead, said differently."""
 
@@ -40,6 +49,8 @@ def prune_with_new_doc(c: Context, dry_run: bool = False) -> None:
     klass=CatalogTask,
     category="session",
     safe_for_agents=False,
+    runs_in="host",
+    confirm="what will be removed",
     help={"dry_run": "only print what would be removed", "older_than": "age in days"},
 )
 def prune_with_new_argument(c: Context, dry_run: bool = False, older_than: int = 7) -> None:
@@ -50,6 +61,7 @@ def prune_with_new_argument(c: Context, dry_run: bool = False, older_than: int =
     klass=CatalogTask,
     category="demo",
     safe_for_agents=True,
+    runs_in="anywhere",
     legacy_names=["old-demo"],
     aliases=["show"],
     iterable=["tag"],
@@ -62,7 +74,13 @@ def demo(c: Context, name: str, color: bool = True, tag: list[str] | None = None
     """
 
 
-@task(klass=CatalogTask, category="demo", safe_for_agents=True, help={"name": "who"})
+@task(
+    klass=CatalogTask,
+    category="demo",
+    safe_for_agents=True,
+    runs_in="anywhere",
+    help={"name": "who"},
+)
 def undocumented_argument(c: Context, name: str, loud: bool = False) -> None:
     """Has an argument without help."""
 
@@ -100,6 +118,10 @@ def test_every_task_is_described_with_its_metadata() -> None:
         task_ = ns[path]
         assert spec.category == task_.category
         assert spec.safe_for_agents == task_.safe_for_agents
+        assert spec.runs_in == task_.runs_in in ("host", "anywhere")
+        assert spec.example == task_.example and spec.example
+        assert spec.confirm == task_.confirm
+        assert spec.safe_for_agents or spec.confirm
         assert set(task_.legacy_names) <= set(spec.aliases)
         assert spec.summary
 
@@ -173,24 +195,29 @@ def test_missing_help_and_plain_tasks_are_refused(repo_copy: Path) -> None:
 
 
 def test_committed_files_are_what_the_generator_writes() -> None:
+    # The skills included: a committed skill that is stale, missing or left over fails here.
     commands.check_files(namespace(), REPOSITORY)
+    for spec in commands.describe(namespace()):
+        assert (REPOSITORY / skills.skill_path(skills.SKILLS_DIR, spec)).is_file()
 
 
 def test_second_generate_changes_nothing(repo_copy: Path) -> None:
     ns = namespace()
     commands.generate_files(ns, repo_copy)
-    first = {name: (repo_copy / name).read_bytes() for name in catalog.GENERATED_FILES}
+    first = {path: path.read_bytes() for path in sorted(repo_copy.rglob("*")) if path.is_file()}
 
     assert commands.generate_files(ns, repo_copy) == []
-    assert {name: (repo_copy / name).read_bytes() for name in catalog.GENERATED_FILES} == first
+    assert {path: path.read_bytes() for path in sorted(repo_copy.rglob("*")) if path.is_file()} == (
+        first
+    )
 
 
 @pytest.mark.parametrize(
     ("changed", "stale"),
     [
-        (prune_with_new_doc, [catalog.AGENTS_JUSTFILE, catalog.CATALOG]),
-        # Arguments reach Invoke through "$@": only the catalog lists them.
-        (prune_with_new_argument, [catalog.CATALOG]),
+        (prune_with_new_doc, [catalog.AGENTS_JUSTFILE, catalog.CATALOG, PRUNE_SKILL]),
+        # Arguments reach Invoke through "$@": only the catalog and the skill list them.
+        (prune_with_new_argument, [catalog.CATALOG, PRUNE_SKILL]),
     ],
 )
 def test_check_fails_after_a_task_changes_until_generate_runs(

@@ -92,7 +92,9 @@ def test_required_options_are_checked_whatever_their_kind() -> None:
     def body(c: object, name: str, ids: list[str], flag: bool = False, *rest: str) -> str:
         return f"{name} {ids}"
 
-    task = CatalogTask(body, category="x", safe_for_agents=True, iterable=["ids"])
+    task = CatalogTask(
+        body, category="x", safe_for_agents=True, runs_in="anywhere", iterable=["ids"]
+    )
     assert task(Context(), name="n", ids=["a"]) == "n ['a']"
     with pytest.raises(Exit) as no_name:
         task(Context(), name=None, ids=["a"])

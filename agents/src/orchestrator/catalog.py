@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,12 @@ _FLAG = r"^--[a-z0-9][a-z0-9-]*$"
 
 Default = str | int | float | bool | None | tuple[str, ...]
 
+# Where a task can run: "host" needs the Docker engine or the orchestrator's session registry, so
+# only the orchestrator's machine has it; "anywhere" also works inside a session container (the
+# repository checkout, uv and git, no Docker).
+RunsIn = Literal["host", "anywhere"]
+RUNS_IN: tuple[RunsIn, ...] = ("host", "anywhere")
+
 
 # --- what the task layer hands over ---------------------------------------------------------------
 
@@ -75,8 +82,11 @@ class TaskSpec:
     doc: str | None
     category: str
     safe_for_agents: bool
+    runs_in: RunsIn
     aliases: tuple[str, ...] = ()
     parameters: tuple[ParameterSpec, ...] = ()
+    example: str | None = None
+    confirm: str | None = None
 
     @property
     def recipe(self) -> str:
@@ -98,10 +108,19 @@ class TaskSpec:
 
 def check_specs(specs: Sequence[TaskSpec]) -> None:
     """Refuse tasks that would render into something broken, naming every problem at once."""
+    raise_problems(spec_problems(specs))
+
+
+def spec_problems(specs: Sequence[TaskSpec]) -> list[str]:
+    """What is wrong with the tasks' metadata, one line per problem; empty when nothing is."""
     problems = [problem for spec in specs for problem in _spec_problems(spec)]
-    problems += _name_clashes(specs)
+    return problems + _name_clashes(specs)
+
+
+def raise_problems(problems: Sequence[str]) -> None:
+    """One `CatalogError` listing every problem, when there is any."""
     if problems:
-        raise CatalogError("cannot generate the command catalog:\n  " + "\n  ".join(problems))
+        raise CatalogError("cannot generate from the tasks:\n  " + "\n  ".join(problems))
 
 
 def _spec_problems(spec: TaskSpec) -> list[str]:
@@ -121,6 +140,45 @@ def _spec_problems(spec: TaskSpec) -> list[str]:
         f"task {spec.path!r}: argument {parameter.flag} has no help text"
         for parameter in spec.parameters
         if not (parameter.help or "").strip()
+    ]
+    if spec.runs_in not in RUNS_IN:
+        problems.append(
+            f"task {spec.path!r}: runs_in is {spec.runs_in!r}; use one of {', '.join(RUNS_IN)}"
+        )
+    if not spec.safe_for_agents and not (spec.confirm or "").strip():
+        problems.append(
+            f"task {spec.path!r}: is not safe for agents and has no confirm= text saying what "
+            "to confirm with a person first"
+        )
+    if spec.example is not None:
+        problems += [
+            f"task {spec.path!r}: example {problem}" for problem in _example_problems(spec)
+        ]
+    return problems
+
+
+def _example_problems(spec: TaskSpec) -> list[str]:
+    """An example must call this task (`just RECIPE` or `inv PATH`) with options it has."""
+    example = spec.example or ""
+    try:
+        words = shlex.split(example)
+    except ValueError as exc:
+        return [f"{example!r} is not a command line: {exc}"]
+    head = words[:2]
+    if head not in (
+        [["just", name] for name in (spec.recipe, *spec.aliases)] + [["inv", spec.path]]
+    ):
+        return [f"{example!r} must start with 'just {spec.recipe}' or 'inv {spec.path}'"]
+    flags = {parameter.flag for parameter in spec.parameters} | {"--help"}
+    given = {word.partition("=")[0] for word in words[2:] if word.startswith("--")}
+    problems = [
+        f"{example!r} uses {flag}, which the task has no option for"
+        for flag in sorted(given - flags)
+    ]
+    problems += [
+        f"{example!r} leaves out the required {parameter.flag}"
+        for parameter in spec.parameters
+        if parameter.required and parameter.flag not in given and "--help" not in given
     ]
     return problems
 
@@ -572,8 +630,11 @@ def render_files(specs: Sequence[TaskSpec], existing_catalog: str | None) -> dic
     }
 
 
-def diff_files(expected: Mapping[str, str], actual: Mapping[str, str | None]) -> str:
-    """A unified diff from the files as they are to what the generator writes; empty if equal."""
+def diff_files(expected: Mapping[str, str | None], actual: Mapping[str, str | None]) -> str:
+    """A unified diff from the files as they are to what the generator writes; empty if equal.
+
+    An expected None is a file the generator removes: it shows as a diff to /dev/null.
+    """
     chunks: list[str] = []
     for name, text in expected.items():
         current = actual.get(name)
@@ -581,9 +642,9 @@ def diff_files(expected: Mapping[str, str], actual: Mapping[str, str | None]) ->
             continue
         lines = difflib.unified_diff(
             _lines(current or ""),
-            _lines(text),
+            _lines(text or ""),
             fromfile=f"a/{name}" if current is not None else "/dev/null",
-            tofile=f"b/{name}",
+            tofile=f"b/{name}" if text is not None else "/dev/null",
         )
         chunks.append("".join(line if line.endswith("\n") else line + "\n" for line in lines))
     return "".join(chunks)
@@ -608,11 +669,12 @@ def write_generated(root: Path, files: Mapping[str, str]) -> list[str]:
     current = read_generated(root)
     changed = [name for name, text in files.items() if current.get(name) != text]
     for name in changed:
-        _write_atomically(root / name, files[name])
+        write_atomically(root / name, files[name])
     return changed
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` as UTF-8 to a temporary file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

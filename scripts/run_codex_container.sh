@@ -188,8 +188,11 @@ done
 # What this script makes for the session belongs to the session's user. Only root can give it
 # away; anyone else runs sessions as themselves, so owns it already.
 give_to_session() {
+  # give_to_session [-R] PATH; links are changed themselves, never followed.
   ((EUID == 0)) || return 0
-  chown -h "$@" "$user" || die "cannot give $* to the session's user $user"
+  local path="${*: -1}" options=("${@:1:$#-1}")
+  chown -h -P ${options[@]+"${options[@]}"} "$user" "$path" ||
+    die "cannot give $path to the session's user $user"
 }
 
 safe_git() {

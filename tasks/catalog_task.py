@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
+from invoke.parser.argument import Argument
 from invoke.tasks import Task
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ class CatalogTask(Task[Callable[..., Any]]):
         self.example = example
         self.confirm = confirm
 
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        """Invoke's arguments, made stricter and self-describing; see `_Option`."""
+        return [_Option.of(arg) for arg in super().get_arguments(ignore_unknown_help)]
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from orchestrator.errors import OrchestratorError
 
@@ -89,3 +94,78 @@ class CatalogTask(Task[Callable[..., Any]]):
             if parameter.default is inspect.Parameter.empty and given.get(name) in (None, []):
                 flag = name.strip("_").replace("_", "-")
                 raise Exit(f"error: --{flag} is required", code=2)
+
+
+_KIND_WORDS = {int: "a whole number", float: "a number", str: "text", list: "text"}
+
+
+class _Option(Argument):
+    """An option as Invoke parses it, with three fixes a user meets on the command line.
+
+    - A value that is not of the option's kind (`--parallel abc`) is a one-line error with exit
+      code 2, instead of a traceback from deep in the parser.
+    - A repeatable option given without a value (`--session` with the id forgotten) is an error:
+      Invoke would read it as "no value given", which a task reads as "all".
+    - Its help names its kind and default (`(a whole number; default: 8)`), since Invoke's own
+      help shows neither for some kinds; the generated recipes, catalog and skills show it too.
+    """
+
+    @classmethod
+    def of(cls, argument: Argument) -> _Option:
+        option = cls(
+            names=argument.names,
+            kind=argument.kind,
+            default=argument.default,
+            help=_described(argument),
+            positional=argument.positional,
+            optional=argument.optional,
+            incrementable=argument.incrementable,
+            attr_name=argument.attr_name,
+        )
+        if option.kind is list:
+            # Invoke starts a list with a "raw value" of [], so it never notices a missing one.
+            option.raw_value = None
+        return option
+
+    @property
+    def raw_value(self) -> Any:
+        """Invoke's parser reads a repeatable option's raw value before it has one only when the
+        option was given without a value: that is the moment to say so."""
+        if self.kind is list and self._raw_value is None:
+            raise Exit(f"error: --{self.name_as_flag} needs a value", code=2)
+        return self._raw_value
+
+    @raw_value.setter
+    def raw_value(self, value: Any) -> None:
+        self._raw_value = value
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        try:
+            super().set_value(value, cast)
+        except ValueError:
+            words = _KIND_WORDS.get(self.kind, self.kind.__name__)
+            raise Exit(f"error: --{self.name_as_flag}: {value!r} is not {words}", code=2) from None
+
+    @property
+    def name_as_flag(self) -> str:
+        return str(self.names[0]).strip("_").replace("_", "-")
+
+    def __repr__(self) -> str:
+        # Invoke's parse errors show an argument by its repr: make that the flag a user typed.
+        return f"'--{self.name_as_flag}'"
+
+
+def _described(argument: Argument) -> str:
+    """The help text with the option's kind and default, unless it says them already."""
+    text = argument.help or ""
+    if argument.kind is bool:
+        return text
+    notes = []
+    if argument.kind is list and "repeatable" not in text:
+        notes.append("repeatable: give it once per value")
+    elif argument.kind in (int, float):
+        notes.append(_KIND_WORDS[argument.kind])
+    default = argument.default
+    if default not in (None, "", [], ()) and "default" not in text:
+        notes.append(f"default: {default}")
+    return f"{text} ({'; '.join(notes)})" if notes else text

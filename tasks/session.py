@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from invoke.context import Context
@@ -37,20 +38,21 @@ def start(
     """Start the sessions of a manifest, one detached container each; running ones are kept."""
     from orchestrator import report, runtime
     from orchestrator.manifest import default_cache_dir, load_manifest, select_sessions
-    from orchestrator.preflight import check_inputs
 
     registry = session_registry()
-    sessions = select_sessions(
-        load_manifest(manifest, cache_dir=default_cache_dir()), session or None
-    )
+    every = load_manifest(manifest, cache_dir=default_cache_dir())
+    sessions = select_sessions(every, session or None)
     if dry_run:
-        check_inputs(sessions)
+        runtime.check_start(sessions, registry, engine_too=False)
         for one in sessions:
-            print(f"# {one.id}: {runtime.dry_run(one, registry)}")
+            print(f"# {one.id}: {runtime.dry_run(one, registry, manifest_sessions=every)}")
         return
-    outcomes = runtime.start_sessions(sessions, registry, parallel=parallel)
-    for outcome in outcomes:
-        print(report.start_line(outcome))
+    outcomes = runtime.start_sessions(
+        sessions, registry, parallel=parallel, manifest_sessions=every
+    )
+    for line in report.warnings_text(outcomes):
+        print(line, file=sys.stderr)
+    print(report.start_table(outcomes))
     failed = [o.error for o in outcomes if o.error is not None]
     if failed:
         raise Exit(code=max(error.exit_code for error in failed))
@@ -85,10 +87,10 @@ def stop(
     all_: bool = False,
     timeout: float = 10.0,
 ) -> None:
-    """Stop and remove session containers (matched by label) and delete their SSH folders."""
+    """Stop and remove session containers (matched by label) and delete their secret copies."""
     from orchestrator import report, runtime
 
-    outcomes = runtime.stop_sessions(
+    stopped = runtime.stop_report(
         session_registry(),
         session_ids=session or (),
         role=role,
@@ -96,10 +98,7 @@ def stop(
         everything=all_,
         timeout=timeout,
     )
-    for outcome in outcomes:
-        print(report.stop_line(outcome))
-    if not outcomes:
-        print("no matching sessions")
+    print(report.stop_text(stopped))
 
 
 @task(
@@ -109,14 +108,23 @@ def stop(
     safe_for_agents=True,
     runs_in="host",
     example="just session-list --json",
-    help={"json": "print a JSON array instead of a table"},
+    help={
+        "json": "print a JSON array instead of a table",
+        "all_": "also show stopped and failed sessions",
+    },
 )
-def list_(c: Context, json: bool = False) -> None:
+def list_(c: Context, json: bool = False, all_: bool = False) -> None:
     """List sessions from container labels and state files, with orphans and stale records."""
-    from orchestrator import report, runtime
+    from orchestrator import listing, report
 
-    views = runtime.list_sessions(session_registry())
-    print(report.sessions_json(views) if json else report.sessions_table(views))
+    fleet = listing.survey(session_registry())
+    views = [v for v in fleet.sessions if all_ or v.status not in listing.ENDED]
+    if json:
+        print(report.sessions_json(views))
+    else:
+        print(report.sessions_table(views, hidden=len(fleet.sessions) - len(views)))
+    for line in fleet.foreign:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 @task(
@@ -126,14 +134,54 @@ def list_(c: Context, json: bool = False) -> None:
     runs_in="host",
     example="just session-prune --dry-run",
     confirm="what will be removed: run it with --dry-run first and show them that list",
-    help={"dry_run": "only print what would be removed"},
+    help={
+        "dry_run": "only print what would be done",
+        "records": (
+            "also delete stopped and failed sessions entirely: record, Codex home and "
+            "transcripts (their conversations cannot be resumed afterwards)"
+        ),
+    },
 )
-def prune(c: Context, dry_run: bool = False) -> None:
-    """Remove what is ours and dead: orphan containers, stale records, unused SSH folders."""
+def prune(c: Context, dry_run: bool = False, records: bool = False) -> None:
+    """Remove what is ours and dead (orphan or exited containers, lone SSH folders).
+
+    Stale records are marked stopped; with --records, stopped and failed sessions are deleted.
+    """
     from orchestrator import report, runtime
 
-    actions = runtime.prune(session_registry(), dry_run=dry_run)
+    actions = runtime.prune(session_registry(), dry_run=dry_run, records=records)
     for action in actions:
         print(report.prune_line(action, dry_run=dry_run))
     if not actions:
         print("nothing to prune")
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-validate --manifest agents/manifests/demo.yml",
+    iterable=["session"],
+    help={
+        "manifest": "YAML manifest to check",
+        "session": "only this session id (default: every session)",
+        "json": "print a JSON array instead of YAML",
+    },
+)
+def validate(
+    c: Context, manifest: str, session: list[str] | None = None, json: bool = False
+) -> None:
+    """Check a manifest as session.start would and print each session resolved; starts nothing.
+
+    Defaults are merged and paths resolved; the YAML output is itself a manifest that loads to
+    the same sessions.
+    """
+    from orchestrator import report, runtime
+    from orchestrator.manifest import load_manifest, select_sessions
+
+    registry = session_registry()
+    sessions = select_sessions(load_manifest(manifest), session or None)
+    runtime.check_start(sessions, registry, engine_too=False)
+    resolved = [runtime.resolved_session(one, registry) for one in sessions]
+    print(report.resolved_json(resolved) if json else report.resolved_yaml(resolved), end="")

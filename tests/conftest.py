@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,10 @@ REFERENCE_CATALOG = (
 )
 
 WriteManifest = Callable[..., Path]
+# Shaped like an OpenSSH private key (the check reads the header), but no key at all.
+FAKE_PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----\n"
+)
 
 
 @pytest.fixture
@@ -23,9 +28,11 @@ def session_files(tmp_path: Path) -> Path:
     """A folder with an env file, a key and a Codex home, as a manifest would name them."""
     (tmp_path / "a.env").write_text("FOO=1\n# comment\n\nBAR=two words\n")
     (tmp_path / "b.env").write_text("BAZ=3\n")
-    (tmp_path / "id_test").write_text("not a real key\n")
+    (tmp_path / "id_test").write_text(FAKE_PRIVATE_KEY)
     (tmp_path / "id_test").chmod(0o600)
     (tmp_path / "codex").mkdir()
+    # Manifests live in a repository, which empty workspaces are seeded from.
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=30)
     return tmp_path
 
 

@@ -54,7 +54,7 @@ def prune_with_new_doc(c: Context, dry_run: bool = False) -> None:
     help={"dry_run": "only print what would be removed", "older_than": "age in days"},
 )
 def prune_with_new_argument(c: Context, dry_run: bool = False, older_than: int = 7) -> None:
-    """Remove what is ours and dead: orphan containers, stale records, unused SSH folders."""
+    """Remove what is ours and dead (orphan or exited containers, lone SSH folders)."""
 
 
 @task(

@@ -14,6 +14,7 @@ import pytest
 
 from filare_testing.commands import REPOSITORY
 from tasks.collection import namespace
+from tests.conftest import FAKE_PRIVATE_KEY
 
 
 def run_just(
@@ -68,7 +69,8 @@ def manifest(tmp_path: Path) -> Path:
     folder = tmp_path / 'my "odd" folder'
     folder.mkdir()
     (folder / "agent.env").write_text("GREETING=hello\n", encoding="utf-8")
-    (folder / "id_ed25519").write_text("not a real key\n", encoding="utf-8")
+    (folder / "id_ed25519").write_text(FAKE_PRIVATE_KEY, encoding="utf-8")
+    subprocess.run(["git", "init", "-q", str(folder)], check=True, timeout=30)
     path = folder / "it's a manifest.yml"
     path.write_text(
         "id: one\nrole: dev\nbranch: main\nworkspace: workspace\n"

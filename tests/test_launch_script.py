@@ -65,7 +65,9 @@ def test_detached_dry_run_prints_the_docker_argv(files: Path) -> None:
     argv = shlex.split(result.stdout)
     assert argv[:4] == ["docker", "run", "--detach", "--init"]
     assert argv[-3:] == ["img:1", "sleep", "infinity"]
-    assert f"{os.getuid()}:{os.getgid()}" == argv[argv.index("--user") + 1]
+    own = f"{os.getuid()}:{os.getgid()}" if os.getuid() else "10001:10001"
+    assert argv[argv.index("--user") + 1] == own  # never root
+    assert argv[argv.index("--cap-drop") + 1] == "ALL"
     assert "HOME=/home/agent" in argv
     assert 'note=it\'s "quoted"' in argv
     volumes = [argv[i + 1] for i, a in enumerate(argv) if a == "--volume"]

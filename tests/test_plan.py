@@ -20,7 +20,7 @@ def test_plan_labels_and_argv(write_manifest: WriteManifest, tmp_path: Path) -> 
     )
     (one,) = load_manifest(manifest)
     registry = tmp_path / "state"
-    plan = plan_launch(one, registry_root=registry, script=Path("/s.sh"), seed_from=tmp_path)
+    plan = plan_launch(one, registry_root=registry, script=Path("/s.sh"))
     assert plan.name == "filare-coder-alpha"
     assert plan.ssh_dir == registry / "coder" / "alpha" / "ssh"
     assert plan.labels == {
@@ -43,7 +43,10 @@ def test_plan_labels_and_argv(write_manifest: WriteManifest, tmp_path: Path) -> 
     assert value("--name") == "filare-coder-alpha"
     assert value("--ssh-dir") == str(plan.ssh_dir)
     assert value("--env-file") == str(manifest.parent / "a.env")
-    assert value("--seed-from") == str(tmp_path)
+    assert value("--seed-from") == str(tmp_path)  # the manifest's repository
+    assert value("--codex-dir") == str(registry / "coder" / "alpha" / "codex")
+    assert value("--transcript-dir") == str(registry / "coder" / "alpha" / "agent" / "transcript")
+    assert value("--network") == "filare-sessions"
     assert value("--cpus") == "1.5"
     assert value("--memory") == "2g"
     labels = [argv[i + 1] for i, a in enumerate(argv) if a == "--label"]

@@ -11,8 +11,13 @@ from tests.test_launch_script import run
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
+    # A seeded workspace belongs to the session's user (10001 when the tests run as root).
     return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=check, timeout=30
+        ["git", "-c", "safe.directory=*", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=30,
     ).stdout.strip()
 
 
@@ -48,7 +53,7 @@ def test_seeds_what_git_sees_on_a_new_branch(repo: Path, tmp_path: Path) -> None
     assert (workspace / "untracked.txt").exists()
     assert not (workspace / ".venv").exists()
     assert not (workspace / "src" / "__pycache__").exists()
-    assert not (workspace / ".filare-seeding").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo", "ws"]  # no seeding left over
     assert git(workspace, "symbolic-ref", "--short", "HEAD") == "agent/a"
     assert git(workspace, "rev-parse", "HEAD") == git(repo, "rev-parse", "HEAD")
     assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
@@ -84,24 +89,72 @@ def test_seeded_workspace_on_another_branch_is_reported(repo: Path, tmp_path: Pa
     assert "is on branch 'agent/a', expected 'agent/b'" in result.stderr
 
 
-def test_interrupted_seeding_is_seeded_again(repo: Path, tmp_path: Path) -> None:
+def test_an_interrupted_seeding_leaves_no_workspace_and_is_seeded_again(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Seeding fills a folder beside the workspace and renames it into place: a workspace is
+    either whole or absent, so no marker inside it (where an agent could plant one) is needed."""
+    (tmp_path / ".filare-seed.killed").mkdir()  # what a start killed mid-seeding leaves
+    (tmp_path / ".filare-seed.killed" / "half.txt").write_text("x = ")
     workspace = tmp_path / "ws"
-    (workspace / "src").mkdir(parents=True)
-    (workspace / "src" / "tracked.py").write_text("x = ")  # a half-copied file
-    (workspace / ".filare-seeding").write_text("")
     result = seed(repo, workspace, "agent/a")
     assert result.returncode == 0, result.stderr
     assert (workspace / "src" / "tracked.py").read_text() == "x = 1\n"
-    assert not (workspace / ".filare-seeding").exists()
     assert git(workspace, "symbolic-ref", "--short", "HEAD") == "agent/a"
+
+
+def test_an_agents_seed_marker_does_not_reseed_its_workspace(repo: Path, tmp_path: Path) -> None:
+    """The old marker, planted by an agent as a link to a host file: nothing follows it, and a
+    workspace with content is never seeded over (so no hook it planted reaches git)."""
+    workspace = tmp_path / "ws"
+    assert seed(repo, workspace, "agent/a").returncode == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (workspace / ".filare-seeding").symlink_to(victim)
+    hook = workspace / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\ntouch {tmp_path / 'pwned'}\n")
+    hook.chmod(0o755)
+    result = seed(repo, workspace, "agent/a")
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text() == "keep me\n"
+    assert not (tmp_path / "pwned").exists()
+    assert (workspace / ".filare-seeding").is_symlink()  # left as the agent made it
+
+
+def test_a_hook_of_the_seed_source_does_not_run_while_seeding(repo: Path, tmp_path: Path) -> None:
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\ntouch {tmp_path / 'ran'}\n")
+    hook.chmod(0o755)
+    git(repo, "add", "untracked.txt")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "second")
+    (tmp_path / "ran").unlink(missing_ok=True)
+    assert seed(repo, tmp_path / "ws", "existing").returncode == 0  # a real checkout
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_head_that_is_a_link_is_not_read(repo: Path, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    assert seed(repo, workspace, "agent/a").returncode == 0
+    secret = tmp_path / "host-secret"
+    secret.write_text("ref: refs/heads/agent/a\n")
+    head = workspace / ".git" / "HEAD"
+    head.unlink()
+    head.symlink_to(secret)
+    result = seed(repo, workspace, "agent/a")
+    assert result.returncode == 2
+    assert "no readable .git/HEAD" in result.stderr
 
 
 def test_non_empty_workspace_is_left_as_it_is(repo: Path, tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (workspace / "mine.txt").write_text("keep\n")
-    assert seed(repo, workspace, "agent/a").returncode == 0
+    result = seed(repo, workspace, "agent/a")
+    assert result.returncode == 0
     assert sorted(p.name for p in workspace.iterdir()) == ["mine.txt"]
+    assert "is not a git repository (no .git folder): branch 'agent/a' is not checked" in (
+        result.stderr
+    )
 
 
 def test_existing_branch_on_another_commit_is_checked_out(repo: Path, tmp_path: Path) -> None:
@@ -227,4 +280,89 @@ def test_a_linked_worktree_with_submodules_is_refused(repo: Path, tmp_path: Path
     result = seed(linked, tmp_path / "ws", "agent/a")
     assert result.returncode == 2
     assert "a linked worktree with submodules" in result.stderr
+    assert not (tmp_path / "ws").exists()
+
+
+def test_secret_files_and_private_keys_are_never_seeded(repo: Path, tmp_path: Path) -> None:
+    """With env files inside the repository and not ignored by git, no workspace gets them."""
+    (repo / "secrets").mkdir()
+    (repo / "secrets" / "beta.env").write_text("TOKEN=canary-secret\n")
+    (repo / "keys").mkdir()
+    (repo / "keys" / "deploy").write_text(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nY2FuYXJ5\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    (repo / "docs.md").write_text("A key starts with '-----BEGIN RSA PRIVATE KEY-----'.\n")
+    workspace = tmp_path / "ws"
+    result = run(
+        "--seed-only",
+        "--workspace",
+        str(workspace),
+        "--seed-from",
+        str(repo),
+        "--secret",
+        str(repo / "secrets" / "beta.env"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (workspace / "secrets" / "beta.env").exists()
+    assert not (workspace / "keys" / "deploy").exists()
+    assert (workspace / "docs.md").exists()  # mentions a key, holds none
+    warnings = result.stderr.splitlines()
+    assert any("not seeding secrets/beta.env" in line and ".gitignore" in line for line in warnings)
+    assert any("not seeding keys/deploy: it holds a private key" in line for line in warnings)
+    assert "canary" not in result.stderr
+
+
+def test_an_ignored_secret_is_not_warned_about(repo: Path, tmp_path: Path) -> None:
+    (repo / "outputs").mkdir()
+    (repo / "outputs" / "a.env").write_text("A=1\n")
+    result = run(
+        "--seed-only",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--seed-from",
+        str(repo),
+        "--secret",
+        str(repo / "outputs" / "a.env"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+
+
+def test_excluded_paths_are_never_copied_even_before_they_hold_a_repository(
+    repo: Path,
+) -> None:
+    """A sibling's workspace that is still being seeded (no `.git` yet) is not copied."""
+    sibling = repo / "ws" / "b"
+    sibling.mkdir(parents=True)
+    (sibling / "half.txt").write_text("the sibling's half-seeded files\n")
+    mine = repo / "ws" / "a"
+    result = run(
+        "--seed-only",
+        "--workspace",
+        str(mine),
+        "--seed-from",
+        str(repo),
+        "--exclude",
+        str(sibling),
+    )
+    assert result.returncode == 0, result.stderr
+    assert (mine / "src" / "tracked.py").exists()
+    assert not (mine / "ws" / "b" / "half.txt").exists()
+    assert not (mine / "ws" / "a").exists()
+
+
+def test_a_path_with_a_backslash_and_a_wildcard_is_excluded_literally(
+    repo: Path,
+) -> None:
+    workspace = repo / "odd\\dir*" / "ws"
+    result = seed(repo, workspace, "agent/a")
+    assert result.returncode == 0, result.stderr
+    assert (workspace / "src" / "tracked.py").exists()
+    assert not (workspace / "odd\\dir*" / "ws").exists()
+
+
+def test_no_seed_refuses_an_empty_workspace(tmp_path: Path) -> None:
+    result = run("--seed-only", "--no-seed", "--workspace", str(tmp_path / "ws"))
+    assert result.returncode == 2
+    assert "there is no repository to seed it from" in result.stderr
     assert not (tmp_path / "ws").exists()

@@ -73,6 +73,8 @@ def start_sessions(
     removes what this call created and re-raises.
     """
     registry = registry or Registry.default()
+    if parallel < 1:
+        raise InputError(f"--parallel must be at least 1, not {parallel}")
     check_start(sessions, registry)
     context = _SeedContext.of(registry, [*sessions, *manifest_sessions])
     cancelled = threading.Event()
@@ -100,12 +102,16 @@ def start_sessions(
             raise
 
 
-def check_start(sessions: Sequence[SessionSpec], registry: Registry) -> None:
-    """Everything a start checks before it writes anything: files, ids, engine, images."""
+def check_start(
+    sessions: Sequence[SessionSpec], registry: Registry, *, engine_too: bool = True
+) -> None:
+    """Everything a start checks before it writes anything: files and folders, ids, and (with
+    `engine_too`) the engine and the images."""
     check_inputs(sessions, registry_root=registry.root)
     _check_ids(sessions, registry)
-    engine.require_cli()
-    engine.require_images(sorted({s.image for s in sessions}))
+    if engine_too:
+        engine.require_cli()
+        engine.require_images(sorted({s.image for s in sessions}))
 
 
 def dry_run(

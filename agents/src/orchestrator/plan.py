@@ -82,6 +82,19 @@ def seed_source(session: SessionSpec) -> Path | None:
     return find_repository(session.manifest_path.parent)
 
 
+def resolved_session(session: SessionSpec, registry_root: Path) -> SessionSpec:
+    """The session with every default a start would use filled in: its user, transcript folder
+    and seed source. A manifest of resolved sessions loads to the same resolved sessions."""
+    import dataclasses
+
+    return dataclasses.replace(
+        session,
+        user=session_user(session),
+        transcript_dir=session_folders(session, registry_root).transcript_dir,
+        seed_from=seed_source(session),
+    )
+
+
 def session_labels(session: SessionSpec, registry_root: Path) -> dict[str, str]:
     """Labels that let any later command find exactly this session's container again.
 

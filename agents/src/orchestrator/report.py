@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from orchestrator.launch import StartOutcome
 from orchestrator.listing import SessionView
+from orchestrator.spec import SessionSpec
 from orchestrator.stopping import PruneAction, StopOutcome, StopReport
 
 
@@ -33,7 +34,12 @@ def start_row(outcome: StartOutcome) -> tuple[str, str, str, str]:
     result = "already running" if outcome.already_running else "started"
     cid = (outcome.state.container_id or "")[:12]
     # The workspace the container really mounts, from its record (not what the manifest says now).
-    return (session.id, result, f"{outcome.state.container_name} ({cid})", str(outcome.state.workspace))
+    return (
+        session.id,
+        result,
+        f"{outcome.state.container_name} ({cid})",
+        str(outcome.state.workspace),
+    )
 
 
 def start_table(outcomes: Sequence[StartOutcome]) -> str:
@@ -103,6 +109,26 @@ def sessions_table(views: Sequence[SessionView], *, hidden: int = 0) -> str:
 
 def sessions_json(views: Sequence[SessionView]) -> str:
     return json.dumps([v.as_json() for v in views], indent=2)
+
+
+def resolved_yaml(sessions: Sequence[SessionSpec]) -> str:
+    """A manifest of the sessions as resolved: it loads back to the same sessions."""
+    import yaml
+
+    manifest = sessions[0].manifest_path if sessions else None
+    data = {"sessions": [_resolved_fields(s) for s in sessions]}
+    header = f"# {manifest}: {len(sessions)} session(s), defaults merged and paths resolved\n"
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def resolved_json(sessions: Sequence[SessionSpec]) -> str:
+    return json.dumps([s.to_dict() for s in sessions], indent=2) + "\n"
+
+
+def _resolved_fields(session: SessionSpec) -> dict[str, object]:
+    data = session.to_dict()
+    del data["manifest_path"]
+    return data
 
 
 def human_age(seconds: int | None) -> str:

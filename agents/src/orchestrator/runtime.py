@@ -10,12 +10,16 @@ from orchestrator.launch import (
     LAUNCH_TIMEOUT,
     MAX_PARALLEL_STARTS,
     StartOutcome,
+    check_start,
     dry_run,
     launch_container,
     start_sessions,
 )
 from orchestrator.listing import SessionView, list_sessions, reconcile, survey
 from orchestrator.plan import SCRIPT_ENV, launch_script
+from orchestrator.plan import resolved_session as _resolved
+from orchestrator.registry import Registry
+from orchestrator.spec import SessionSpec
 from orchestrator.stopping import (
     DEFAULT_STOP_TIMEOUT,
     PruneAction,
@@ -34,14 +38,21 @@ __all__ = [
     "SessionView",
     "StartOutcome",
     "StopOutcome",
+    "check_start",
     "dry_run",
     "launch_container",
     "launch_script",
     "list_sessions",
     "prune",
     "reconcile",
+    "resolved_session",
     "start_sessions",
     "stop_report",
     "stop_sessions",
     "survey",
 ]
+
+
+def resolved_session(session: SessionSpec, registry: Registry) -> SessionSpec:
+    """The session with the defaults a start in `registry` would use filled in."""
+    return _resolved(session, registry.root)

@@ -83,6 +83,8 @@ def stop_report(
         raise InputError("say which sessions to stop: --session, --role, --manifest or --all")
     if any(not one for one in session_ids):
         raise InputError("--session needs a session id")
+    if timeout < 0:
+        raise InputError(f"--timeout must be 0 or more seconds, not {timeout:g}")
     registry = registry or Registry.default()
     owner = owner or default_owner()
     if manifest is not None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from agent_helpers import MakeManifest, docker, inspect, inv, our_containers, sh
 
+from filare_testing.commands import results
 from orchestrator.registry import Registry
 
 pytestmark = pytest.mark.agent
@@ -84,7 +85,7 @@ def test_daemon_restart_under_running_sessions(
         again = inv("session.start", "--manifest", str(manifest), state=registry.root)
         assert again.returncode == 0, again.stderr
         verb = "already running" if live_restore else "started"
-        assert f"alpha  {verb}" in again.stdout and f"beta  {verb}" in again.stdout
+        assert results(again.stdout) == {"alpha": verb, "beta": verb}
         assert our_containers(registry, all_states=False) == [
             "filare-coder-alpha",
             "filare-reviewer-beta",

@@ -6,8 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from agent_helpers import REPOSITORY, inv, our_containers
+from agent_helpers import REPOSITORY, inv, our_containers, sh
 
+from filare_testing.commands import results
 from orchestrator.registry import Registry
 
 pytestmark = pytest.mark.agent
@@ -19,12 +20,13 @@ def test_demo_makes_its_inputs_starts_lists_and_says_how_to_stop(
     manifest = tmp_path / "agents" / "manifests" / "demo.yml"
     manifest.parent.mkdir(parents=True)
     shutil.copy(REPOSITORY / "agents" / "manifests" / "demo.yml", manifest)
+    sh("git", "init", "-q", str(tmp_path))  # the manifest's repository seeds the workspaces
 
     result = inv("demo", "--manifest", str(manifest), state=registry.root)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "outputs" / "demo" / "keys" / "id_demo").exists()
     for session_id in ("alpha", "bravo", "charlie"):
-        assert f"{session_id}  started" in result.stdout
+        assert results(result.stdout).get(session_id) == "started"
         assert (tmp_path / "outputs" / "demo" / "env" / f"{session_id}.env").exists()
     assert f"inv session.stop --manifest {manifest}" in result.stdout
     assert our_containers(registry) == [

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from agent_helpers import REPOSITORY, MakeManifest, docker, inspect, inv, our_containers
 
+from filare_testing.commands import results
 from orchestrator.registry import Registry
 
 pytestmark = pytest.mark.agent
@@ -56,10 +57,9 @@ def test_two_orchestrators_racing_make_one_container_per_session(
         "filare-coder-gamma",
         "filare-reviewer-beta",
     ]
-    stdout = outputs[0][0] + outputs[1][0]
+    first, second = (results(output[0]) for output in outputs)
     for session_id in ("alpha", "beta", "gamma"):
-        assert stdout.count(f"{session_id}  started") == 1
-        assert stdout.count(f"{session_id}  already running") == 1
+        assert sorted([first[session_id], second[session_id]]) == ["already running", "started"]
     for state in registry.states():
         assert state.status == "running"
         assert state.container_id == inspect(state.container_name)["Id"]
@@ -75,8 +75,8 @@ def test_one_failing_session_keeps_the_others(
     both.write_text(good_data + bad.read_text().split("sessions:\n", 1)[1])
     result = inv("session.start", "--manifest", str(both), state=registry.root)
     assert result.returncode == 1
-    assert "alpha  started" in result.stdout
-    assert "beta  error" in result.stdout
+    assert results(result.stdout).get("alpha") == "started"
+    assert results(result.stdout).get("beta") == "failed"
     assert our_containers(registry) == ["filare-coder-alpha"]
     assert records(registry) == {"alpha": "running", "beta": "error"}
 
@@ -139,7 +139,7 @@ def test_container_gone_after_a_daemon_restart_is_seen_and_restarted(
     assert [(v["session"], v["status"]) for v in listed] == [("alpha", "exited")]
     again = inv("session.start", "--manifest", str(manifest), state=registry.root)
     assert again.returncode == 0, again.stderr
-    assert "alpha  started" in again.stdout
+    assert results(again.stdout).get("alpha") == "started"
     assert inspect("filare-coder-alpha")["State"]["Running"] is True
     assert inspect("filare-coder-alpha")["Id"] != old_id
     assert our_containers(registry) == ["filare-coder-alpha"]
@@ -159,8 +159,8 @@ def test_a_container_that_is_not_ours_is_never_touched(
     try:
         result = inv("session.start", "--manifest", str(manifest), state=registry.root)
         assert result.returncode == 1
-        (line,) = result.stdout.strip().splitlines()
-        assert "is taken by a container that is not this session's" in line
+        assert results(result.stdout) == {"alpha": "failed"}
+        assert "is taken by a container that is not this session's" in result.stdout
         for command in (
             ("session.prune",),
             ("session.stop", "--all"),

@@ -9,6 +9,7 @@ import stat
 import pytest
 from agent_helpers import MakeManifest, docker, inspect, inv, our_containers
 
+from filare_testing.commands import results
 from orchestrator.manifest import load_manifest
 from orchestrator.registry import Registry
 from orchestrator.runtime import launch_container, list_sessions, start_sessions, stop_sessions
@@ -42,7 +43,8 @@ def test_two_sessions_run_isolated_and_stop_cleanly(
         assert labels["filare.workspace"] == str(session.workspace)
         assert labels["filare.manifest"] == str(manifest)
         assert labels["filare.registry"] == str(registry.root)
-        assert info["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+        own = f"{os.getuid()}:{os.getgid()}"
+        assert info["Config"]["User"] == (own if os.getuid() else "10001:10001")
         assert info["Config"]["WorkingDir"] == "/home/agent/workspace"
         assert "HOME=/home/agent" in info["Config"]["Env"]
         mounts = {m["Destination"]: m for m in info["Mounts"]}
@@ -51,7 +53,10 @@ def test_two_sessions_run_isolated_and_stop_cleanly(
         ssh_dir = registry.session_dir(session.role, session.id) / "ssh"
         assert mounts["/home/agent/.ssh"]["Source"] == str(ssh_dir)
         assert mounts["/home/agent/.ssh"]["RW"] is False
-        assert mounts["/home/agent/.codex"]["Source"] == str(session.codex_dir)
+        # Each session has a Codex home of its own, under its record; the user's is not mounted.
+        codex_home = registry.session_dir(session.role, session.id) / "codex"
+        assert mounts["/home/agent/.codex"]["Source"] == str(codex_home)
+        assert str(session.codex_dir) not in {m["Source"] for m in info["Mounts"]}
         assert stat.S_IMODE(ssh_dir.stat().st_mode) == 0o700
         assert not ssh_dir.is_relative_to(session.workspace)
 
@@ -96,10 +101,10 @@ def test_starting_a_running_session_again_starts_nothing(
     manifest = make_manifest(ids=("alpha",))
     first = inv("session.start", "--manifest", str(manifest), state=registry.root)
     assert first.returncode == 0, first.stderr
-    assert "alpha  started  filare-coder-alpha" in first.stdout
+    assert results(first.stdout).get("alpha") == "started"
     second = inv("session.start", "--manifest", str(manifest), state=registry.root)
     assert second.returncode == 0, second.stderr
-    assert "alpha  already running  filare-coder-alpha" in second.stdout
+    assert results(second.stdout).get("alpha") == "already running"
     assert our_containers(registry) == ["filare-coder-alpha"]
 
     listed = inv("session.list", "--json", state=registry.root)
@@ -110,7 +115,7 @@ def test_starting_a_running_session_again_starts_nothing(
 
     stop = inv("session.stop", "--session", "alpha", state=registry.root)
     assert stop.returncode == 0, stop.stderr
-    assert "alpha  stopped  filare-coder-alpha" in stop.stdout
+    assert results(stop.stdout).get("alpha") == "stopped"
     assert our_containers(registry) == []
 
 

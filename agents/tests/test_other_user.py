@@ -18,6 +18,8 @@ import pytest
 import yaml
 from agent_helpers import REPOSITORY, docker, inspect, sh
 
+from filare_testing.commands import results
+
 pytestmark = pytest.mark.agent
 
 UID = 4242
@@ -79,7 +81,7 @@ def test_a_uid_without_a_name_starts_lists_and_stops_its_session(stranger_files:
     manifest = str(stranger_files / "project" / "sessions.yml")
     started = inv_as_stranger(stranger_files, "session.start", "--manifest", manifest)
     assert started.returncode == 0, started.stderr
-    assert "alpha  started" in started.stdout
+    assert results(started.stdout).get("alpha") == "started"
 
     container = inspect("filare-coder-alpha")
     assert container["Config"]["User"] == f"{UID}:{UID}"
@@ -97,6 +99,6 @@ def test_a_uid_without_a_name_starts_lists_and_stops_its_session(stranger_files:
 
     stopped = inv_as_stranger(stranger_files, "session.stop", "--all")
     assert stopped.returncode == 0, stopped.stderr
-    assert "alpha  stopped" in stopped.stdout
+    assert results(stopped.stdout).get("alpha") == "stopped"
     assert docker("ps", "-aq", "--filter", "name=^filare-coder-alpha$") == ""
     assert not ssh_dir.exists()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from orchestrator.errors import EngineError, InputError
+from orchestrator.errors import EngineError
 
 DEFAULT_TIMEOUT = 60.0
 CODEX_IMAGE = "filare-codex"
@@ -143,21 +143,19 @@ def image_exists(image: str) -> bool:
     return True
 
 
-def require_images(images: Sequence[str]) -> None:
-    """Fail before anything starts when the daemon does not answer or an image is missing.
-
-    One engine call for every image; it also tells an unreachable daemon apart from a missing
-    image, so neither is found only after a workspace was seeded.
-    """
+def missing_images(images: Sequence[str]) -> set[str]:
+    """Which of `images` are not there, in one engine call; raises when the daemon does not
+    answer, so that is known before anything is written or seeded."""
     if not images:
-        return
+        return set()
     try:
         docker("image", "inspect", "--format", "{{.Id}}", *images)
     except EngineError as exc:
-        missing = [image for image in images if f"No such image: {image}" in str(exc)]
+        missing = {image for image in images if f"No such image: {image}" in str(exc)}
         if not missing:
             raise
-        raise InputError(*(missing_image_hint(image) for image in missing)) from None
+        return missing
+    return set()
 
 
 def missing_image_hint(image: str) -> str:
@@ -187,10 +185,12 @@ def container_labels(name: str) -> dict[str, str]:
 def create_session_network(name: str) -> None:
     """The bridge sessions join, with traffic between its containers turned off.
 
-    Each session then reaches the internet and the host, never a sibling. Two starts racing to
-    make it are fine: the loser finds it made.
+    Each session then reaches the internet and the host, never a sibling. Docker lets two
+    concurrent creations make two networks of one name (then neither can be joined), so the
+    caller holds a lock, and duplicates a race elsewhere made are reduced to the oldest.
     """
-    try:
+    existing = _networks(name)
+    if not existing:
         docker(
             "network",
             "create",
@@ -202,9 +202,27 @@ def create_session_network(name: str) -> None:
             "filare.network=sessions",
             name,
         )
-    except EngineError as exc:
-        if "already exists" not in str(exc):
-            raise
+        existing = _networks(name)
+    for duplicate in sorted(existing, key=lambda network: network[1])[1:]:
+        try:
+            docker("network", "rm", duplicate[0])
+        except EngineError as exc:
+            if "No such network" not in str(exc) and "not found" not in str(exc):
+                raise
+
+
+def _networks(name: str) -> list[tuple[str, str]]:
+    """(id, creation time) of every network called exactly `name`."""
+    lines = docker(
+        "network",
+        "ls",
+        "--no-trunc",
+        "--filter",
+        f"name=^{name}$",
+        "--format",
+        "{{.ID}}\t{{.CreatedAt}}",
+    ).splitlines()
+    return [(line.split("\t")[0], line.split("\t", 1)[-1]) for line in lines if line.strip()]
 
 
 PULL_TIMEOUT = 600.0

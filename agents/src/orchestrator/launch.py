@@ -75,12 +75,16 @@ def start_sessions(
     registry = registry or Registry.default()
     if parallel < 1:
         raise InputError(f"--parallel must be at least 1, not {parallel}")
-    check_start(sessions, registry)
+    check_start(sessions, registry, engine_too=False)
+    engine.require_cli()
+    missing = engine.missing_images(sorted({s.image for s in sessions}))
     context = _SeedContext.of(registry, [*sessions, *manifest_sessions])
     cancelled = threading.Event()
 
     def start_one(session: SessionSpec) -> StartOutcome:
         try:
+            if session.image in missing:
+                return _refuse(session, registry, engine.missing_image_hint(session.image))
             return _launch(session, registry, context, cancelled)
         except OrchestratorError as exc:
             return StartOutcome(session, error=exc)
@@ -102,6 +106,17 @@ def start_sessions(
             raise
 
 
+def _refuse(session: SessionSpec, registry: Registry, reason: str) -> StartOutcome:
+    """A session that cannot start (its image is missing): recorded as failed, nothing seeded."""
+    error = EngineError(f"session {session.id!r}: {reason}")
+    with registry.lock(session.role, session.id):
+        previous = registry.read(session.role, session.id)
+        if previous is None or previous.status not in {"running", "starting"}:
+            plan = _SeedContext(registry, (), ()).plan(session)
+            registry.write(_new_state(plan, previous).replace(status="error", error=str(error)))
+    return StartOutcome(session, error=error)
+
+
 def check_start(
     sessions: Sequence[SessionSpec], registry: Registry, *, engine_too: bool = True
 ) -> None:
@@ -111,7 +126,7 @@ def check_start(
     _check_ids(sessions, registry)
     if engine_too:
         engine.require_cli()
-        engine.require_images(sorted({s.image for s in sessions}))
+        engine.missing_images(sorted({s.image for s in sessions}))
 
 
 def dry_run(
@@ -271,7 +286,8 @@ def _run_container(
             output, warnings = _run_script_warnings(plan, LAUNCH_TIMEOUT, locks)
             return output.strip().splitlines()[-1], warnings
         except _NoNetwork:
-            engine.create_session_network(SESSION_NETWORK)
+            with registry.named_lock("network"):
+                engine.create_session_network(SESSION_NETWORK)
         except _NameTaken:
             existing = _session_containers(registry, plan.session.role, plan.session.id)
             running = next((c for c in existing if c.running), None)
@@ -283,17 +299,17 @@ def _run_container(
     raise AssertionError("unreachable")
 
 
-def _name_taken_by(plan: LaunchPlan) -> InputError:
+def _name_taken_by(plan: LaunchPlan) -> EngineError:
     """Say whose container holds the name: another state folder's session, or not ours."""
     labels = engine.container_labels(plan.name)
     prefix = f"session {plan.session.id!r}: container name {plan.name!r} is taken"
     other = labels.get("filare.registry")
     if other and labels.get("filare.session") == plan.session.id:
-        return InputError(
+        return EngineError(
             f"{prefix} by this session as recorded in another state folder, {other}; reach it "
             f"with FILARE_STATE_DIR={other}, or stop it there first"
         )
-    return InputError(
+    return EngineError(
         f"{prefix} by a container that is not this session's; rename or remove that container"
     )
 
@@ -400,7 +416,9 @@ def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError
     lines = [
         line.strip()
         for line in stderr.splitlines()
-        if line.strip() and not line.startswith(WARNING_PREFIX)
+        if line.strip()
+        and not line.startswith(WARNING_PREFIX)
+        and not line.startswith("Run 'docker run --help'")
     ]
     reason = lines[-1] if lines else f"exit code {code}"
     prefix = f"session {plan.session.id!r}"
@@ -408,7 +426,10 @@ def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError
         return EngineError(f"{prefix}: {engine.missing_image_hint(plan.session.image)}")
     if "is already in use by container" in stderr:
         return _NameTaken(f"{prefix}: container name {plan.name!r} is taken")
-    if f"network {SESSION_NETWORK} not found" in stderr:
+    if (
+        f"network {SESSION_NETWORK} not found" in stderr
+        or f"network {SESSION_NETWORK} is ambiguous" in stderr
+    ):
         return _NoNetwork(f"{prefix}: no network {SESSION_NETWORK}")
     if reason.startswith("run_codex_container.sh:"):
         return InputError(f"{prefix}: {reason.removeprefix('run_codex_container.sh:').strip()}")

@@ -204,6 +204,10 @@ class Registry:
         digest = hashlib.sha256(str(workspace).encode()).hexdigest()[:32]
         return _flock(self.root / WORKSPACE_LOCKS / f"{digest}.lock")
 
+    def named_lock(self, name: str) -> contextlib.AbstractContextManager[int]:
+        """A lock for work on the registry as a whole (making the session network, say)."""
+        return _flock(self.root / f".{name}.lock")
+
     def busy(self, role: str, session_id: str) -> bool:
         """Whether another process holds the session's lock right now (a start or stop)."""
         path = self.session_dir(role, session_id) / LOCK_FILE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,10 @@ def inv(
         check=check,
         env={**os.environ, **extra, **env},
     )
+
+
+def results(table: str) -> dict[str, str]:
+    """The RESULT (second) column of a task's table output, by its first column (the session)."""
+    first_table = table.strip().split("\n\n")[0]
+    rows = [re.split(r"\s{2,}", line.strip()) for line in first_table.splitlines()]
+    return {row[0]: row[1] for row in rows[1:] if len(row) > 1 and row[0] != "SESSION"}

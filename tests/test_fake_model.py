@@ -229,7 +229,7 @@ def test_requests_are_recorded_without_the_authorization_value(fake: FakeModel) 
     post(fake, headers={"originator": "codex_exec"})
     (recorded,) = fake.requests
     assert (recorded.method, recorded.path) == ("POST", "/v1/responses")
-    assert recorded.headers["Authorization"] == "<redacted>"
+    assert recorded.headers["authorization"] == "<redacted>"
     assert recorded.headers["originator"] == "codex_exec"
     assert "sk-secret" not in json.dumps(recorded.headers)
     assert recorded.body == REQUEST

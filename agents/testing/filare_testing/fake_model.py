@@ -307,6 +307,8 @@ def failed(code: str = "invalid_prompt", text: str = "fake model failure") -> Re
 class Recorded:
     """One request as received; the Authorization value is replaced, never kept.
 
+    Header names are lower-cased (HTTP's are case-insensitive; Codex sends them lower-case).
+
     Codex 0.171.0 sends no `instructions` field: its base instructions (or the text of
     `model_instructions_file`) are the first `developer` message of `input`,
     `developer_instructions` and the skills list the second, and AGENTS.md files (global, then
@@ -536,7 +538,7 @@ class FakeModel:
     def _handle(self, handler: _Handler) -> None:
         body = _parse_body(_read_body(handler), handler.headers.get("Content-Encoding", "").lower())
         headers = {
-            name: ("<redacted>" if name.lower() == "authorization" else value)
+            name.lower(): ("<redacted>" if name.lower() == "authorization" else value)
             for name, value in handler.headers.items()
         }
         model_request = _is_model_request(handler.command, handler.path)

@@ -25,6 +25,7 @@ from filare_testing.fake_model import (
     codex_config,
     failed,
     http_error,
+    mcp_tool_call,
     message,
     model_catalog,
     parse_sse,
@@ -122,6 +123,14 @@ def test_shell_calls_codex_exec_command_tool(fake: FakeModel) -> None:
     }
     assert item["call_id"]
     assert types(parse_sse(text))[-1] == "response.completed"
+
+
+def test_mcp_tool_call_names_the_server_namespace(fake: FakeModel) -> None:
+    fake.enqueue(mcp_tool_call("demo", "echo", {"text": "hi"}))
+    _, _, text = post(fake)
+    (item,) = done_items(parse_sse(text))
+    assert (item["name"], item["namespace"]) == ("echo", "mcp__demo")
+    assert json.loads(item["arguments"]) == {"text": "hi"}
 
 
 def test_apply_patch_is_a_freeform_tool_call(fake: FakeModel) -> None:

@@ -35,6 +35,7 @@ from filare_testing.fake_model import (
     apply_patch,
     failed,
     http_error,
+    mcp_tool_call,
     message,
     shell,
     slow,
@@ -245,6 +246,45 @@ def test_apply_patch_shows_as_a_file_change(session: Session) -> None:
     assert change["changes"] == [{"path": f"{CONTAINER_WORKSPACE}/notes.txt", "kind": "add"}]
     assert change["status"] == "completed"
     assert (session.workspace / "notes.txt").read_text() == "from a patch\n"
+
+
+# A stdio MCP server with one tool, `echo`, for python3 in the image.
+MCP_ECHO = """\
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "id" not in msg:
+        continue
+    params = msg.get("params") or {}
+    result = {
+        "initialize": {
+            "protocolVersion": params.get("protocolVersion", "2025-06-18"),
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "echo", "version": "1"},
+        },
+        "tools/list": {"tools": [{"name": "echo", "description": "Echo text back",
+            "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}}]},
+        "tools/call": {"content": [{"type": "text",
+            "text": "echo: " + str(params.get("arguments", {}).get("text"))}]},
+    }.get(msg["method"], {})
+    print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}), flush=True)
+"""
+
+
+def test_mcp_tool_call_reaches_the_server_through_its_namespace(session: Session) -> None:
+    (session.home / "mcp_echo.py").write_text(MCP_ECHO)
+    with (session.home / "config.toml").open("a") as config:
+        script = f"{CONTAINER_CODEX_HOME}/mcp_echo.py"
+        config.write(f'\n[mcp_servers.demo]\ncommand = "python3"\nargs = ["{script}"]\n')
+    session.fake.enqueue(mcp_tool_call("demo", "echo", {"text": "ping"}), message("done"))
+    run = codex(session, "exec", *UNATTENDED, "--strict-config", "call the tool")
+    assert run.returncode == 0, run.explain()
+    (call,) = run.items("mcp_tool_call")
+    assert (call["server"], call["tool"], call["status"]) == ("demo", "echo", "completed")
+    assert call["result"]["content"] == [{"type": "text", "text": "echo: ping"}]
+    first, after = session.fake.model_requests
+    assert "mcp__demo" in first.tool_names
+    assert "echo: ping" in json.dumps(after.tool_outputs())
 
 
 def test_resume_continues_the_thread(session: Session) -> None:

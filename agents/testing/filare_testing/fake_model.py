@@ -51,6 +51,7 @@ __all__ = [
     "failed",
     "function_call",
     "http_error",
+    "mcp_tool_call",
     "message",
     "model_catalog",
     "parse_sse",
@@ -177,12 +178,20 @@ def message(text: str) -> Reply:
     return Reply(_stream(_message_item(text)))
 
 
-def function_call(name: str, arguments: Mapping[str, Any] | str, call_id: str = "") -> Reply:
+def function_call(
+    name: str,
+    arguments: Mapping[str, Any] | str,
+    *,
+    namespace: str | None = None,
+    call_id: str = "",
+) -> Reply:
     """The model calls the function tool `name`; Codex posts its output in the next request.
 
-    The next queued reply answers that follow-up request (usually a `message`, to end the turn).
+    A tool Codex offers inside a `namespace` tool (MCP servers: `mcp__<server>`) is called with
+    that namespace; Codex 0.171.0 answers the flat `mcp__<server>__<tool>` with "unsupported
+    call". The next queued reply answers the follow-up request (usually a `message`).
     """
-    item = {
+    item: JSON = {
         "type": "function_call",
         "id": _next_id("fc"),
         "call_id": call_id or _next_id("call"),
@@ -190,7 +199,14 @@ def function_call(name: str, arguments: Mapping[str, Any] | str, call_id: str = 
         "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
         "status": "completed",
     }
+    if namespace is not None:
+        item["namespace"] = namespace
     return Reply(_stream(item))
+
+
+def mcp_tool_call(server: str, tool: str, arguments: Mapping[str, Any]) -> Reply:
+    """The model calls `tool` of the MCP server configured as `[mcp_servers.<server>]`."""
+    return function_call(tool, arguments, namespace=f"mcp__{server}")
 
 
 def shell(command: str, *, workdir: str | None = None, yield_time_ms: int | None = None) -> Reply:

@@ -8,15 +8,17 @@ test queued, and records every request so the test can assert on what Codex sent
     with FakeModel() as fake:
         write_codex_home(codex_home, fake.container_url)
         fake.enqueue(shell("touch made.txt"), message("done"))
-        ...run `codex exec --json ...` in the image...
-        assert "touch made.txt" in fake.model_requests[0].text()
+        ...run `codex exec --json ... "make a file"` in the image...
+        first, after_shell = fake.model_requests
+        assert first.texts("user")[-1] == "make a file"
+        assert "Process exited with code 0" in after_shell.tool_outputs()[0]["output"]
 
 What Codex 0.171.0 does with each reply kind (checked by agents/tests/test_codex_fake_model.py):
 `message` ends the turn with that agent message; `shell` makes it run the command through its
 `exec_command` tool and post the result back in the next request; `http_error` with a 4xx, and
 `failed` with a non-retryable code (the default), fail the turn at once whatever the retry
-settings; a 5xx or a retryable `failed` code is retried `request_max_retries` x
-`stream_max_retries` times unless `codex_config` (which sets both to 0) is used.
+settings; a 5xx or a retryable `failed` code is retried (30 requests over ~26 s for a 500 with
+Codex's defaults) unless the retries are 0, as `codex_config` sets them.
 
 Standard library only: it runs inside pytest and must not add dependencies.
 """
@@ -39,7 +41,10 @@ from typing import Any
 
 __all__ = [
     "API_KEY_ENV",
+    "CATALOG_FILE",
+    "CONTAINER_CODEX_HOME",
     "CONTAINER_HOST",
+    "CONTAINER_WORKSPACE",
     "DEFAULT_MODEL",
     "PROVIDER_ID",
     "FakeModel",
@@ -58,6 +63,7 @@ __all__ = [
     "reasoning",
     "shell",
     "slow",
+    "sse",
     "write_codex_home",
 ]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -11,6 +13,10 @@ from invoke.tasks import task
 
 from tasks.catalog_task import CatalogTask
 from tasks.locations import session_registry
+
+if TYPE_CHECKING:
+    from orchestrator.registry import Registry
+    from orchestrator.spec import SessionSpec
 
 
 @task(
@@ -26,6 +32,7 @@ from tasks.locations import session_registry
         "session": "only start this session id (repeatable; default: every session)",
         "dry_run": "print the docker command of each session and change nothing",
         "parallel": "how many sessions to start at once",
+        "send_goal": "then start each session's first turn with its goal, framed by its role",
     },
 )
 def start(
@@ -34,6 +41,7 @@ def start(
     session: list[str] | None = None,
     dry_run: bool = False,
     parallel: int = 8,
+    send_goal: bool = False,
 ) -> None:
     """Start the sessions of a manifest, one detached container each; running ones are kept."""
     from orchestrator import report, runtime
@@ -53,9 +61,27 @@ def start(
     for line in report.warnings_text(outcomes):
         print(line, file=sys.stderr)
     print(report.start_table(outcomes))
-    failed = [o.error for o in outcomes if o.error is not None]
-    if failed:
-        raise Exit(code=max(error.exit_code for error in failed))
+    codes = [o.error.exit_code for o in outcomes if o.error is not None]
+    if send_goal:
+        codes += _send_goals([o.session for o in outcomes if o.error is None], registry)
+    if codes:
+        raise Exit(code=max(codes))
+
+
+def _send_goals(sessions: list[SessionSpec], registry: Registry) -> list[int]:
+    """Start the first turn of each started session that has a goal; the exit codes it earns."""
+    from orchestrator import conversation, report
+
+    without = [s.id for s in sessions if not (s.goal or "").strip()]
+    for session_id in without:
+        print(f"{session_id}: no goal in the manifest, no turn sent", file=sys.stderr)
+    messages = {s.id: conversation.goal_message(s) for s in sessions if s.id not in without}
+    if not messages:
+        return []
+    results = conversation.send_each(registry, messages, kind="goal")
+    print()
+    print(report.sent_table(results))
+    return [r.error.exit_code for r in results if r.error is not None]
 
 
 @task(
@@ -115,10 +141,17 @@ def stop(
 )
 def list_(c: Context, json: bool = False, all_: bool = False) -> None:
     """List sessions from container labels and state files, with orphans and stale records."""
-    from orchestrator import listing, report
+    import dataclasses
 
-    fleet = listing.survey(session_registry())
-    views = [v for v in fleet.sessions if all_ or v.status not in listing.ENDED]
+    from orchestrator import conversation, listing, report
+
+    registry = session_registry()
+    fleet = listing.survey(registry)
+    views = [
+        dataclasses.replace(v, agent=conversation.agent_json(registry, v))
+        for v in fleet.sessions
+        if all_ or v.status not in listing.ENDED
+    ]
     if json:
         print(report.sessions_json(views))
     else:
@@ -185,3 +218,168 @@ def validate(
     runtime.check_start(sessions, registry, engine_too=False)
     resolved = [runtime.resolved_session(one, registry) for one in sessions]
     print(report.resolved_json(resolved) if json else report.resolved_yaml(resolved), end="")
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example='just session-send --session alpha --message "Run the tests and fix what fails" --wait',
+    iterable=["session"],
+    help={
+        "session": "session id to send to (repeatable: the same text to each, in parallel)",
+        "message": "the text of the turn",
+        "message_file": "read the text of the turn from this file instead",
+        "wait": "wait for the turns to end and print each final agent message",
+        "timeout": "seconds to wait with --wait",
+        "json": "print a JSON array instead of a table",
+    },
+)
+def send(
+    c: Context,
+    session: list[str] | None = None,
+    message: str = "",
+    message_file: str = "",
+    wait: bool = False,
+    timeout: float = 600.0,
+    json: bool = False,
+) -> None:
+    """Start a Codex turn in sessions: the first starts a conversation, later ones continue it.
+
+    A session still working on its previous turn is refused (exit 2): wait for it with
+    session.wait, or end it with session.interrupt.
+    """
+    from orchestrator import conversation, report
+
+    text = _message_text(message, message_file)
+    registry = session_registry()
+    results = conversation.send(registry, session or [], text)
+    if wait:
+        started = [r.session_id for r in results if r.turn is not None]
+        waited = {r.session_id: r for r in conversation.wait(registry, started, timeout=timeout)}
+        results = [waited.get(r.session_id, r) for r in results]
+    print(report.sent_json(results) if json else report.sent_table(results))
+    _exit_unless(all(r.result in ({"completed"} if wait else {"started"}) for r in results))
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-wait --session alpha --session beta --timeout 300",
+    iterable=["session"],
+    help={
+        "session": "session id whose latest turn to wait for (repeatable)",
+        "timeout": "seconds to wait before giving up (the turns go on)",
+        "json": "print a JSON array instead of a table",
+    },
+)
+def wait(
+    c: Context, session: list[str] | None = None, timeout: float = 600.0, json: bool = False
+) -> None:
+    """Wait for the sessions' latest turns to end and print each final agent message.
+
+    Exit code 0 only when every turn completed; 1 when one failed, was interrupted or is still
+    working when the timeout passes.
+    """
+    from orchestrator import conversation, report
+
+    results = conversation.wait(session_registry(), session or [], timeout=timeout)
+    print(report.sent_json(results) if json else report.sent_table(results))
+    _exit_unless(all(r.result == "completed" for r in results))
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-log --session alpha --tail 20",
+    help={
+        "session": "session id whose transcript to print",
+        "follow": "keep printing new events until Ctrl-C",
+        "tail": "print only the last N events (0: all)",
+        "json": "print the events as JSON lines (stable field names, see the README)",
+    },
+)
+def log(c: Context, session: str, follow: bool = False, tail: int = 0, json: bool = False) -> None:
+    """Print a session's transcript: its turns, agent messages, commands, file changes, errors."""
+    import json as json_module
+
+    from orchestrator import conversation
+    from orchestrator.transcript import render
+
+    if tail < 0:
+        raise Exit(f"error: --tail must be 0 or more, not {tail}", code=2)
+    registry = session_registry()
+    lines = conversation.log(registry, session, follow=follow, tail=tail)
+    try:
+        for event in lines:
+            print(json_module.dumps(event.as_json()) if json else render(event), flush=follow)
+    except KeyboardInterrupt:
+        pass
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=False,
+    runs_in="host",
+    example="just session-attach --session alpha",
+    confirm=(
+        "that a person, at a terminal, wants to take over the session's conversation "
+        "(it is interactive and never meant for an agent)"
+    ),
+    help={"session": "session id whose conversation to open"},
+)
+def attach(c: Context, session: str) -> None:
+    """Open an interactive Codex terminal on a session's conversation; leaving it keeps the session.
+
+    Needs a terminal. A person at it continues the same conversation that session.send feeds.
+    """
+    from orchestrator import conversation
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise Exit(
+            "error: session.attach needs a terminal (run it in an interactive shell)", code=2
+        )
+    argv = conversation.attach_command(session_registry(), session)
+    sys.stdout.flush()
+    # The terminal is handed over to `docker exec -it` for as long as the person stays.
+    os.execvp(argv[0], argv)  # noqa: S606 - explicit argv, no shell
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-interrupt --session alpha",
+    help={"session": "session id whose working turn to end"},
+)
+def interrupt(c: Context, session: str) -> None:
+    """End a session's working turn; the container and the conversation stay."""
+    from orchestrator import conversation
+
+    status = conversation.interrupt(session_registry(), session)
+    print(f"{session}  turn {status.record.number}  {status.status}")
+
+
+def _message_text(message: str, message_file: str) -> str:
+    if message and message_file:
+        raise Exit("error: give --message or --message-file, not both", code=2)
+    if not message_file:
+        return message
+    try:
+        return Path(message_file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Exit(f"error: --message-file: {message_file} does not exist", code=2) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Exit(f"error: --message-file: cannot read {message_file}: {exc}", code=2) from None
+
+
+def _exit_unless(ok: bool) -> None:
+    if not ok:
+        raise Exit(code=1)

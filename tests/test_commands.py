@@ -149,7 +149,7 @@ def test_session_start_options_are_read_as_invoke_parses_them() -> None:
     start = next(s for s in commands.describe(namespace()) if s.path == "session.start")
     options = {parameter.flag: parameter for parameter in start.parameters}
 
-    assert list(options) == ["--manifest", "--session", "--dry-run", "--parallel"]
+    assert list(options) == ["--manifest", "--session", "--dry-run", "--parallel", "--send-goal"]
     assert options["--manifest"].required
     assert options["--session"].repeatable and options["--session"].default == ()
     assert not options["--dry-run"].takes_value and options["--dry-run"].default is False

@@ -215,7 +215,11 @@ def test_every_option_is_listed_with_its_help_and_properties(generated: Path) ->
     for recipe, spec in specs_by_recipe().items():
         text = found[recipe]
         for parameter in spec.parameters:
-            [row] = [line for line in text.splitlines() if line.startswith(f"| `{parameter.flag}")]
+            [row] = [
+                line
+                for line in text.splitlines()
+                if line.startswith((f"| `{parameter.flag} ", f"| `{parameter.flag}`"))
+            ]
             assert (parameter.help or "").replace("|", "\\|") in row
         if not spec.parameters:
             assert "It takes no options." in text

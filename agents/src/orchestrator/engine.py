@@ -133,6 +133,17 @@ def _batch_timeout(ids: Sequence[str]) -> float:
     return DEFAULT_TIMEOUT + 2.0 * len(ids)
 
 
+def exec_detached(container: str, argv: Sequence[str], *, workdir: str | None = None) -> None:
+    """Start `argv` in a running container and return at once (`docker exec -d`)."""
+    where = ["--workdir", workdir] if workdir else []
+    docker("exec", "--detach", *where, container, *argv)
+
+
+def exec_in(container: str, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Run `argv` in a running container, wait for it, return its output."""
+    return docker("exec", container, *argv, timeout=timeout)
+
+
 def image_exists(image: str) -> bool:
     try:
         docker("image", "inspect", "--format", "{{.Id}}", image)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
+from orchestrator.conversation import Sent
 from orchestrator.launch import StartOutcome
 from orchestrator.listing import SessionView
+from orchestrator.registry import now
 from orchestrator.spec import SessionSpec
 from orchestrator.stopping import PruneAction, StopOutcome, StopReport
 
@@ -87,13 +90,24 @@ def sessions_table(views: Sequence[SessionView], *, hidden: int = 0) -> str:
     if not views:
         text = "no sessions"
     else:
-        header = ("SESSION", "ROLE", "OWNER", "STATUS", "CONTAINER", "IMAGE", "AGE", "WORKSPACE")
+        header = (
+            "SESSION",
+            "ROLE",
+            "OWNER",
+            "STATUS",
+            "AGENT",
+            "CONTAINER",
+            "IMAGE",
+            "AGE",
+            "WORKSPACE",
+        )
         rows = [
             (
                 v.session_id,
                 v.role,
                 v.owner,
                 v.status,
+                agent_cell(v.agent),
                 v.container_name,
                 v.image,
                 human_age(v.age_seconds()),
@@ -105,6 +119,18 @@ def sessions_table(views: Sequence[SessionView], *, hidden: int = 0) -> str:
     if hidden:
         text += f"\n({hidden} stopped or failed session{'s' if hidden != 1 else ''} hidden: --all)"
     return text
+
+
+def agent_cell(agent: dict[str, object]) -> str:
+    """`working 2m`, `idle`, `failed`…: what the session's agent does, in a few characters."""
+    state = agent.get("agent")
+    if not state or state == "none":
+        return "-"
+    since = agent.get("agent_since")
+    if state == "working" and isinstance(since, str):
+        started = datetime.fromisoformat(since)
+        return f"working {human_age(int((now() - started).total_seconds()))}"
+    return str(state)
 
 
 def sessions_json(views: Sequence[SessionView]) -> str:
@@ -138,3 +164,30 @@ def human_age(seconds: int | None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{max(seconds, 0)}s"
+
+
+def sent_table(results: Sequence[Sent]) -> str:
+    """SESSION, TURN, RESULT and the final message (or why there is none)."""
+    rows = [(s.session_id, s.turn or "-", s.result, _one_line(s.detail)) for s in results]
+    return table(("SESSION", "TURN", "RESULT", "MESSAGE"), rows)
+
+
+def sent_json(results: Sequence[Sent]) -> str:
+    return json.dumps(
+        [
+            {
+                "session": sent.session_id,
+                "turn": sent.turn,
+                "status": sent.result,
+                "reason": sent.status.reason if sent.status else None,
+                "final_message": sent.final_message,
+                "error": str(sent.error) if sent.error else None,
+            }
+            for sent in results
+        ],
+        indent=2,
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -14,7 +14,12 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
-SHELL_SCRIPTS = ["scripts/run_codex_container.sh", "docker/agent-entrypoint.sh", ".ci/run"]
+SHELL_SCRIPTS = [
+    "scripts/run_codex_container.sh",
+    "docker/agent-entrypoint.sh",
+    "docker/filare-turn",
+    ".ci/run",
+]
 
 
 def install(session: nox.Session) -> None:

@@ -9,6 +9,7 @@ from filare_testing.commands import REPOSITORY, docker, inspect, inv, sh
 from orchestrator.registry import Registry
 
 __all__ = [
+    "CODEX_TEST_IMAGE",
     "REPOSITORY",
     "SMOKE_TAG",
     "MakeManifest",
@@ -20,6 +21,8 @@ __all__ = [
 ]
 
 SMOKE_TAG = "filare-codex:smoke"
+# The real Codex image as the image tests build it (a tag of its own: never the user's image).
+CODEX_TEST_IMAGE = "filare-codex:image-test"
 # The `make_manifest` fixture: session ids in, the manifest's path out.
 MakeManifest = Callable[..., Path]
 

@@ -7,14 +7,17 @@ ran. Each test gets its own registry folder, and containers are told apart by th
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from agent_helpers import SMOKE_TAG, MakeManifest, docker, inv, sh
+from agent_helpers import CODEX_TEST_IMAGE, REPOSITORY, SMOKE_TAG, MakeManifest, docker, inv, sh
 
 from orchestrator.registry import Registry
 
@@ -108,3 +111,55 @@ def make_manifest(project: Path, smoke_image: str) -> MakeManifest:
         return manifest
 
     return make
+
+
+BUILD_TIMEOUT = 1800.0
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def run_task(*args: str, timeout: float = BUILD_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """`inv ARGS` from the checkout, output captured (pytest shows it when a test fails)."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPOSITORY,
+        check=False,
+    )
+
+
+def explain(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+
+
+@dataclass(frozen=True)
+class BuiltCodexImage:
+    tag: str
+    base: str
+    output: str
+
+
+@pytest.fixture(scope="session")
+def codex_image(docker_engine: None) -> BuiltCodexImage:
+    """The real Codex image, built through the tasks exactly as docs/codex-image.md says, once
+    per run (seconds from Docker's layer cache after the first build on a machine).
+
+    With no registry: `inv codex.base` (kept when it exists), then `inv codex.build`, which picks
+    that base up when the default one is absent. Behind a TLS-intercepting proxy the build needs
+    the proxy's CA: the host's bundle is passed (`$FILARE_CA_BUNDLE` overrides it).
+    """
+    base = run_task("codex.base")
+    assert base.returncode == 0, explain(base)
+    args = ["codex.build", "--tag", CODEX_TEST_IMAGE]
+    bundle = os.environ.get("FILARE_CA_BUNDLE") or (
+        str(HOST_CA_BUNDLE) if HOST_CA_BUNDLE.is_file() else ""
+    )
+    if bundle:
+        args += ["--ca-bundle", bundle]
+    build = run_task(*args)
+    assert build.returncode == 0, explain(build)
+    lines = build.stdout.splitlines()
+    assert lines[0].startswith("base image: "), explain(build)
+    assert lines[-1].startswith(f"built {CODEX_TEST_IMAGE}  id sha256:"), explain(build)
+    return BuiltCodexImage(CODEX_TEST_IMAGE, lines[0].split()[2], build.stdout)

@@ -13,9 +13,7 @@ codex.base`, then `inv codex.build`, seconds from Docker's cache once built).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_helpers import REPOSITORY, docker, sh
+from agent_helpers import docker, sh
 
+from conftest import BuiltCodexImage
 from filare_testing.fake_model import (
     API_KEY_ENV,
     CONTAINER_CODEX_HOME,
@@ -44,39 +43,9 @@ from filare_testing.fake_model import (
 
 pytestmark = [pytest.mark.agent, pytest.mark.image]
 
-IMAGE = "filare-codex:image-test"
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-BUILD_TIMEOUT = 1800.0
 UID = 4242
 LABEL = "filare.test=codex-research"
 UNATTENDED = ["--json", "--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check"]
-
-
-def run_task(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        cwd=REPOSITORY,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def codex_image(docker_engine: None) -> str:
-    """The image, built through the tasks as docs/codex-image.md says (cached after the first)."""
-    base = run_task("codex.base")
-    assert base.returncode == 0, base.stdout[-3000:] + base.stderr[-3000:]
-    args = ["codex.build", "--tag", IMAGE]
-    bundle = os.environ.get("FILARE_CA_BUNDLE") or (
-        str(HOST_CA_BUNDLE) if HOST_CA_BUNDLE.is_file() else ""
-    )
-    if bundle:
-        args += ["--ca-bundle", bundle]
-    build = run_task(*args)
-    assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-3000:]
-    return IMAGE
 
 
 @dataclass
@@ -108,7 +77,7 @@ class Run:
 
 
 @pytest.fixture
-def session(codex_image: str, tmp_path: Path) -> Iterator[Session]:
+def session(codex_image: BuiltCodexImage, tmp_path: Path) -> Iterator[Session]:
     home = tmp_path / "codex-home"
     workspace = tmp_path / "workspace"
     workspace.mkdir()
@@ -132,7 +101,7 @@ def session(codex_image: str, tmp_path: Path) -> Iterator[Session]:
         # UID 4242 is nobody on the host: it needs to write both folders.
         for path in (home, workspace, *workspace.rglob("*")):
             path.chmod(0o777 if path.is_dir() else 0o666)
-        yield Session(codex_image, fake, home, workspace)
+        yield Session(codex_image.tag, fake, home, workspace)
 
 
 def container_args(session: Session, name: str) -> list[str]:

@@ -16,21 +16,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from agent_helpers import REPOSITORY, docker, inv, sh
+from agent_helpers import CODEX_TEST_IMAGE, docker, inv, sh
+
+from conftest import BuiltCodexImage, explain
 
 pytestmark = [pytest.mark.agent, pytest.mark.image]
 
-IMAGE = "filare-codex:image-test"
+IMAGE = CODEX_TEST_IMAGE
 CODEX_VERSION = "0.171.0"
-BUILD_TIMEOUT = 1800.0
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SESSION_ID = "image-check"
 ROLE = "imagetest"
 BRANCH = "agent/image-check"
@@ -48,48 +47,6 @@ TOOLS = [
     ("uv --version", "uv "),
     ("whoami", ""),
 ]
-
-
-def run_task(*args: str, timeout: float = BUILD_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """`inv ARGS` from the checkout, output captured (pytest shows it when a test fails)."""
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPOSITORY,
-        check=False,
-    )
-
-
-def explain(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-
-
-@dataclass(frozen=True)
-class BuiltCodexImage:
-    tag: str
-    base: str
-    output: str
-
-
-@pytest.fixture(scope="module")
-def codex_image(docker_engine: None) -> BuiltCodexImage:
-    """The image, built through the tasks exactly as docs/codex-image.md says."""
-    base = run_task("codex.base")
-    assert base.returncode == 0, explain(base)
-    args = ["codex.build", "--tag", IMAGE]
-    bundle = os.environ.get("FILARE_CA_BUNDLE") or (
-        str(HOST_CA_BUNDLE) if HOST_CA_BUNDLE.is_file() else ""
-    )
-    if bundle:
-        args += ["--ca-bundle", bundle]
-    build = run_task(*args)
-    assert build.returncode == 0, explain(build)
-    lines = build.stdout.splitlines()
-    assert lines[0].startswith("base image: "), explain(build)
-    assert lines[-1].startswith(f"built {IMAGE}  id sha256:"), explain(build)
-    return BuiltCodexImage(IMAGE, lines[0].split()[2], build.stdout)
 
 
 def run_as(uid: str, image: str, command: str) -> subprocess.CompletedProcess[str]:

@@ -445,6 +445,11 @@ def wait(registry: Registry, session_ids: Sequence[str], *, timeout: float) -> l
             assert status is not None
             if status.done:
                 assert view.state is not None
+                if view.state.thread_id is None:
+                    with registry.lock(view.role, view.session_id):
+                        current = registry.read(view.role, view.session_id)
+                        if current is not None:
+                            conversation_of(registry, current)
                 message = final_message(registry, view.state, status.record.number)
                 results[session_id] = Sent(
                     session_id, status.record.number, status=status, final_message=message

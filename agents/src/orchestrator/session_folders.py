@@ -4,8 +4,10 @@ Each session has its own Codex home: Codex's local databases break when several 
 share one (`database is locked`, lost threads), and a shared home would let one session write
 what every other session, and the user's own Codex, loads next (an `[mcp_servers]` entry, say).
 The user's `codex_dir` stays the source of authentication and configuration: its `auth.json`,
-`config.toml`, `AGENTS.md`, `skills/` and `rules/` are copied in at every start; nothing is ever
-copied back.
+`config.toml` (with what sessions need appended), `AGENTS.md`, its other configuration files
+(`*.toml`, `*.json`, such as a model catalog the configuration names), `skills/` and `rules/`
+are copied in at every start; its state (conversations, databases, history, logs) is not, and
+nothing is ever copied back.
 
 `auth.json` is copied only when the user's copy is newer than the session's: a token that Codex
 refreshed inside the session stays there, and a new `codex login` on the host reaches every
@@ -31,7 +33,7 @@ from orchestrator.plan import LaunchPlan
 from orchestrator.registry import atomic_write
 
 # What a session's Codex home takes from the user's Codex folder.
-COPIED_FILES = ("config.toml", "AGENTS.md")
+CONFIG_SUFFIXES = (".toml", ".json")
 COPIED_FOLDERS = ("skills", "rules")
 AUTH_FILE = "auth.json"
 
@@ -55,6 +57,8 @@ def prepare(plan: LaunchPlan, *, session_skills: Path | None, session_config: st
     owned = [home, folders.agent_dir, folders.transcript_dir]
     owned += _replace_file(home, "config.toml", config, 0o600)
     owned += _replace_file(home, "AGENTS.md", _read_text(source / "AGENTS.md"), 0o644)
+    for other in _configuration_files(source):
+        owned += _replace_file(home, other.name, other.read_text(encoding="utf-8"), 0o600)
     owned += _copy_auth(source / AUTH_FILE, home)
     copied = [
         tree for name in COPIED_FOLDERS for tree in _replace_folder(home, name, source / name)
@@ -92,6 +96,22 @@ def _make_folder(folder: Path, mode: int = 0o700) -> list[Path]:
         except OSError as exc:
             raise InputError(f"cannot create {folder}: {exc.strerror}") from None
     return [folder]
+
+
+def _configuration_files(source: Path) -> list[Path]:
+    """The user's other top-level configuration files (`*.toml`, `*.json`); `auth.json` is
+    copied by its own rule."""
+    try:
+        entries = sorted(source.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [
+        entry
+        for entry in entries
+        if entry.suffix in CONFIG_SUFFIXES
+        and entry.name not in {"config.toml", AUTH_FILE}
+        and entry.is_file()
+    ]
 
 
 def _read_text(path: Path) -> str:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import engine, hostpaths, session_folders
+from orchestrator import engine, hostpaths, session_folders, skills
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.plan import (
     SESSION_NETWORK,
@@ -33,9 +33,6 @@ from orchestrator.spec import SessionSpec
 LAUNCH_TIMEOUT = 900.0
 MAX_PARALLEL_STARTS = 8
 WARNING_PREFIX = "run_codex_container.sh: warning: "
-# What the tool gives every session's Codex home (written by `inv commands.generate`).
-SESSION_SKILLS = Path("agents") / "session" / "skills"
-SESSION_SKILLS_CONFIG = Path("agents") / "session" / "skills-config.toml"
 
 
 @dataclass(frozen=True)
@@ -227,8 +224,8 @@ def _launch(
         try:
             session_folders.prepare(
                 plan,
-                session_skills=tool_checkout() / SESSION_SKILLS,
-                session_config=_session_config(),
+                session_skills=skills.session_skills_dir(tool_checkout()),
+                session_config=skills.session_skills_config(tool_checkout()),
             )
             held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
             container, warnings = _run_container(plan, registry, held)
@@ -242,13 +239,6 @@ def _launch(
             return StartOutcome(session, adopted, already_running=True, warnings=warnings)
         started = state.replace(status="running", container_id=container, started_at=now())
         return StartOutcome(session, registry.write(started), warnings=warnings)
-
-
-def _session_config() -> str:
-    try:
-        return (tool_checkout() / SESSION_SKILLS_CONFIG).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return ""
 
 
 def _check_same_manifest(session: SessionSpec, record: SessionState) -> None:

@@ -18,6 +18,7 @@ SHELL_SCRIPTS = [
     "scripts/run_codex_container.sh",
     "docker/agent-entrypoint.sh",
     "docker/filare-turn",
+    "docker/filare-ask",
     ".ci/run",
 ]
 

@@ -48,6 +48,7 @@ Options:
   --mount SRC:DST[:ro] extra bind mount (repeatable)
   --network NAME       network to join (created by the caller)
   --pids-limit N       docker run --pids-limit
+  --health-interval S  how often the image's health check runs (seconds; default: the image's)
   --seed-from DIR      repository to seed an empty workspace from (default: the current one)
   --no-seed            refuse an empty workspace instead of seeding it
   --exclude PATH       never seed PATH (repeatable; e.g. other sessions' workspaces)
@@ -85,6 +86,7 @@ transcript_dir=""
 inbox_dir=""
 network=""
 pids_limit=""
+health_interval=""
 user=""
 seed_from=""
 no_seed=0
@@ -115,7 +117,7 @@ while (($# > 0)); do
     --image | --name | --workspace | --env-file | --ssh-key | --ssh-dir | --codex-dir | \
       --seed-from | --branch | --cpus | --memory | --label | --user | --agent-dir | \
       --transcript-dir | --inbox-dir | --network | --pids-limit | --mount | --exclude | \
-      --secret | --known-hosts)
+      --secret | --known-hosts | --health-interval)
       (($# >= 2)) || die "$1 needs a value"
       ;;
     *) die "unknown option: $1 (see --help)" ;;
@@ -134,6 +136,7 @@ while (($# > 0)); do
     --inbox-dir) inbox_dir="$2" ;;
     --network) network="$2" ;;
     --pids-limit) pids_limit="$2" ;;
+    --health-interval) health_interval="$2" ;;
     --user) user="$2" ;;
     --seed-from) seed_from="$2" ;;
     --branch) branch="$2" ;;
@@ -157,6 +160,8 @@ done
 # An image reference, never an option that docker would read (`--image -v/:/host`).
 [[ "$image" =~ ^[a-z0-9][a-z0-9._/:@-]*$ ]] || die "--image: '$image' is not an image reference"
 [[ -z "$pids_limit" || "$pids_limit" =~ ^[1-9][0-9]*$ ]] || die "--pids-limit expects a number"
+[[ -z "$health_interval" || "$health_interval" =~ ^[1-9][0-9]*$ ]] ||
+  die "--health-interval expects a number of seconds"
 if [[ -z "$user" ]]; then
   user="${EUID}:$(id -g)"
   ((EUID != 0)) || user="$UNPRIVILEGED_USER"
@@ -419,6 +424,8 @@ done
 [[ -z "$name" ]] || docker_args+=(--name "$name")
 [[ -z "$network" ]] || docker_args+=(--network "$network")
 [[ -z "$pids_limit" ]] || docker_args+=(--pids-limit "$pids_limit")
+[[ -z "$health_interval" ]] ||
+  docker_args+=(--health-interval "${health_interval}s" --health-start-period "${health_interval}s")
 [[ -z "$cpus" ]] || docker_args+=(--cpus "$cpus")
 [[ -z "$memory" ]] || docker_args+=(--memory "$memory")
 for label in ${labels[@]+"${labels[@]}"}; do

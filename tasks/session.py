@@ -141,21 +141,13 @@ def stop(
 )
 def list_(c: Context, json: bool = False, all_: bool = False) -> None:
     """List sessions from container labels and state files, with orphans and stale records."""
-    import dataclasses
+    from orchestrator import dashboard, report
 
-    from orchestrator import conversation, listing, report
-
-    registry = session_registry()
-    fleet = listing.survey(registry)
-    views = [
-        dataclasses.replace(v, agent=conversation.agent_json(registry, v))
-        for v in fleet.sessions
-        if all_ or v.status not in listing.ENDED
-    ]
+    fleet = dashboard.fleet(session_registry(), include_ended=all_)
     if json:
-        print(report.sessions_json(views))
+        print(report.sessions_json(fleet.sessions))
     else:
-        print(report.sessions_table(views, hidden=len(fleet.sessions) - len(views)))
+        print(report.sessions_table(fleet.sessions, hidden=fleet.hidden))
     for line in fleet.foreign:
         print(f"warning: {line}", file=sys.stderr)
 
@@ -383,3 +375,87 @@ def _message_text(message: str, message_file: str) -> str:
 def _exit_unless(ok: bool) -> None:
     if not ok:
         raise Exit(code=1)
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-resume --all",
+    iterable=["session"],
+    help={
+        "all_": "every session a daemon restart, reboot or docker stop took down",
+        "session": "this session id, even one stopped on purpose",
+        "manifest": "every recorded session of this manifest",
+        "parallel": "how many sessions to start at once",
+    },
+)
+def resume(
+    c: Context,
+    all_: bool = False,
+    session: list[str] | None = None,
+    manifest: str | None = None,
+    parallel: int = 8,
+) -> None:
+    """Bring recorded sessions back after a restart: same workspace, Codex home and conversation.
+
+    A session whose container runs is reported as already running, never started twice.
+    """
+    from orchestrator import launch, report
+
+    outcomes = launch.resume_sessions(
+        session_registry(),
+        everything=all_,
+        session_ids=session or (),
+        manifest=Path(manifest) if manifest else None,
+        parallel=parallel,
+    )
+    for line in report.warnings_text(outcomes):
+        print(line, file=sys.stderr)
+    print(report.start_table(outcomes) if outcomes else "no sessions to resume")
+    codes = [o.error.exit_code for o in outcomes if o.error is not None]
+    if codes:
+        raise Exit(code=max(codes))
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-dashboard --json",
+    help={
+        "watch": "redraw until Ctrl-C (plain lines when not on a terminal)",
+        "interval": "seconds between redraws with --watch",
+        "json": "print one JSON object: sessions, questions waiting, failures",
+        "all_": "also show stopped and failed sessions",
+    },
+)
+def dashboard(
+    c: Context, watch: bool = False, interval: float = 2.0, json: bool = False, all_: bool = False
+) -> None:
+    """One screen for the fleet: every session and its agent, the questions waiting, what failed."""
+    import time
+
+    from orchestrator import dashboard as board
+
+    if interval <= 0:
+        raise Exit(f"error: --interval must be more than 0, not {interval:g}", code=2)
+    registry = session_registry()
+    redraw = watch and sys.stdout.isatty() and not json
+    try:
+        while True:
+            snapshot = board.fleet(registry, include_ended=all_)
+            text = board.render_json(snapshot) if json else board.render(snapshot)
+            if redraw:
+                # Home the cursor and clear the screen, then draw: the view redraws in place.
+                sys.stdout.write("\x1b[H\x1b[2J")
+            print(text, flush=True)
+            if not watch:
+                return
+            time.sleep(interval)
+            if not redraw:
+                print(flush=True)
+    except KeyboardInterrupt:
+        return

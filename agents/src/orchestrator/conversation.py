@@ -62,6 +62,8 @@ class TurnRecord:
     started_at: datetime
     container_id: str
     thread_id: str | None
+    # The operator's question whose answer this turn carried (`feedback.answer`).
+    question: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -73,6 +75,7 @@ class TurnRecord:
                 "started_at": self.started_at.isoformat(),
                 "container_id": self.container_id,
                 "thread_id": self.thread_id,
+                "question": self.question,
             },
             indent=2,
         )
@@ -144,7 +147,13 @@ def send(
     return send_each(registry, dict.fromkeys(session_ids, message), kind=kind)
 
 
-def send_each(registry: Registry, messages: dict[str, str], *, kind: str = "message") -> list[Sent]:
+def send_each(
+    registry: Registry,
+    messages: dict[str, str],
+    *,
+    kind: str = "message",
+    question: str | None = None,
+) -> list[Sent]:
     """Start a turn in each session with its own message; see `send`."""
     for message in messages.values():
         if not message.strip():
@@ -153,18 +162,13 @@ def send_each(registry: Registry, messages: dict[str, str], *, kind: str = "mess
             raise InputError(f"the message is longer than {MAX_MESSAGE_BYTES} bytes")
     views = _running_views(registry, list(messages))
     for view in views:
-        busy = latest_status(registry, view)
-        if busy is not None and busy.status == "working":
-            raise InputError(
-                f"session {view.session_id!r} is working on turn {busy.record.number} since "
-                f"{busy.record.started_at:%H:%M:%S}; wait for it (session.wait) or end it "
-                "(session.interrupt)"
-            )
+        _check_idle(registry, view)
 
     def start(view: SessionView) -> Sent:
         message = messages[view.session_id]
         try:
-            return Sent(view.session_id, turn=_start_turn(registry, view, message, kind))
+            turn = _start_turn(registry, view, message, kind, question)
+            return Sent(view.session_id, turn=turn)
         except OrchestratorError as exc:
             return Sent(view.session_id, error=exc)
 
@@ -198,7 +202,7 @@ def _running_views(registry: Registry, session_ids: Sequence[str]) -> list[Sessi
             hint = did_you_mean(session_id, by_id)
             raise InputError(f"no session with id {session_id!r} in {registry.root}{hint}")
         view = found
-        if view.status != "running":
+        if view.status not in {"running", "unhealthy"}:
             raise InputError(
                 f"session {session_id!r} is {view.status}, not running; start it with "
                 "'uv run inv session.start' (or session.resume)"
@@ -207,7 +211,33 @@ def _running_views(registry: Registry, session_ids: Sequence[str]) -> list[Sessi
     return views
 
 
-def _start_turn(registry: Registry, view: SessionView, message: str, kind: str) -> str:
+def check_ready(registry: Registry, session_id: str) -> None:
+    """Refuse (bad input) unless the session runs and has no turn working."""
+    (view,) = _running_views(registry, [session_id])
+    _check_idle(registry, view)
+
+
+def turn_of_question(registry: Registry, role: str, session_id: str, question: str) -> str | None:
+    """The turn that carried the answer to `question`, if one did."""
+    for record in turn_records(registry, role, session_id):
+        if record.question == question:
+            return record.number
+    return None
+
+
+def _check_idle(registry: Registry, view: SessionView) -> None:
+    busy = latest_status(registry, view)
+    if busy is not None and busy.status == "working":
+        raise InputError(
+            f"session {view.session_id!r} is working on turn {busy.record.number} since "
+            f"{busy.record.started_at:%H:%M:%S}; wait for it (session.wait) or end it "
+            "(session.interrupt)"
+        )
+
+
+def _start_turn(
+    registry: Registry, view: SessionView, message: str, kind: str, question: str | None = None
+) -> str:
     state = view.state
     assert state is not None and view.container is not None
     with registry.lock(view.role, view.session_id):
@@ -221,7 +251,7 @@ def _start_turn(registry: Registry, view: SessionView, message: str, kind: str) 
         if instructions is not None:
             atomic_write(inbox / f"{number}.instructions", _toml_string(instructions), mode=0o644)
         record = TurnRecord(
-            view.session_id, view.role, number, kind, now(), view.container.id, thread
+            view.session_id, view.role, number, kind, now(), view.container.id, thread, question
         )
         atomic_write(folder / TURNS / f"{number}.json", record.to_json() + "\n")
         argv = ["agent-entrypoint", "filare-turn", number, *([thread] if thread else [])]

@@ -18,7 +18,7 @@ DEFAULT_TIMEOUT = 60.0
 CODEX_IMAGE = "filare-codex"
 SMOKE_IMAGE = "filare-codex:smoke"
 INSTALL_HINT = "install a Docker engine (Debian: apt-get install docker.io)"
-_LIST_FIELDS = ("ID", "Names", "State", "Image", "CreatedAt")
+_LIST_FIELDS = ("ID", "Names", "State", "Image", "CreatedAt", "Status")
 _LIST_LABELS = (
     "filare.session",
     "filare.role",
@@ -38,6 +38,8 @@ class Container:
     image: str
     created: datetime | None
     labels: dict[str, str]
+    # What the image's health check says: "healthy", "unhealthy", "starting", or None (none).
+    health: str | None = None
 
     @property
     def running(self) -> bool:
@@ -97,10 +99,18 @@ def list_containers(filters: Sequence[str]) -> list[Container]:
         parts = line.split("\t")
         if len(parts) != len(_LIST_FIELDS) + len(_LIST_LABELS):
             continue
-        cid, names, state, image, created = parts[: len(_LIST_FIELDS)]
+        cid, names, state, image, created, status = parts[: len(_LIST_FIELDS)]
         labels = {k: v for k, v in zip(_LIST_LABELS, parts[len(_LIST_FIELDS) :], strict=True) if v}
         containers.append(
-            Container(cid, names.split(",")[0], state, image, _parse_created(created), labels)
+            Container(
+                cid,
+                names.split(",")[0],
+                state,
+                image,
+                _parse_created(created),
+                labels,
+                _health(status),
+            )
         )
     return containers
 
@@ -242,6 +252,14 @@ PULL_TIMEOUT = 600.0
 def pull_image(image: str, timeout: float = PULL_TIMEOUT) -> None:
     """`docker pull`; raises `EngineError` with Docker's reason (no registry, unknown image)."""
     docker("pull", "--quiet", image, timeout=timeout)
+
+
+def _health(status: str) -> str | None:
+    """`Up 3 minutes (unhealthy)` -> "unhealthy"; `(health: starting)` -> "starting"."""
+    for word in ("unhealthy", "healthy", "health: starting"):
+        if f"({word})" in status:
+            return word.removeprefix("health: ")
+    return None
 
 
 def _parse_created(text: str) -> datetime | None:

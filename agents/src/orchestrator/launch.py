@@ -436,3 +436,89 @@ def _undo(registry: Registry, session: SessionSpec) -> None:
 
 def _session_containers(registry: Registry, role: str, session_id: str) -> list[engine.Container]:
     return engine.list_containers(session_filters(registry.root, session=session_id, role=role))
+
+
+# --- coming back ----------------------------------------------------------------------------------
+
+# What `resume --all` brings back: sessions recorded as running whose container is gone or exited.
+RESUMABLE = frozenset({"exited", "stale"})
+
+
+def resume_sessions(
+    registry: Registry | None = None,
+    *,
+    everything: bool = False,
+    session_ids: Sequence[str] = (),
+    manifest: Path | None = None,
+    parallel: int = MAX_PARALLEL_STARTS,
+) -> list[StartOutcome]:
+    """Start recorded sessions again from their manifests: the same workspace, Codex home,
+    conversation and questions. A session whose container runs is reported, never doubled.
+
+    `everything`: the sessions a daemon restart, a reboot or `docker stop` took down (recorded as
+    running, their container exited or gone). `session_ids` and `manifest` also bring back
+    sessions stopped on purpose.
+    """
+    from orchestrator.listing import survey
+    from orchestrator.manifest import default_cache_dir, load_manifest
+
+    if not (everything or session_ids or manifest):
+        raise InputError("say which sessions to resume: --all, --session or --manifest")
+    registry = registry or Registry.default()
+    views = [v for v in survey(registry).sessions if v.state is not None]
+    known = {v.session_id for v in views}
+    unknown = [s for s in session_ids if s not in known]
+    if unknown:
+        raise InputError(f"no session with id {unknown[0]!r} in {registry.root}")
+    wanted = manifest.expanduser().resolve() if manifest else None
+    chosen = [
+        v
+        for v in views
+        if (everything and v.status in RESUMABLE)
+        or v.session_id in session_ids
+        or (wanted is not None and v.manifest == wanted)
+    ]
+    outcomes: list[StartOutcome] = []
+    by_manifest: dict[Path | None, list[str]] = {}
+    for view in chosen:
+        by_manifest.setdefault(view.manifest, []).append(view.session_id)
+    for path, ids in sorted(by_manifest.items(), key=lambda item: str(item[0])):
+        if path is None or not path.is_file():
+            for session_id in ids:
+                error = InputError(
+                    f"session {session_id!r}: its manifest {path} is gone; start it with "
+                    "session.start from a manifest"
+                )
+                outcomes.append(StartOutcome(_placeholder(views, session_id), error=error))
+            continue
+        every = load_manifest(path, cache_dir=default_cache_dir())
+        specs = [s for s in every if s.id in ids]
+        missing = set(ids) - {s.id for s in specs}
+        for session_id in sorted(missing):
+            error = InputError(f"session {session_id!r} is no longer in its manifest {path}")
+            outcomes.append(StartOutcome(_placeholder(views, session_id), error=error))
+        if specs:
+            outcomes += start_sessions(specs, registry, parallel=parallel, manifest_sessions=every)
+    return outcomes
+
+
+def _placeholder(views: Sequence[object], session_id: str) -> SessionSpec:
+    """A stand-in spec naming a session that cannot be loaded from a manifest, for reporting."""
+    from orchestrator.listing import SessionView
+
+    for view in views:
+        if isinstance(view, SessionView) and view.session_id == session_id and view.state:
+            state = view.state
+            return SessionSpec(
+                id=state.session_id,
+                role=state.role,
+                branch=state.branch,
+                workspace=state.workspace,
+                env_file=Path(),
+                ssh_key=Path(),
+                owner=state.owner,
+                codex_dir=Path(),
+                image=state.image,
+                manifest_path=state.manifest,
+            )
+    raise AssertionError(session_id)

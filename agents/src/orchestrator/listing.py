@@ -23,6 +23,7 @@ Key = tuple[str, str]  # (role, session id)
 # Every status a session can show, and what it means; `session.list` documents these.
 STATUSES = {
     "running": "its container runs",
+    "unhealthy": "its container runs, but Codex in it does not answer its health check",
     "starting": "a start is under way",
     "exited": "its container stopped by itself (a crash, a daemon restart, `docker stop`)",
     "stopped": "stopped by `session.stop`; its record, Codex home and transcripts are kept",
@@ -179,5 +180,5 @@ def _status(state: SessionState | None, container: engine.Container | None) -> s
     if not container.running:
         return "exited"
     if state.status == "running":
-        return "running"
+        return "unhealthy" if container.health == "unhealthy" else "running"
     return "orphan" if state.status in ENDED else state.status

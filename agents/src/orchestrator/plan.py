@@ -44,6 +44,8 @@ DEFAULT_PIDS_LIMIT = 4096
 # one owns nothing else on the host. `user` in the manifest overrides it.
 UNPRIVILEGED_USER = "10001:10001"
 SCRIPT_ENV = "FILARE_LAUNCH_SCRIPT"
+# Seconds between health checks of the Codex image (its own default: 120); for tests and tuning.
+HEALTH_INTERVAL_ENV = "FILARE_HEALTH_INTERVAL"
 
 
 def tool_checkout() -> Path:
@@ -244,6 +246,9 @@ def plan_launch(
         argv.append("--env-mount")
     if session.known_hosts is not None:
         argv += ["--known-hosts", str(session.known_hosts)]
+    health_interval = os.environ.get(HEALTH_INTERVAL_ENV, "")
+    if health_interval:
+        argv += ["--health-interval", health_interval]
     if session.resources.cpus is not None:
         argv += ["--cpus", f"{session.resources.cpus:g}"]
     if session.resources.memory is not None:

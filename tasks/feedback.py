@@ -111,7 +111,7 @@ def add(
         "reply": "what to tell the agent",
     },
 )
-def answer(c: Context, id: str, decision: str, reply: str = "") -> None:  # noqa: A002
+def answer(c: Context, id: str, decision: str, reply: str = "") -> None:
     """Answer a question: record the decision and deliver it to the session as its next turn."""
     from orchestrator import feedback
 

@@ -9,61 +9,15 @@ own command line.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import time
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from agent_helpers import MakeManifest, docker, inspect, inv, our_containers, sh
+from agent_helpers import MakeManifest, docker, inspect, inv, our_containers, restart_daemon
 
 from filare_testing.commands import results
 from orchestrator.registry import Registry
 
 pytestmark = pytest.mark.agent
-
-DOCKER_PID = Path("/var/run/docker.pid")
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def engine_answers() -> bool:
-    return sh("docker", "info", check=False, timeout=30).returncode == 0
-
-
-def restart_daemon() -> None:
-    systemd = (
-        shutil.which("systemctl")
-        and subprocess.run(
-            ["systemctl", "is-active", "--quiet", "docker"], check=False, timeout=30
-        ).returncode
-        == 0
-    )
-    if systemd:
-        sh("systemctl", "restart", "docker", timeout=180)
-    else:
-        if not DOCKER_PID.is_file():
-            pytest.fail(f"cannot restart the daemon: no systemd unit and no {DOCKER_PID}")
-        pid = int(DOCKER_PID.read_text())
-        argv = [part.decode() for part in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
-        argv = [part for part in argv if part]
-        os.kill(pid, signal.SIGTERM)
-        wait_until(lambda: not Path(f"/proc/{pid}").exists(), "the daemon to stop")
-        log = Path("/tmp/dockerd-restarted-by-tests.log").open("ab")  # noqa: SIM115
-        subprocess.Popen(  # the daemon outlives the test, as the one it replaces did
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
-    wait_until(engine_answers, "the daemon to answer again")
 
 
 def test_daemon_restart_under_running_sessions(

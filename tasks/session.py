@@ -75,7 +75,15 @@ def _send_goals(sessions: list[SessionSpec], registry: Registry) -> list[int]:
     without = [s.id for s in sessions if not (s.goal or "").strip()]
     for session_id in without:
         print(f"{session_id}: no goal in the manifest, no turn sent", file=sys.stderr)
-    messages = {s.id: conversation.goal_message(s) for s in sessions if s.id not in without}
+    # The goal is a conversation's first turn: a session that has had turns already keeps going.
+    begun = [s.id for s in sessions if conversation.turn_records(registry, s.role, s.id)]
+    for session_id in begun:
+        print(f"{session_id}: its conversation has begun, goal not sent again", file=sys.stderr)
+    messages = {
+        s.id: conversation.goal_message(s)
+        for s in sessions
+        if s.id not in without and s.id not in begun
+    }
     if not messages:
         return []
     results = conversation.send_each(registry, messages, kind="goal")

@@ -18,7 +18,14 @@ from filare_testing.commands import REPOSITORY, inv
 from tasks.catalog_task import CatalogTask
 from tests.conftest import WriteManifest, session
 
-EXPECTED = {"codex.build", "session.start", "session.stop", "session.list", "session.prune"}
+EXPECTED = {
+    "codex.build",
+    "session.start",
+    "session.stop",
+    "session.list",
+    "session.prune",
+    "session.validate",
+}
 
 
 def listed_tasks(output: str) -> set[str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +16,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 import tasks
-from filare_testing.commands import REPOSITORY, inv
-from tasks.catalog_task import CatalogTask
+from filare_testing.commands import REPOSITORY, inv, inv_into_closed_pipe
+from tasks.catalog_task import EXIT_BROKEN_PIPE, CatalogTask
 from tests.conftest import WriteManifest, session
 
 EXPECTED = {
@@ -194,3 +196,47 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert result.stdout == ""
     assert not state.exists()
     assert not (session_files / "ws").exists()
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["yaml", "json"])
+def test_output_into_a_reader_that_went_away_ends_quietly(
+    json_flag: tuple[str, ...], write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest([session(f"s{n}") for n in range(200)])
+    result = inv_into_closed_pipe(
+        "session.validate",
+        "--manifest",
+        str(manifest),
+        *json_flag,
+        FILARE_STATE_DIR=str(tmp_path / "state"),
+    )
+    assert result.returncode == EXIT_BROKEN_PIPE
+    assert result.stderr == ""
+
+
+def test_invoke_s_own_output_into_a_reader_that_went_away_ends_quietly() -> None:
+    result = inv_into_closed_pipe("--list")
+    assert result.returncode == EXIT_BROKEN_PIPE
+    assert result.stderr == ""
+
+
+def test_output_cut_short_by_head_leaves_no_traceback(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest([session(f"s{n}") for n in range(200)])
+    pipeline = (
+        f"{shlex.quote(sys.executable)} -m invoke session.validate --manifest "
+        f"{shlex.quote(str(manifest))} | head -3"
+    )
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", pipeline],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPOSITORY,
+        env={**os.environ, "FILARE_STATE_DIR": str(tmp_path / "state")},
+    )
+    assert len(result.stdout.splitlines()) == 3
+    assert result.returncode in (0, EXIT_BROKEN_PIPE)
+    assert "Traceback" not in result.stderr

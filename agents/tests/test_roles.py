@@ -14,7 +14,7 @@ from orchestrator.registry import Registry
 
 pytestmark = pytest.mark.agent
 
-ROLES = {"alpha": "FEATURE", "beta": "VALIDATOR"}
+ROLES = {"feat": "FEATURE", "check": "VALIDATOR"}
 
 
 @pytest.fixture
@@ -54,8 +54,8 @@ def test_roles_of_upper_case_start_list_stop_and_prune_as_written(
     state = registry.root
     started = inv("session.start", "--manifest", str(upper_case_manifest), state=state)
     assert started.returncode == 0, started.stderr
-    assert results(started.stdout) == {"alpha": "started", "beta": "started"}
-    assert our_containers(registry) == ["filare-FEATURE-alpha", "filare-VALIDATOR-beta"]
+    assert results(started.stdout) == {"feat": "started", "check": "started"}
+    assert our_containers(registry) == ["filare-FEATURE-feat", "filare-VALIDATOR-check"]
 
     for session_id, role in ROLES.items():
         labels = inspect(f"filare-{role}-{session_id}")["Config"]["Labels"]
@@ -71,11 +71,11 @@ def test_roles_of_upper_case_start_list_stop_and_prune_as_written(
     table = inv("session.list", state=state)
     assert table.returncode == 0, table.stderr
     rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()[1:]}
-    assert (rows["alpha"][1], rows["beta"][1]) == ("FEATURE", "VALIDATOR")
+    assert (rows["feat"][1], rows["check"][1]) == ("FEATURE", "VALIDATOR")
     listed = json.loads(inv("session.list", "--json", state=state).stdout)
     assert [(one["session"], one["role"], one["status"]) for one in listed] == [
-        ("alpha", "FEATURE", "running"),
-        ("beta", "VALIDATOR", "running"),
+        ("feat", "FEATURE", "running"),
+        ("check", "VALIDATOR", "running"),
     ]
 
     # A role is matched as written: another spelling names the roles there are.
@@ -86,17 +86,17 @@ def test_roles_of_upper_case_start_list_stop_and_prune_as_written(
 
     stopped = inv("session.stop", "--role", "VALIDATOR", state=state)
     assert stopped.returncode == 0, stopped.stderr
-    assert results(stopped.stdout) == {"beta": "stopped"}
-    assert our_containers(registry) == ["filare-FEATURE-alpha"]
-    record = json.loads((state / "VALIDATOR" / "beta" / "state.json").read_text())
+    assert results(stopped.stdout) == {"check": "stopped"}
+    assert our_containers(registry) == ["filare-FEATURE-feat"]
+    record = json.loads((state / "VALIDATOR" / "check" / "state.json").read_text())
     assert record["status"] == "stopped"
 
     assert inv("session.stop", "--all", state=state).returncode == 0
     pruned = inv("session.prune", "--records", state=state)
     assert pruned.returncode == 0, pruned.stderr
-    assert "FEATURE/alpha  deleted session folder" in pruned.stdout
-    assert "VALIDATOR/beta  deleted session folder" in pruned.stdout
-    assert not (state / "FEATURE" / "alpha").exists()
-    assert not (state / "VALIDATOR" / "beta").exists()
+    assert "FEATURE/feat  deleted session folder" in pruned.stdout
+    assert "VALIDATOR/check  deleted session folder" in pruned.stdout
+    assert not (state / "FEATURE" / "feat").exists()
+    assert not (state / "VALIDATOR" / "check").exists()
     assert our_containers(registry) == []
     assert json.loads(inv("session.list", "--json", "--all", state=state).stdout) == []

@@ -240,3 +240,26 @@ def test_output_cut_short_by_head_leaves_no_traceback(
     assert len(result.stdout.splitlines()) == 3
     assert result.returncode in (0, EXIT_BROKEN_PIPE)
     assert "Traceback" not in result.stderr
+
+
+def test_dry_run_shows_the_labels_as_they_are_set(
+    write_manifest: WriteManifest, session_files: Path, tmp_path: Path
+) -> None:
+    workspace = 'ws/it\'s a, "b"'
+    manifest = write_manifest([session("a", tags=["a", "b"], workspace=workspace)])
+    result = inv(
+        "session.start",
+        "--manifest",
+        str(manifest),
+        "--dry-run",
+        FILARE_STATE_DIR=str(tmp_path / "state"),
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    command = line.removeprefix("# a: ")
+    assert " --label filare.tags=a,b " in command
+    argv = shlex.split(command)
+    assert argv[:2] == ["docker", "run"]
+    assert "filare.tags=a,b" in argv
+    assert f"filare.workspace={session_files / workspace}" in argv
+    assert f"{session_files / workspace}:/home/agent/workspace" in argv

@@ -263,3 +263,53 @@ def test_dry_run_shows_the_labels_as_they_are_set(
     assert "filare.tags=a,b" in argv
     assert f"filare.workspace={session_files / workspace}" in argv
     assert f"{session_files / workspace}:/home/agent/workspace" in argv
+
+
+def one_line_exit_2(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    return line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--session",), "error: --session needs a value"),
+        (("--parallel", "abc"), "error: --parallel: 'abc' is not a whole number"),
+        (("--parallel", "0"), "error: --parallel must be at least 1, not 0"),
+    ],
+)
+def test_start_options_of_the_wrong_kind_are_one_line_exit_2(
+    args: tuple[str, ...], expected: str, write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest([session("a")])
+    state = tmp_path / "state"
+    result = inv("session.start", "--manifest", str(manifest), *args, FILARE_STATE_DIR=str(state))
+    assert one_line_exit_2(result) == expected
+    assert not state.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--all", "--timeout", "-1"), "error: --timeout must be 0 or more seconds, not -1"),
+        (("--all", "--timeout", "soon"), "error: --timeout: 'soon' is not a number"),
+        (("--session",), "error: --session needs a value"),
+    ],
+)
+def test_stop_options_of_the_wrong_kind_are_one_line_exit_2(
+    args: tuple[str, ...], expected: str, tmp_path: Path
+) -> None:
+    result = inv("session.stop", *args, FILARE_STATE_DIR=str(tmp_path / "state"))
+    assert one_line_exit_2(result) == expected
+
+
+def test_stop_of_a_manifest_that_does_not_exist_is_exit_2(tmp_path: Path) -> None:
+    result = inv(
+        "session.stop",
+        "--manifest",
+        str(tmp_path / "gone.yml"),
+        FILARE_STATE_DIR=str(tmp_path / "state"),
+    )
+    assert one_line_exit_2(result) == f"error: {tmp_path / 'gone.yml'}: manifest not found"

@@ -231,7 +231,7 @@ def test_check_fails_after_a_task_changes_until_generate_runs(
         commands.check_files(modified, repo_copy)
 
     assert failure.value.code == 1
-    assert "run `inv commands.generate`" in str(failure.value.message)
+    assert "run `uv run inv commands.generate`" in str(failure.value.message)
     diff = capsys.readouterr().out
     assert [line[6:] for line in diff.splitlines() if line.startswith("--- a/")] == stale
     commands.generate_files(modified, repo_copy)

@@ -140,7 +140,7 @@ def test_missing_image_names_the_task_that_builds_it(
     result = inv("session.start", "--manifest", str(manifest), state=registry.root)
     assert result.returncode == 1
     assert "filare-codex:absent" in result.stdout + result.stderr
-    assert "inv codex.build" in result.stdout + result.stderr
+    assert "uv run inv codex.build" in result.stdout + result.stderr
     assert our_containers(registry) == []
     assert registry.ssh_dirs() == []
     record = registry.read("coder", "alpha")

@@ -19,6 +19,7 @@ sees every argument's help.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import select
@@ -89,15 +90,20 @@ class CatalogTask(Task[Callable[..., Any]]):
         self._check_required(*args, **kwargs)
         try:
             result = super().__call__(*args, **kwargs)
-            sys.stdout.flush()
         except OrchestratorError as exc:
+            flush_stdout()
             lines = exc.problems or [str(exc)]
             raise Exit("\n".join(f"error: {line}" for line in lines), code=exc.exit_code) from None
+        except Exit:
+            flush_stdout()
+            raise
         except BrokenPipeError:
             if not stdout_is_gone():
                 raise
             silence_stdout()
             raise Exit(code=EXIT_BROKEN_PIPE) from None
+        if not flush_stdout():
+            raise Exit(code=EXIT_BROKEN_PIPE)
         return result
 
     def _check_required(self, *args: Any, **kwargs: Any) -> None:
@@ -124,6 +130,19 @@ def stdout_is_gone() -> bool:
     return any(event & select.POLLERR for _, event in events)
 
 
+def flush_stdout() -> bool:
+    """Write out what the task printed; False when the reader has gone (standard output is then
+    silenced, so that the exit code the task chose still reaches the shell without a traceback)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        if not stdout_is_gone():
+            raise
+        silence_stdout()
+        return False
+    return True
+
+
 def silence_stdout() -> None:
     """Point standard output at /dev/null, so that the flush at exit does not fail again (what
     Python's documentation of SIGPIPE recommends)."""
@@ -132,6 +151,13 @@ def silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     finally:
         os.close(devnull)
+
+
+def flush_at_exit() -> None:
+    """An `atexit` handler for Invoke's own output: buffered output whose reader went away is
+    dropped quietly, instead of Python's "Exception ignored … BrokenPipeError" at exit."""
+    with contextlib.suppress(BrokenPipeError):
+        flush_stdout()
 
 
 def quiet_broken_pipe(

@@ -214,9 +214,10 @@ def test_output_into_a_reader_that_went_away_ends_quietly(
     assert result.stderr == ""
 
 
-def test_invoke_s_own_output_into_a_reader_that_went_away_ends_quietly() -> None:
-    result = inv_into_closed_pipe("--list")
-    assert result.returncode == EXIT_BROKEN_PIPE
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["written-through", "buffered"])
+def test_invoke_s_own_output_into_a_reader_that_went_away_ends_quietly(unbuffered: str) -> None:
+    result = inv_into_closed_pipe("--list", PYTHONUNBUFFERED=unbuffered)
+    assert result.returncode in (0, EXIT_BROKEN_PIPE)
     assert result.stderr == ""
 
 
@@ -313,3 +314,53 @@ def test_stop_of_a_manifest_that_does_not_exist_is_exit_2(tmp_path: Path) -> Non
         FILARE_STATE_DIR=str(tmp_path / "state"),
     )
     assert one_line_exit_2(result) == f"error: {tmp_path / 'gone.yml'}: manifest not found"
+
+
+FAILING_TASK = """
+import sys
+from invoke import Collection, Program
+from invoke.exceptions import Exit
+from invoke.tasks import task
+from orchestrator.errors import InputError
+from tasks.catalog_task import CatalogTask
+
+@task(klass=CatalogTask, category="x", safe_for_agents=True, runs_in="anywhere")
+def fail(c):
+    print("a line the reader never reads")
+    raise Exit(code=3)
+
+@task(klass=CatalogTask, category="x", safe_for_agents=True, runs_in="anywhere")
+def refuse(c):
+    print("a line the reader never reads")
+    raise InputError("bad input")
+
+Program(namespace=Collection(fail, refuse)).run(["inv", sys.argv[1]])
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "stderr"), [("fail", 3, ""), ("refuse", 2, "error: bad input\n")]
+)
+def test_a_failing_task_into_a_reader_that_went_away_keeps_its_exit_code(
+    name: str, code: int, stderr: str
+) -> None:
+    """With its output buffered, the task runs to its end and its own exit code stands; written
+    through (PYTHONUNBUFFERED), the first print stops it, as SIGPIPE stops other programs."""
+    for unbuffered, expected in (("", (code, stderr)), ("1", (EXIT_BROKEN_PIPE, ""))):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        try:
+            result = subprocess.run(
+                [sys.executable, "-c", FAILING_TASK, name],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                check=False,
+                cwd=REPOSITORY,
+                env={**env, "PYTHONUNBUFFERED": unbuffered} if unbuffered else env,
+            )
+        finally:
+            os.close(write_end)
+        assert (result.returncode, result.stderr) == expected

@@ -5,10 +5,18 @@ a `__path__` makes `tasks/` its submodules, so `inv` (from any sub-folder) and `
 tests build the same tree from `tasks.collection.namespace`.
 """
 
+import atexit
+import sys
 from pathlib import Path
 
 __path__ = [str(Path(__file__).resolve().with_name("tasks"))]
 
+from tasks.catalog_task import flush_at_exit, quiet_broken_pipe
 from tasks.collection import namespace
 
 ns = namespace()
+# Invoke's own output (`inv --list | head`) ends quietly too when its reader goes away, written
+# through or buffered; tasks' output is handled by CatalogTask. Only `inv` loads this file
+# (`import tasks` is the package).
+sys.excepthook = quiet_broken_pipe
+atexit.register(flush_at_exit)

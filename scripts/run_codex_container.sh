@@ -58,7 +58,7 @@ Options:
   --memory SIZE        docker run --memory
   --env-mount          bind the env file read-only at /run/filare/env instead, for the
                        entry point to load: `docker inspect` then shows no values
-  --dry-run            print the docker argv and run nothing
+  --dry-run            print the docker command line (one line, shell-quoted) and run nothing
   --seed-only          seed (or check) the workspace, then exit without running docker
   -h, --help           show this help
 EOF
@@ -71,6 +71,18 @@ die() {
 
 warn() {
   printf 'run_codex_container.sh: warning: %s\n' "$*" >&2
+}
+
+# One argument as a shell word, in REPLY: as it is when it holds only characters no shell treats
+# specially, else in single quotes (a quote inside becomes '\''). A line of these splits back into
+# the exact argv (`shlex.split`, `sh -c`), and a label like filare.tags=a,b reads as it is set.
+shell_word() {
+  local safe='^[A-Za-z0-9_./:=@%+,-]+$' quote="'" escaped="'\\''"
+  if [[ $1 =~ $safe ]]; then
+    REPLY=$1
+  else
+    REPLY="'${1//$quote/$escaped}'"
+  fi
 }
 
 image="filare-codex"
@@ -449,8 +461,12 @@ argv=(docker run "${run_mode[@]}" "${docker_args[@]}"
   --volume "${ssh_dir:-/tmp/ssh-folder}:${CONTAINER_HOME}/.ssh:ro" "$image" ${command[@]+"${command[@]}"})
 
 if ((dry_run)); then
-  printf '%q ' "${argv[@]}"
-  printf '\n'
+  line=()
+  for word in "${argv[@]}"; do
+    shell_word "$word"
+    line+=("$REPLY")
+  done
+  printf '%s\n' "${line[*]}"
   exit 0
 fi
 

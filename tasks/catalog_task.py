@@ -9,6 +9,9 @@ Every argument is an option (`--manifest M`), as `just` and the catalog present 
 otherwise take arguments without a default positionally, and `inv session.start --help` would
 read `--help` as the manifest. Such arguments stay required; a missing one is a one-line error.
 
+Output piped into a reader that stops early (`inv session.list | head -3`, a pager quit before
+the end) ends quietly with the shell's code for it, 141, instead of a BrokenPipeError traceback.
+
 Invoke empties `Task.help` while it builds its parser (`get_arguments` pops each entry), which
 happens before any task runs; `argument_help` keeps a copy so that `inv commands.generate` still
 sees every argument's help.
@@ -16,9 +19,13 @@ sees every argument's help.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import select
+import sys
 from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
@@ -27,6 +34,9 @@ from invoke.tasks import Task
 
 if TYPE_CHECKING:
     from orchestrator.catalog import RunsIn
+
+# What a shell reports for a command killed by SIGPIPE (128 + 13): its reader went away.
+EXIT_BROKEN_PIPE = 141
 
 
 class CatalogTask(Task[Callable[..., Any]]):
@@ -79,10 +89,22 @@ class CatalogTask(Task[Callable[..., Any]]):
 
         self._check_required(*args, **kwargs)
         try:
-            return super().__call__(*args, **kwargs)
+            result = super().__call__(*args, **kwargs)
         except OrchestratorError as exc:
+            flush_stdout()
             lines = exc.problems or [str(exc)]
             raise Exit("\n".join(f"error: {line}" for line in lines), code=exc.exit_code) from None
+        except Exit:
+            flush_stdout()
+            raise
+        except BrokenPipeError:
+            if not stdout_is_gone():
+                raise
+            silence_stdout()
+            raise Exit(code=EXIT_BROKEN_PIPE) from None
+        if not flush_stdout():
+            raise Exit(code=EXIT_BROKEN_PIPE)
+        return result
 
     def _check_required(self, *args: Any, **kwargs: Any) -> None:
         """An argument without a default that was not given: Invoke passes None, or [] for a
@@ -94,6 +116,60 @@ class CatalogTask(Task[Callable[..., Any]]):
             if parameter.default is inspect.Parameter.empty and given.get(name) in (None, []):
                 flag = name.strip("_").replace("_", "-")
                 raise Exit(f"error: --{flag} is required", code=2)
+
+
+def stdout_is_gone() -> bool:
+    """Whether standard output is a pipe (or socket) whose reader has gone away."""
+    try:
+        descriptor = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(descriptor, select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return any(event & select.POLLERR for _, event in events)
+
+
+def flush_stdout() -> bool:
+    """Write out what the task printed; False when the reader has gone (standard output is then
+    silenced, so that the exit code the task chose still reaches the shell without a traceback)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        if not stdout_is_gone():
+            raise
+        silence_stdout()
+        return False
+    return True
+
+
+def silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the flush at exit does not fail again (what
+    Python's documentation of SIGPIPE recommends)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def flush_at_exit() -> None:
+    """An `atexit` handler for Invoke's own output: buffered output whose reader went away is
+    dropped quietly, instead of Python's "Exception ignored … BrokenPipeError" at exit."""
+    with contextlib.suppress(BrokenPipeError):
+        flush_stdout()
+
+
+def quiet_broken_pipe(
+    kind: type[BaseException], value: BaseException, traceback: TracebackType | None
+) -> None:
+    """`sys.excepthook` for Invoke's own output (`inv --list | head`): a reader that went away
+    ends the program with code 141 and no traceback; anything else is reported as usual."""
+    if issubclass(kind, BrokenPipeError) and stdout_is_gone():
+        silence_stdout()
+        sys.stderr.flush()
+        os._exit(EXIT_BROKEN_PIPE)
+    sys.__excepthook__(kind, value, traceback)
 
 
 _KIND_WORDS = {int: "a whole number", float: "a number", str: "text", list: "text"}

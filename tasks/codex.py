@@ -24,7 +24,11 @@ from tasks.locations import repository_path
     ),
     iterable=["build_arg"],
     help={
-        "tag": "image tag (pin versions with e.g. filare-codex:0.171.0)",
+        "tag": (
+            "image tag (default: from the Dockerfile's name: Dockerfile.codex builds filare-codex, "
+            "Dockerfile.NAME builds filare-codex:NAME; pin versions with e.g. "
+            "filare-codex:0.171.0)"
+        ),
         "dockerfile": "Dockerfile to build; its folder is the build context",
         "build_arg": "build argument KEY=VALUE (repeatable), e.g. CODEX_VERSION=0.171.0",
         "no_cache": "build without Docker's layer cache",
@@ -40,14 +44,18 @@ from tasks.locations import repository_path
 )
 def build(
     c: Context,
-    tag: str = "filare-codex",
+    tag: str = "",
     dockerfile: str = "docker/Dockerfile.codex",
     build_arg: list[str] | None = None,
     no_cache: bool = False,
     base_image: str = "",
     ca_bundle: str = "",
 ) -> None:
-    """Build the Codex agent image, streaming Docker's output; prints base, id, tag and size."""
+    """Build the Codex agent image, streaming Docker's output; prints base, id, tag and size.
+
+    Without --tag, the tag follows from the Dockerfile's name, so building the smoke image
+    (docker/Dockerfile.smoke, tagged filare-codex:smoke) never replaces the real filare-codex.
+    """
     from orchestrator.base_image import resolve_base
     from orchestrator.errors import InputError
     from orchestrator.images import (
@@ -55,12 +63,14 @@ def build(
         base_image_default,
         build_image,
         check_build_inputs,
+        default_tag,
         parse_build_args,
     )
 
     path = repository_path(dockerfile)
     bundle = Path(ca_bundle).expanduser() if ca_bundle else None
     check_build_inputs(path, bundle)
+    tag = tag or default_tag(path)
     args = parse_build_args(build_arg or [])
     default = base_image_default(path.read_text(encoding="utf-8"))
     requested = base_image or args.pop(BASE_ARG, "")
@@ -112,4 +122,6 @@ def base(
             )
     else:
         print(f"{outcome.image.summary('kept')}  (it exists; --force makes it again)")
-    print("next: inv codex.build (it uses this base when the default is not present locally)")
+    print(
+        "next: uv run inv codex.build (it uses this base when the default is not present locally)"
+    )

@@ -90,7 +90,8 @@ def check_files(ns: Collection, root: Path) -> None:
     if diff:
         print(diff, end="")
         raise Exit(
-            f"error: generated files are out of date; run `{catalog.GENERATE_COMMAND}`", code=1
+            f"error: generated files are out of date; run `uv run {catalog.GENERATE_COMMAND}`",
+            code=1,
         )
 
 

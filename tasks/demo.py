@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
@@ -43,7 +45,7 @@ def run(c: Context, manifest: str = DEMO_MANIFEST) -> None:
     print()
     first = container_name(sessions[0].role, sessions[0].id)
     print(f"Open a shell in one:  docker exec -it {first} sh")
-    print(f"Stop them all:        inv session.stop --manifest {manifest}")
+    print(f"Stop them all:        uv run inv session.stop --manifest {shlex.quote(manifest)}")
     failed = [o.error for o in outcomes if o.error is not None]
     if failed:
         raise Exit(code=max(error.exit_code for error in failed))

@@ -1,4 +1,4 @@
-"""Shared fixtures for the unit tests: manifests and their files, the reference catalog, `just`."""
+"""Shared fixtures for the unit tests: manifests and their files, a hand-written catalog, `just`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-# shared/ sits beside the checkout (CI puts a copy there); it is never copied into the repository.
-REFERENCE_CATALOG = (
-    Path(__file__).resolve().parents[2] / "shared/reference/filare-extra_commands.yml"
-)
+# A catalog written by hand in the Filare project's format, with one entry that overrides a
+# generated one (`session-list`).
+HAND_CATALOG = Path(__file__).resolve().parent / "fixtures" / "extra_commands.yml"
+OVERRIDING_ENTRY = "session-list"
 
 WriteManifest = Callable[..., Path]
 # Shaped like an OpenSSH private key (the check reads the header), but no key at all.
@@ -63,12 +63,21 @@ def session(session_id: str = "alpha", **overrides: object) -> dict[str, object]
     return base
 
 
+def entry_text(text: str, key: str) -> str:
+    """The exact text of one top-level entry of a catalog, from its key to the next entry."""
+    lines = text.splitlines(keepends=True)
+    start = lines.index(f"  {key}:\n")
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i][:3].strip() and lines[i][2] != " "),
+        len(lines),
+    )
+    return "".join(lines[start:end]).rstrip("\n")
+
+
 @pytest.fixture
-def reference_catalog() -> str:
-    """The Filare project's hand-written catalog, the real-world input the merge must respect."""
-    if not REFERENCE_CATALOG.is_file():
-        pytest.fail(f"{REFERENCE_CATALOG} is missing: put a copy of shared/ beside the checkout")
-    return REFERENCE_CATALOG.read_bytes().decode("utf-8")
+def hand_catalog() -> str:
+    """`tests/fixtures/extra_commands.yml`: the hand-written input the merge must respect."""
+    return HAND_CATALOG.read_bytes().decode("utf-8")
 
 
 @pytest.fixture(scope="session")

@@ -215,7 +215,7 @@ def test_choose_base_prefers_what_is_asked_then_the_default_then_the_local_base(
     local_only = {"filare-base:bookworm"}
     chosen = choose_base(None, default, local_only.__contains__)
     assert chosen is not None and chosen.image == "filare-base:bookworm"
-    assert "inv codex.base" in chosen.line()
+    assert "made by codex.base" in chosen.line()
     assert choose_base(None, default, set().__contains__) is None
     assert choose_base("mine:1", default, local_only.__contains__) is None
 
@@ -224,7 +224,7 @@ def test_no_base_message_says_how_to_make_one() -> None:
     message = no_base_message(
         "debian:bookworm-slim", "debian:bookworm-slim", "no route", requested=False
     )
-    assert "inv codex.base" in message and "filare-base:bookworm" in message
+    assert "uv run inv codex.base" in message and "filare-base:bookworm" in message
     message = no_base_message("x:1", "debian:bookworm-slim", "no route", requested=True)
     assert "--base-image filare-base:bookworm" in message
 
@@ -246,7 +246,7 @@ def test_resolve_base_without_registry_is_one_actionable_error(
 
     monkeypatch.setattr(engine, "image_exists", lambda image: False)
     monkeypatch.setattr(engine, "pull_image", no_registry)
-    with pytest.raises(InputError, match=r"inv codex\.base") as caught:
+    with pytest.raises(InputError, match=r"uv run inv codex\.base") as caught:
         base_image.resolve_base(None, "debian:bookworm-slim")
     assert "no such host" in str(caught.value)
 

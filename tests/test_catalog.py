@@ -12,6 +12,7 @@ import yaml
 from orchestrator import catalog
 from orchestrator.catalog import ParameterSpec, RunsIn, TaskSpec
 from orchestrator.errors import CatalogError
+from tests.conftest import OVERRIDING_ENTRY, entry_text
 
 START = TaskSpec(
     path="session.start",
@@ -41,6 +42,13 @@ TOP = TaskSpec(
     safe_for_agents=True,
     runs_in="anywhere",
 )
+LIST = TaskSpec(
+    path="session.list",
+    doc="List the sessions.",
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+)
 SPECS = (START, BUILD)
 
 HAND_WRITTEN = """\
@@ -68,17 +76,6 @@ commands:
     category: project_management
     safe_for_agents: false
 """
-
-
-def entry_text(text: str, key: str) -> str:
-    """The exact text of one top-level entry of a catalog, from its key to the next entry."""
-    lines = text.splitlines(keepends=True)
-    start = lines.index(f"  {key}:\n")
-    end = next(
-        (i for i in range(start + 1, len(lines)) if lines[i][:3].strip() and lines[i][2] != " "),
-        len(lines),
-    )
-    return "".join(lines[start:end]).rstrip("\n")
 
 
 def test_recipe_names_groups_and_summary_follow_the_task_path() -> None:
@@ -226,11 +223,43 @@ def test_header_is_added_once_and_an_old_wording_replaced() -> None:
     assert catalog.render_catalog(SPECS, old_header + body) == once
 
 
-def test_hand_written_entry_with_a_generated_name_is_refused() -> None:
-    clash = HAND_WRITTEN.replace("  review:", "  session-start:")
+RENAMED = "  session-start:\n    name: session-start"
 
-    with pytest.raises(CatalogError, match="hand-written entry 'session-start'"):
-        catalog.render_catalog(SPECS, clash)
+
+def test_a_hand_written_entry_overrides_the_generated_one_of_its_name() -> None:
+    overriding = HAND_WRITTEN.replace("  review:\n    name: review", RENAMED)
+
+    merged = catalog.render_catalog(SPECS, overriding)
+
+    assert entry_text(merged, "session-start") == entry_text(overriding, "session-start")
+    assert merged.count("  session-start:\n") == 1
+    entry = catalog.load_catalog(merged).commands["session-start"]
+    assert isinstance(entry, catalog.HandWrittenCommand)
+    assert (entry.origin, entry.run) == ("extra", "true")
+    assert list(catalog.load_catalog(merged).commands) == ["lint", "session-start", "codex-build"]
+    assert catalog.render_catalog(SPECS, merged) == merged
+
+
+def test_an_override_added_beside_the_generated_entry_replaces_it() -> None:
+    """The generated entry an earlier generation wrote goes once a hand-written one takes its
+    name, wherever in the file that one was put; removing the override brings it back."""
+    generated = catalog.render_catalog(SPECS, HAND_WRITTEN)
+    overriding = generated.replace("  review:\n    name: review", RENAMED)
+
+    merged = catalog.render_catalog(SPECS, overriding)
+
+    assert merged.count("  session-start:\n") == 1
+    assert entry_text(merged, "session-start") == entry_text(overriding, "session-start")
+    assert "origin: invoke\n    run: just session-start" not in merged
+    assert list(catalog.load_catalog(merged).commands) == ["lint", "session-start", "codex-build"]
+    assert catalog.render_catalog(SPECS, HAND_WRITTEN) == generated
+
+
+def test_two_hand_written_entries_of_one_name_are_refused() -> None:
+    twice = HAND_WRITTEN.replace("  review:\n    name: review", "  lint:\n    name: lint")
+
+    with pytest.raises(CatalogError, match="entry 'lint' appears twice"):
+        catalog.render_catalog(SPECS, twice)
 
 
 def test_catalog_without_a_block_mapping_is_refused() -> None:
@@ -238,20 +267,39 @@ def test_catalog_without_a_block_mapping_is_refused() -> None:
         catalog.render_catalog(SPECS, "commands: {}\n")
 
 
-def test_reference_catalog_survives_generation_unchanged(reference_catalog: str) -> None:
-    original = yaml.safe_load(reference_catalog)["commands"]
+def test_hand_catalog_survives_generation_byte_for_byte(hand_catalog: str) -> None:
+    specs = (*SPECS, LIST)
+    original = yaml.safe_load(hand_catalog)["commands"]
 
-    merged = catalog.render_catalog(SPECS, reference_catalog)
+    merged = catalog.render_catalog(specs, hand_catalog)
     loaded = catalog.load_catalog(merged)
 
-    assert len(original) >= 20
     for key in original:
-        assert entry_text(merged, key) == entry_text(reference_catalog, key)
+        assert entry_text(merged, key) == entry_text(hand_catalog, key)
         assert isinstance(loaded.commands[key], catalog.HandWrittenCommand)
+    # The generated entries go after the last hand-written one; everything else is as written.
     assert list(loaded.commands) == [*original, "codex-build", "session-start"]
-    ours = merged[merged.index("  codex-build:\n") :]
-    assert merged.endswith(reference_catalog + "\n" + ours)
-    assert catalog.render_catalog(SPECS, merged) == merged
+    added = "".join("\n" + catalog.render_entry(catalog.catalog_entry(s)) for s in (BUILD, START))
+    last = entry_text(hand_catalog, list(original)[-1]) + "\n"
+    assert merged == catalog.render_catalog(specs).split("\n\n", 1)[0] + "\n\n" + (
+        hand_catalog.replace(last, last + added)
+    )
+    assert catalog.render_catalog(specs, merged) == merged
+
+
+def test_the_hand_catalog_overrides_a_generated_entry(hand_catalog: str) -> None:
+    specs = (*SPECS, LIST)
+
+    merged = catalog.render_catalog(specs, hand_catalog)
+    entry = catalog.load_catalog(merged).commands[OVERRIDING_ENTRY]
+
+    assert LIST.recipe == OVERRIDING_ENTRY
+    assert merged.count(f"  {OVERRIDING_ENTRY}:\n") == 1
+    assert isinstance(entry, catalog.HandWrittenCommand)
+    assert (entry.origin, entry.run) == ("extra", "just session-list --json")
+    assert "task: session.list" not in merged
+    without = hand_catalog.replace(entry_text(hand_catalog, OVERRIDING_ENTRY), "  # gone")
+    assert "task: session.list" in catalog.render_catalog(specs, without)
 
 
 @pytest.mark.parametrize(

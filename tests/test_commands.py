@@ -20,6 +20,7 @@ from orchestrator.errors import CatalogError
 from tasks import commands
 from tasks.catalog_task import CatalogTask
 from tasks.collection import namespace
+from tests.conftest import OVERRIDING_ENTRY, entry_text
 
 PRUNE_SKILL = ".agents/skills/session-prune/SKILL.md"
 
@@ -230,7 +231,7 @@ def test_check_fails_after_a_task_changes_until_generate_runs(
         commands.check_files(modified, repo_copy)
 
     assert failure.value.code == 1
-    assert "run `inv commands.generate`" in str(failure.value.message)
+    assert "run `uv run inv commands.generate`" in str(failure.value.message)
     diff = capsys.readouterr().out
     assert [line[6:] for line in diff.splitlines() if line.startswith("--- a/")] == stale
     commands.generate_files(modified, repo_copy)
@@ -257,21 +258,26 @@ def test_check_task_reports_drift_with_the_fixing_command(
     assert out.endswith("generated files are up to date\n")
 
 
-def test_hand_written_reference_entries_survive_regeneration(
-    tmp_path: Path, reference_catalog: str
-) -> None:
+def test_hand_catalog_entries_survive_regeneration(tmp_path: Path, hand_catalog: str) -> None:
     (tmp_path / "agents").mkdir()
-    (tmp_path / catalog.CATALOG).write_text(reference_catalog, encoding="utf-8")
+    (tmp_path / catalog.CATALOG).write_text(hand_catalog, encoding="utf-8")
 
     commands.generate_files(namespace(), tmp_path)
     merged = (tmp_path / catalog.CATALOG).read_text(encoding="utf-8")
 
-    original = catalog.load_catalog(reference_catalog).commands
+    original = catalog.load_catalog(hand_catalog).commands
     loaded = catalog.load_catalog(merged).commands
-    assert reference_catalog in merged
+    for key in original:
+        assert entry_text(merged, key) == entry_text(hand_catalog, key)
     assert {key: loaded[key] for key in original} == original
-    assert {spec.recipe for spec in commands.describe(namespace())} <= set(loaded)
+    # The hand-written `session-list` wins over the task's entry; every other task has its own.
+    assert loaded[OVERRIDING_ENTRY] == original[OVERRIDING_ENTRY]
+    generated = {name for name, entry in loaded.items() if isinstance(entry, catalog.InvokeCommand)}
+    recipes = {spec.recipe for spec in commands.describe(namespace())}
+    assert generated == recipes - {OVERRIDING_ENTRY}
     assert commands.generate_files(namespace(), tmp_path) == []
+    assert (tmp_path / catalog.CATALOG).read_text(encoding="utf-8") == merged
+    commands.check_files(namespace(), tmp_path)
 
 
 def test_repository_catalog_lists_every_task() -> None:

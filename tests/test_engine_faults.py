@@ -83,3 +83,23 @@ def test_a_hanging_docker_call_times_out(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     with pytest.raises(EngineError, match=r"^'docker ps' did not answer within 0.5 s$"):
         docker("ps", timeout=0.5)
+
+
+def test_start_with_the_daemon_unreachable_is_one_line_and_writes_nothing(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest([session("a"), session("b")])
+    state = tmp_path / "state"
+    result = inv(
+        "session.start",
+        "--manifest",
+        str(manifest),
+        DOCKER_HOST="unix:///nonexistent.sock",
+        FILARE_STATE_DIR=str(state),
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: the Docker daemon is not running")
+    assert result.stdout == ""
+    assert not state.exists()
+    assert not (tmp_path / "ws").exists()

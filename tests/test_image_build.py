@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from invoke.context import Context
 
-from filare_testing.commands import REPOSITORY
+import tasks
+from filare_testing.commands import REPOSITORY, inv
 from orchestrator import images
 from orchestrator.errors import EngineError, InputError
 from orchestrator.images import (
@@ -184,3 +186,60 @@ def test_streaming_stops_a_program_that_runs_too_long() -> None:
 def test_streaming_names_a_missing_program() -> None:
     with pytest.raises(EngineError, match="no-such-program not found: install it"):
         run_streaming(["no-such-program"], timeout=5, what="x", install_hint="install it")
+
+
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        ("Dockerfile.codex", "filare-codex"),
+        ("Dockerfile.smoke", "filare-codex:smoke"),
+        ("Dockerfile.gpu", "filare-codex:gpu"),
+        ("Dockerfile.codex-0.171", "filare-codex:codex-0.171"),
+    ],
+)
+def test_the_default_tag_follows_from_the_dockerfile_s_name(name: str, tag: str) -> None:
+    assert images.default_tag(Path("docker") / name) == tag
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Containerfile", "Dockerfile.", "Dockerfile.a b"])
+def test_a_dockerfile_without_a_name_to_tag_by_needs_a_tag(name: str) -> None:
+    with pytest.raises(InputError, match="give one with --tag"):
+        images.default_tag(Path(name))
+
+
+def test_building_a_smoke_dockerfile_never_replaces_the_codex_image(
+    fake_build: FakeBuild, tmp_path: Path
+) -> None:
+    smoke = tmp_path / "Dockerfile.smoke"
+    smoke.write_text("FROM scratch\n")
+    assert images.build_image(smoke).tag == "filare-codex:smoke"
+    assert images.build_image(smoke, "mine:1").tag == "mine:1"
+
+
+def test_codex_build_tags_from_the_dockerfile_unless_told(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built: list[str | None] = []
+
+    def fake(
+        dockerfile: Path, tag: str | None = None, *args: object, **kwargs: object
+    ) -> BuiltImage:
+        built.append(tag)
+        return BuiltImage(tag or "?", "sha256:1", 2)
+
+    monkeypatch.setattr(images, "build_image", fake)
+    task = tasks.ns["codex.build"]
+    task(Context(), dockerfile="docker/Dockerfile.smoke")
+    task(Context(), dockerfile="docker/Dockerfile.smoke", tag="filare-codex:mine")
+    assert built == ["filare-codex:smoke", "filare-codex:mine"]
+    assert "built filare-codex:smoke" in capsys.readouterr().out
+
+
+def test_codex_build_of_a_dockerfile_with_no_tag_of_its_own_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    result = inv("codex.build", "--dockerfile", str(tmp_path / "Dockerfile"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'Dockerfile'}: no tag follows from its name (only Dockerfile.NAME "
+        "builds filare-codex:NAME by default); give one with --tag"
+    ]

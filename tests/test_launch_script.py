@@ -109,3 +109,36 @@ def test_detach_requires_a_caller_owned_ssh_dir(files: Path) -> None:
     )
     assert result.returncode == 2
     assert "--detach needs --ssh-dir" in result.stderr
+
+
+def test_dry_run_prints_safe_words_as_they_are_and_quotes_the_rest(files: Path) -> None:
+    values = ["filare.tags=a,b", 'x=it\'s a, "b"', "y=$HOME `id` \\ *", "z="]
+    args = [arg for value in values for arg in ("--label", value)]
+    result = run(
+        "--dry-run",
+        "--workspace",
+        str(files / "ws"),
+        "--env-file",
+        str(files / "e.env"),
+        "--ssh-key",
+        str(files / "key"),
+        *args,
+    )
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.rstrip("\n")
+    assert "\n" not in line
+    assert " --label filare.tags=a,b " in line
+    assert " --label 'x=it'\\''s a, \"b\"' " in line
+    argv = shlex.split(line)
+    labels = [argv[i + 1] for i, a in enumerate(argv) if a == "--label"]
+    assert labels == values
+    assert f"{files / 'ws'}:/home/agent/workspace" in argv
+    # What a shell makes of the line is the same argv: nothing in it expands.
+    echoed = subprocess.run(
+        ["sh", "-c", "printf '%s\\n' " + line.removeprefix("docker run ")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert echoed.stdout.splitlines() == argv[2:]

@@ -79,3 +79,24 @@ def test_unreadable_file(write_manifest: WriteManifest, monkeypatch: pytest.Monk
     monkeypatch.setattr("orchestrator.preflight.os.access", lambda path, mode: False)
     with pytest.raises(ManifestError, match=r"field 'env_file': .* is not readable"):
         check_inputs(sessions)
+
+
+def test_an_export_line_is_named_as_such(tmp_path: Path) -> None:
+    (found,) = problems(tmp_path, b"A=1\nexport TOKEN=secret-value\n")
+    assert found == "line 2: 'export' is not allowed in env files; write NAME=VALUE"
+
+
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIcanarycanarycanary test@host\n"
+
+
+def test_a_public_key_is_refused_without_being_shown(
+    write_manifest: WriteManifest, session_files: Path
+) -> None:
+    (session_files / "id_test.pub").write_text(PUBLIC_KEY)
+    sessions = load_manifest(write_manifest(session(ssh_key="id_test.pub")))
+    with pytest.raises(ManifestError) as error:
+        check_inputs(sessions)
+    (line,) = error.value.problems
+    assert "session 'alpha': field 'ssh_key'" in line
+    assert "is not a private key (a public key, or another file)" in line
+    assert "canary" not in line and "AAAA" not in line

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
+from filare_testing.commands import REPOSITORY
 from orchestrator.engine import Container
+from orchestrator.listing import STATUSES
 from orchestrator.listing import reconcile as _reconcile
 from tests.test_registry import state
 
@@ -45,3 +48,43 @@ def test_running_container_is_preferred_over_an_exited_twin() -> None:
     record = state("a").replace(container_id="live")
     views = _reconcile([record], [container("a", "dead", "exited"), container("a", "live")])
     assert [(v.session_id, v.status, v.container_id) for v in views] == [("a", "running", "live")]
+
+
+JSON_FIELDS = [
+    "session",
+    "role",
+    "owner",
+    "status",
+    "branch",
+    "manifest",
+    "tags",
+    "container_id",
+    "container",
+    "image",
+    "workspace",
+    "started_at",
+    "stopped_at",
+    "age_seconds",
+    "error",
+]
+
+
+def test_session_list_json_fields_are_a_stable_interface() -> None:
+    record = state("a").replace(container_id="c1", tags=["x"], branch="agent/a")
+    records = [record, state("b", status="error").replace(error="image missing")]
+    views = {v.session_id: v for v in _reconcile(records, [container("a", "c1")])}
+    running, failed = views["a"].as_json(), views["b"].as_json()
+    assert list(running) == JSON_FIELDS
+    assert list(failed) == JSON_FIELDS
+    assert (running["session"], running["status"], running["tags"]) == ("a", "running", ["x"])
+    assert (running["branch"], running["container"]) == ("agent/a", "filare-coder-a")
+    assert (failed["status"], failed["error"]) == ("error", "image missing")
+    json.dumps([running, failed])  # plain JSON types only
+
+
+def test_the_readme_documents_every_json_field_and_status() -> None:
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    for name in JSON_FIELDS:
+        assert f"`{name}`" in readme, name
+    for status in STATUSES:
+        assert f"| `{status}` |" in readme, status

@@ -320,7 +320,7 @@ def test_runtime_finds_the_session_skills_and_config(generated: Path) -> None:
     assert skills.session_skills_config(generated) == (
         generated / "agents/session/skills-config.toml"
     ).read_text(encoding="utf-8")
-    with pytest.raises(OrchestratorError, match=r"run `inv commands\.generate`"):
+    with pytest.raises(OrchestratorError, match=r"run `uv run inv commands\.generate`"):
         skills.session_skills_config(generated / "elsewhere")
 
 

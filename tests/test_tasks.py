@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +16,18 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 import tasks
-from filare_testing.commands import REPOSITORY, inv
-from tasks.catalog_task import CatalogTask
+from filare_testing.commands import REPOSITORY, inv, inv_into_closed_pipe
+from tasks.catalog_task import EXIT_BROKEN_PIPE, CatalogTask
 from tests.conftest import WriteManifest, session
 
-EXPECTED = {"codex.build", "session.start", "session.stop", "session.list", "session.prune"}
+EXPECTED = {
+    "codex.build",
+    "session.start",
+    "session.stop",
+    "session.list",
+    "session.prune",
+    "session.validate",
+}
 
 
 def listed_tasks(output: str) -> set[str]:
@@ -187,3 +196,171 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert result.stdout == ""
     assert not state.exists()
     assert not (session_files / "ws").exists()
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["yaml", "json"])
+def test_output_into_a_reader_that_went_away_ends_quietly(
+    json_flag: tuple[str, ...], write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest([session(f"s{n}") for n in range(200)])
+    result = inv_into_closed_pipe(
+        "session.validate",
+        "--manifest",
+        str(manifest),
+        *json_flag,
+        FILARE_STATE_DIR=str(tmp_path / "state"),
+    )
+    assert result.returncode == EXIT_BROKEN_PIPE
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["written-through", "buffered"])
+def test_invoke_s_own_output_into_a_reader_that_went_away_ends_quietly(unbuffered: str) -> None:
+    result = inv_into_closed_pipe("--list", PYTHONUNBUFFERED=unbuffered)
+    assert result.returncode in (0, EXIT_BROKEN_PIPE)
+    assert result.stderr == ""
+
+
+def test_output_cut_short_by_head_leaves_no_traceback(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest([session(f"s{n}") for n in range(200)])
+    pipeline = (
+        f"{shlex.quote(sys.executable)} -m invoke session.validate --manifest "
+        f"{shlex.quote(str(manifest))} | head -3"
+    )
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", pipeline],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPOSITORY,
+        env={**os.environ, "FILARE_STATE_DIR": str(tmp_path / "state")},
+    )
+    assert len(result.stdout.splitlines()) == 3
+    assert result.returncode in (0, EXIT_BROKEN_PIPE)
+    assert "Traceback" not in result.stderr
+
+
+def test_dry_run_shows_the_labels_as_they_are_set(
+    write_manifest: WriteManifest, session_files: Path, tmp_path: Path
+) -> None:
+    workspace = 'ws/it\'s a, "b"'
+    manifest = write_manifest([session("a", tags=["a", "b"], workspace=workspace)])
+    result = inv(
+        "session.start",
+        "--manifest",
+        str(manifest),
+        "--dry-run",
+        FILARE_STATE_DIR=str(tmp_path / "state"),
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    command = line.removeprefix("# a: ")
+    assert " --label filare.tags=a,b " in command
+    argv = shlex.split(command)
+    assert argv[:2] == ["docker", "run"]
+    assert "filare.tags=a,b" in argv
+    assert f"filare.workspace={session_files / workspace}" in argv
+    assert f"{session_files / workspace}:/home/agent/workspace" in argv
+
+
+def one_line_exit_2(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    return line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--session",), "error: --session needs a value"),
+        (("--parallel", "abc"), "error: --parallel: 'abc' is not a whole number"),
+        (("--parallel", "0"), "error: --parallel must be at least 1, not 0"),
+    ],
+)
+def test_start_options_of_the_wrong_kind_are_one_line_exit_2(
+    args: tuple[str, ...], expected: str, write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest([session("a")])
+    state = tmp_path / "state"
+    result = inv("session.start", "--manifest", str(manifest), *args, FILARE_STATE_DIR=str(state))
+    assert one_line_exit_2(result) == expected
+    assert not state.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--all", "--timeout", "-1"), "error: --timeout must be 0 or more seconds, not -1"),
+        (("--all", "--timeout", "soon"), "error: --timeout: 'soon' is not a number"),
+        (("--session",), "error: --session needs a value"),
+    ],
+)
+def test_stop_options_of_the_wrong_kind_are_one_line_exit_2(
+    args: tuple[str, ...], expected: str, tmp_path: Path
+) -> None:
+    result = inv("session.stop", *args, FILARE_STATE_DIR=str(tmp_path / "state"))
+    assert one_line_exit_2(result) == expected
+
+
+def test_stop_of_a_manifest_that_does_not_exist_is_exit_2(tmp_path: Path) -> None:
+    result = inv(
+        "session.stop",
+        "--manifest",
+        str(tmp_path / "gone.yml"),
+        FILARE_STATE_DIR=str(tmp_path / "state"),
+    )
+    assert one_line_exit_2(result) == f"error: {tmp_path / 'gone.yml'}: manifest not found"
+
+
+FAILING_TASK = """
+import sys
+from invoke import Collection, Program
+from invoke.exceptions import Exit
+from invoke.tasks import task
+from orchestrator.errors import InputError
+from tasks.catalog_task import CatalogTask
+
+@task(klass=CatalogTask, category="x", safe_for_agents=True, runs_in="anywhere")
+def fail(c):
+    print("a line the reader never reads")
+    raise Exit(code=3)
+
+@task(klass=CatalogTask, category="x", safe_for_agents=True, runs_in="anywhere")
+def refuse(c):
+    print("a line the reader never reads")
+    raise InputError("bad input")
+
+Program(namespace=Collection(fail, refuse)).run(["inv", sys.argv[1]])
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "stderr"), [("fail", 3, ""), ("refuse", 2, "error: bad input\n")]
+)
+def test_a_failing_task_into_a_reader_that_went_away_keeps_its_exit_code(
+    name: str, code: int, stderr: str
+) -> None:
+    """With its output buffered, the task runs to its end and its own exit code stands; written
+    through (PYTHONUNBUFFERED), the first print stops it, as SIGPIPE stops other programs."""
+    for unbuffered, expected in (("", (code, stderr)), ("1", (EXIT_BROKEN_PIPE, ""))):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        try:
+            result = subprocess.run(
+                [sys.executable, "-c", FAILING_TASK, name],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                check=False,
+                cwd=REPOSITORY,
+                env={**env, "PYTHONUNBUFFERED": unbuffered} if unbuffered else env,
+            )
+        finally:
+            os.close(write_end)
+        assert (result.returncode, result.stderr) == expected

@@ -28,7 +28,7 @@ def test_demo_makes_its_inputs_starts_lists_and_says_how_to_stop(
     for session_id in ("alpha", "bravo", "charlie"):
         assert results(result.stdout).get(session_id) == "started"
         assert (tmp_path / "outputs" / "demo" / "env" / f"{session_id}.env").exists()
-    assert f"inv session.stop --manifest {manifest}" in result.stdout
+    assert f"Stop them all:        uv run inv session.stop --manifest {manifest}\n" in result.stdout
     assert our_containers(registry) == [
         "filare-coder-bravo",
         "filare-planner-alpha",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -9,10 +10,11 @@ import stat
 import pytest
 from agent_helpers import MakeManifest, docker, inspect, inv, our_containers
 
-from filare_testing.commands import results
+from filare_testing.commands import inv_into_closed_pipe, results
 from orchestrator.manifest import load_manifest
-from orchestrator.registry import Registry
+from orchestrator.registry import Registry, now
 from orchestrator.runtime import launch_container, list_sessions, start_sessions, stop_sessions
+from tasks.catalog_task import EXIT_BROKEN_PIPE
 
 pytestmark = pytest.mark.agent
 
@@ -138,8 +140,24 @@ def test_missing_image_names_the_task_that_builds_it(
     result = inv("session.start", "--manifest", str(manifest), state=registry.root)
     assert result.returncode == 1
     assert "filare-codex:absent" in result.stdout + result.stderr
-    assert "inv codex.build" in result.stdout + result.stderr
+    assert "uv run inv codex.build" in result.stdout + result.stderr
     assert our_containers(registry) == []
     assert registry.ssh_dirs() == []
     record = registry.read("coder", "alpha")
     assert record is not None and record.status == "error"
+
+
+def test_session_list_into_a_reader_that_went_away_ends_quietly(
+    registry: Registry, make_manifest: MakeManifest
+) -> None:
+    (session,) = load_manifest(make_manifest(ids=("piped",)))
+    state = launch_container(session, registry)
+    for n in range(100):
+        registry.write(
+            dataclasses.replace(state, session_id=f"old-{n}", status="stopped", stopped_at=now())
+        )
+    for args in (("session.list", "--all"), ("session.list", "--all", "--json")):
+        result = inv_into_closed_pipe(*args, state=registry.root)
+        assert result.returncode == EXIT_BROKEN_PIPE, result.stderr
+        assert result.stderr == ""
+    stop_sessions(registry, session_ids=["piped"])

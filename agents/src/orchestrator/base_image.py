@@ -277,7 +277,7 @@ def choose_base(
     if fallback and present(fallback):
         return BaseChoice(
             fallback,
-            f"made by 'inv codex.base'; the default {default} is not present locally",
+            f"made by codex.base; the default {default} is not present locally",
         )
     return None
 
@@ -287,11 +287,11 @@ def no_base_message(image: str, default: str, reason: str, *, requested: bool) -
     then = (
         f"then pass --base-image {fallback}"
         if requested
-        else f"'inv codex.build' then uses {fallback} by itself"
+        else f"'uv run inv codex.build' then uses {fallback} by itself"
     )
     return (
         f"no base image: {image} is not present locally and cannot be pulled ({reason}); make "
-        f"one from the Debian mirror with 'inv codex.base' (as root), {then}"
+        f"one from the Debian mirror with 'uv run inv codex.base' (as root), {then}"
     )
 
 
@@ -389,8 +389,8 @@ def prepare_rootfs(rootfs: Path, plan: BasePlan) -> None:
 def _check_can_bootstrap(plan: BasePlan) -> None:
     if os.geteuid() != 0:
         raise InputError(
-            "debootstrap needs root (it creates device nodes and runs chroot): run "
-            "'inv codex.base' as root, for example 'sudo uv run inv codex.base'"
+            "debootstrap needs root (it creates device nodes and runs chroot): run it as root, "
+            "for example 'sudo uv run inv codex.base'"
         )
     if shutil.which("debootstrap") is None:
         raise InputError("debootstrap not found: apt-get install debootstrap")

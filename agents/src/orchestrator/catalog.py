@@ -7,7 +7,8 @@ the end.
 
 Entries of `agents/extra_commands.yml` whose `origin` is not `invoke` belong to people. The merge
 works on the file's text, not on parsed YAML, so that their comments, quoting and order survive a
-regeneration byte for byte.
+regeneration byte for byte. A hand-written entry named like a generated one overrides it: the
+generated entry of that name is not written.
 """
 
 from __future__ import annotations
@@ -403,15 +404,20 @@ def render_catalog(specs: Sequence[TaskSpec], existing: str | None = None) -> st
     """The catalog with one entry per task, merged into `existing` without touching other entries.
 
     Our entries replace their old text where it was, new ones are appended in task order, entries
-    of tasks that are gone are dropped. The result is parsed back and compared with the inputs, so
-    a file this merge cannot handle fails loudly instead of losing someone's entry.
+    of tasks that are gone are dropped. A hand-written entry with the name of a generated one
+    overrides it: it is kept as written, and the generated entry of that name is not written (nor
+    kept, if an earlier generation wrote it). The result is parsed back and compared with the
+    inputs, so a file this merge cannot handle fails loudly instead of losing someone's entry.
     """
     check_specs(specs)
-    entries = {entry.name: entry for entry in map(catalog_entry, sorted(specs, key=_path))}
+    generated = {entry.name: entry for entry in map(catalog_entry, sorted(specs, key=_path))}
     preamble, indent, blocks, trailer = _split_catalog(existing or "")
+    _refuse_duplicates(blocks)
+    hand = {block.key: block for block in blocks if block.key is not None and not _ours(block)}
+    entries = {name: entry for name, entry in generated.items() if name not in hand}
     merged = _merge_blocks(blocks, entries, indent)
     text = _with_header(preamble) + "".join(block.text for block in merged) + trailer
-    _verify_merge(existing or "", text, entries)
+    _verify_merge(hand, text, entries)
     return text
 
 
@@ -528,37 +534,38 @@ def _entry_block(text: str) -> _Block:
     return _Block(text, key=str(key), origin=str(origin) if origin is not None else None)
 
 
+def _ours(block: _Block) -> bool:
+    return block.origin == ORIGIN
+
+
 def _merge_blocks(
     blocks: Sequence[_Block], entries: Mapping[str, InvokeCommand], indent: int
 ) -> list[_Block]:
-    _refuse_clashes(blocks, entries)
     merged: list[_Block] = []
     placed: set[str] = set()
     for block in blocks:
-        if block.key is None or block.origin != ORIGIN:
+        if block.key is None or not _ours(block):
             merged.append(block)
-        elif block.key in entries:
+        elif block.key in entries and block.key not in placed:
             merged.append(_Block(render_entry(entries[block.key], indent), block.key, ORIGIN))
             placed.add(block.key)
         else:
+            # A task that is gone, or one that a hand-written entry now overrides.
             _drop_separator(merged)
     new = [_Block(render_entry(entry, indent), name, ORIGIN) for name, entry in entries.items()]
     return _append_entries(merged, [block for block in new if block.key not in placed])
 
 
-def _refuse_clashes(blocks: Iterable[_Block], entries: Mapping[str, InvokeCommand]) -> None:
-    seen: set[str] = set()
+def _refuse_duplicates(blocks: Iterable[_Block]) -> None:
+    """Two entries of one name are an error, except a hand-written one and the generated one it
+    overrides (the generated one is then dropped)."""
+    seen: set[tuple[str, bool]] = set()
     for block in blocks:
         if block.key is None:
             continue
-        if block.key in seen:
+        if (block.key, _ours(block)) in seen:
             raise CatalogError(f"{CATALOG}: entry {block.key!r} appears twice")
-        seen.add(block.key)
-        if block.origin != ORIGIN and block.key in entries:
-            raise CatalogError(
-                f"{CATALOG}: hand-written entry {block.key!r} has the name of the generated "
-                f"entry for task {entries[block.key].task!r}; rename one of them"
-            )
+        seen.add((block.key, _ours(block)))
 
 
 def _drop_separator(merged: list[_Block]) -> None:
@@ -592,10 +599,15 @@ def _with_header(preamble: str) -> str:
     return _CATALOG_HEADER + preamble
 
 
-def _verify_merge(before: str, after: str, entries: Mapping[str, InvokeCommand]) -> None:
-    old = _commands(before)
+def _verify_merge(
+    hand: Mapping[str, _Block], after: str, entries: Mapping[str, InvokeCommand]
+) -> None:
     new = _commands(after)
-    kept = {key: value for key, value in old.items() if _entry_kind(value) != "invoke"}
+    kept = {
+        key: value
+        for block in hand.values()
+        for key, value in _commands("commands:\n" + block.text).items()
+    }
     ours = {name: entry.model_dump(mode="json") for name, entry in entries.items()}
     if new != {**kept, **ours} or [key for key in new if key in kept] != list(kept):
         raise CatalogError(

@@ -38,7 +38,7 @@ def ensure_image(image: str, repository: Path) -> images.BuiltImage | None:
     if engine.image_exists(image):
         return None
     if image != images.SMOKE_TAG:
-        raise InputError(f"image {image!r} not found: build it with 'inv codex.build'")
+        raise InputError(f"image {image!r} not found: build it with 'uv run inv codex.build'")
     return images.build_image(repository / "docker" / "Dockerfile.smoke", images.SMOKE_TAG)
 
 

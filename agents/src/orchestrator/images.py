@@ -28,6 +28,8 @@ from orchestrator.streaming import run_streaming
 BUILD_TIMEOUT = 3600.0
 DEFAULT_TAG = "filare-codex"
 SMOKE_TAG = "filare-codex:smoke"
+CODEX_DOCKERFILE = "Dockerfile.codex"
+_DOCKERFILE_NAME = re.compile(r"Dockerfile\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})")
 CA_BUNDLE_NAME = "extra-ca.crt"
 BASE_ARG = "BASE_IMAGE"
 _STAGE = re.compile(r"^#\s*stage:\s*([\w.-]+)=(\S+)\s*$", re.MULTILINE)
@@ -63,6 +65,24 @@ class BuiltImage:
 
     def summary(self, verb: str = "built") -> str:
         return f"{verb} {self.tag}  id {self.id[:19]}  size {self.size_bytes / 1e6:.1f} MB"
+
+
+def default_tag(dockerfile: Path) -> str:
+    """The tag a Dockerfile builds when none is given, so that only `Dockerfile.codex` ever
+    replaces `filare-codex`: `Dockerfile.codex` → `filare-codex`, `Dockerfile.NAME` →
+    `filare-codex:NAME` (`Dockerfile.smoke` → `filare-codex:smoke`).
+
+    Any other file name gives no tag of its own: the caller must name one.
+    """
+    if dockerfile.name == CODEX_DOCKERFILE:
+        return DEFAULT_TAG
+    match = _DOCKERFILE_NAME.fullmatch(dockerfile.name)
+    if match is None:
+        raise InputError(
+            f"{dockerfile}: no tag follows from its name (only Dockerfile.NAME builds "
+            f"{DEFAULT_TAG}:NAME by default); give one with --tag"
+        )
+    return f"{DEFAULT_TAG}:{match.group(1)}"
 
 
 def staged_files(dockerfile: Path) -> dict[str, Path]:
@@ -153,7 +173,7 @@ def tls_failure_hint(lines: Iterable[str]) -> str | None:
             return (
                 "the build could not verify a TLS certificate ("
                 + line[:160]
-                + "); behind a TLS-intercepting proxy, pass its CA: 'inv codex.build "
+                + "); behind a TLS-intercepting proxy, pass its CA: 'uv run inv codex.build "
                 "--ca-bundle /etc/ssl/certs/ca-certificates.crt' (see docs/codex-image.md)"
             )
     return None
@@ -182,7 +202,7 @@ def check_build_inputs(dockerfile: Path, ca_bundle: Path | None) -> str:
 
 def build_image(
     dockerfile: Path,
-    tag: str = DEFAULT_TAG,
+    tag: str | None = None,
     build_args: Mapping[str, str] | None = None,
     *,
     no_cache: bool = False,
@@ -191,10 +211,12 @@ def build_image(
 ) -> BuiltImage:
     """Build with the Dockerfile's folder as context (plus staged files); output streams through.
 
-    `ca_bundle` is staged as `extra-ca.crt` (an empty file when None); giving one to a Dockerfile
-    that does not copy it is an error rather than a silent no-op.
+    `tag` defaults to the one the Dockerfile's name gives (`default_tag`). `ca_bundle` is staged
+    as `extra-ca.crt` (an empty file when None); giving one to a Dockerfile that does not copy it
+    is an error rather than a silent no-op.
     """
     dockerfile = dockerfile.resolve()
+    tag = tag or default_tag(dockerfile)
     certificates = check_build_inputs(dockerfile, ca_bundle)
     files = {**staged_files(dockerfile), **(extra_files or {})}
     with tempfile.TemporaryDirectory(prefix="filare-build-") as tmp:

@@ -138,12 +138,12 @@ def sessions_json(views: Sequence[SessionView]) -> str:
 
 
 def resolved_yaml(sessions: Sequence[SessionSpec]) -> str:
-    """A manifest of the sessions as resolved: it loads back to the same sessions."""
+    """A manifest of the sessions as resolved: it loads back to the same sessions, and validating
+    it prints it again unchanged (so it names no manifest of its own)."""
     import yaml
 
-    manifest = sessions[0].manifest_path if sessions else None
     data = {"sessions": [_resolved_fields(s) for s in sessions]}
-    header = f"# {manifest}: {len(sessions)} session(s), defaults merged and paths resolved\n"
+    header = f"# {len(sessions)} session(s) as started: defaults merged, paths resolved\n"
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

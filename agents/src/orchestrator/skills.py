@@ -61,7 +61,7 @@ def session_skills_config(repository: Path) -> str:
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise OrchestratorError(
-            f"{path} is missing: run `inv commands.generate` in {repository}"
+            f"{path} is missing: run `uv run inv commands.generate` in {repository}"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise OrchestratorError(f"{path}: cannot read: {exc}") from None

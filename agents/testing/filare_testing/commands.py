@@ -48,6 +48,30 @@ def inv(
     )
 
 
+def inv_into_closed_pipe(
+    *args: str, state: Path | None = None, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `inv ARGS` with its output piped into a reader that has already gone, as `| head`
+    does once it has what it wants; stderr is captured."""
+    extra = {STATE_ENV: str(state)} if state is not None else {}
+    read_end, write_end = os.pipe()
+    subprocess.run(["true"], stdin=read_end, check=True, timeout=30)  # reads nothing, exits
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=REPOSITORY,
+            env={**os.environ, **extra, **env},
+        )
+    finally:
+        os.close(write_end)
+
+
 def results(table: str) -> dict[str, str]:
     """The RESULT (second) column of a task's table output, by its first column (the session)."""
     first_table = table.strip().split("\n\n")[0]

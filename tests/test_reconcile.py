@@ -82,9 +82,19 @@ def test_session_list_json_fields_are_a_stable_interface() -> None:
     json.dumps([running, failed])  # plain JSON types only
 
 
+AGENT_FIELDS = [
+    "agent",
+    "agent_since",
+    "agent_reason",
+    "turns",
+    "last_message",
+    "questions_waiting",
+]
+
+
 def test_the_readme_documents_every_json_field_and_status() -> None:
     readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
-    for name in JSON_FIELDS:
+    for name in [*JSON_FIELDS, *AGENT_FIELDS]:
         assert f"`{name}`" in readme, name
     for status in STATUSES:
         assert f"| `{status}` |" in readme, status

@@ -7,6 +7,7 @@ import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from orchestrator.registry import Registry, SessionState
 from tests.test_registry import state
 
 # Lines `codex exec --json` 0.171.0 printed for a turn with one command.
-CODEX_EVENTS = [
+CODEX_EVENTS: list[dict[str, Any]] = [
     {"type": "thread.started", "thread_id": "01a221a3-9a18-7441-8def-ae59aaf342ed"},
     {"type": "turn.started"},
     {

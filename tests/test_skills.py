@@ -157,11 +157,11 @@ def test_front_matter_marks_the_skill_as_generated_from_its_task(generated: Path
 def test_description_says_what_and_when() -> None:
     description = front_matter(skills.render_skill(STOP))["description"]
 
-    assert description.startswith("Stop sessions. Use it to run the session.stop task")
-    assert "just session-stop" in description
-    assert "only on the orchestrator's machine" in description
-    assert description.endswith("Ask a person before running it.")
-    assert "inside session containers" in skills.skill_description(GENERATE)
+    # What matters first, all within what Codex shows the model of a description.
+    assert description.startswith("Stop sessions. Ask a person before running it. Host only")
+    assert description.endswith("Task session.stop: just session-stop.")
+    assert len(description) <= skills.SHOWN_DESCRIPTION
+    assert "Runs on the host and inside sessions." in skills.skill_description(GENERATE)
 
 
 def test_output_is_stable_lf_and_ends_with_one_newline() -> None:
@@ -181,7 +181,7 @@ def test_output_is_stable_lf_and_ends_with_one_newline() -> None:
         (replace(GENERATE, path="commands.re_generate"), "skill name 'commands-re_generate'"),
         (replace(GENERATE, path="commands.re--generate"), "single hyphens"),
         (replace(GENERATE, path="x" * 65), "at most 64"),
-        (replace(GENERATE, doc="Long. " * 200), "more than 1024"),
+        (replace(GENERATE, doc="Long. " * 60), "more than the 280 Codex shows the model"),
     ],
 )
 def test_tasks_that_make_invalid_skills_are_refused(spec: TaskSpec, problem: str) -> None:

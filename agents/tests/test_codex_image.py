@@ -34,6 +34,8 @@ SESSION_ID = "image-check"
 ROLE = "imagetest"
 BRANCH = "agent/image-check"
 CODEX_CONFIG = 'model = "image-test"\n'
+# Who a session runs as: the caller, or an unprivileged user when the caller is root.
+SESSION_USER = f"{os.getuid()}:{os.getgid()}" if os.getuid() else "10001:10001"
 
 # (command, text its output must contain): what an agent needs from the image.
 TOOLS = [
@@ -133,6 +135,9 @@ def make_project(root: Path) -> Path:
     sh("git", "-C", str(workspace), "add", ".")
     git = ["git", "-C", str(workspace), "-c", "user.name=t", "-c", "user.email=t@t"]
     sh(*git, "commit", "-qm", "initial")
+    if os.getuid() == 0:
+        # A workspace of its own must be the session's; as the start's error message says.
+        sh("chown", "-R", SESSION_USER, str(workspace))
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "image-test", "-f", str(root / "key"))
     (root / "session.env").write_text("FILARE_IMAGE_TEST=yes\n")
     (root / "codex-home").mkdir()
@@ -184,12 +189,11 @@ def exec_in(session: Session, command: str) -> subprocess.CompletedProcess[str]:
     return sh("docker", "exec", session.container_id, "sh", "-c", command, check=False)
 
 
-def test_session_runs_as_the_host_uid(session: Session) -> None:
+def test_session_runs_as_the_host_uid_never_root(session: Session) -> None:
     result = exec_in(session, "id -u; id -g; echo $HOME; pwd")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        str(os.getuid()),
-        str(os.getgid()),
+        *SESSION_USER.split(":"),
         "/home/agent",
         "/home/agent/workspace",
     ]
@@ -206,15 +210,15 @@ def test_ssh_in_the_session_uses_its_key_and_a_writable_known_hosts(session: Ses
     result = exec_in(session, "ssh -G example.org")
     assert result.returncode == 0, result.stderr
     assert "identityfile /home/agent/.ssh/id_rsa" in result.stdout
-    assert "userknownhostsfile /tmp/.ssh_known_hosts" in result.stdout
+    assert "userknownhostsfile /home/agent/.filare/known_hosts" in result.stdout
 
 
-def test_files_the_session_writes_belong_to_the_host_user(session: Session) -> None:
+def test_files_the_session_writes_belong_to_the_session_user(session: Session) -> None:
     result = exec_in(session, "echo from-agent > /home/agent/workspace/agent-note.txt")
     assert result.returncode == 0, result.stderr
     note = session.workspace / "agent-note.txt"
     assert note.read_text() == "from-agent\n"
-    assert (note.stat().st_uid, note.stat().st_gid) == (os.getuid(), os.getgid())
+    assert f"{note.stat().st_uid}:{note.stat().st_gid}" == SESSION_USER
 
 
 def test_git_works_on_the_workspace(session: Session) -> None:
@@ -226,7 +230,9 @@ def test_git_works_on_the_workspace(session: Session) -> None:
 def test_codex_home_and_env_file_reach_the_session(session: Session) -> None:
     result = exec_in(session, "cat /home/agent/.codex/config.toml")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == CODEX_CONFIG
+    # The user's configuration, then what sessions need: host-only skills disabled.
+    assert result.stdout.startswith(CODEX_CONFIG)
+    assert 'name = "session-start"\nenabled = false' in result.stdout
     assert exec_in(session, "printenv FILARE_IMAGE_TEST").stdout == "yes\n"
 
 

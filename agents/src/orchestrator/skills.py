@@ -44,6 +44,8 @@ GENERATED_BY = "generated-by"
 _NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 MAX_NAME = 64
 MAX_DESCRIPTION = 1024
+# What Codex shows the model of a description; a longer one is cut.
+SHOWN_DESCRIPTION = 280
 
 
 # --- for the runtime -----------------------------------------------------------------------------
@@ -87,10 +89,11 @@ def skill_problems(specs: Sequence[TaskSpec]) -> list[str]:
                 "lower-case letters and digits in words joined by single hyphens"
             )
         description = skill_description(spec)
-        if len(description) > MAX_DESCRIPTION:
+        if len(description) > SHOWN_DESCRIPTION:
             problems.append(
                 f"task {spec.path!r}: skill description is {len(description)} characters, more "
-                f"than {MAX_DESCRIPTION}; shorten the docstring's first paragraph"
+                f"than the {SHOWN_DESCRIPTION} Codex shows the model; shorten the docstring's "
+                "first paragraph"
             )
     return problems
 
@@ -104,18 +107,18 @@ def skill_path(root: str, spec: TaskSpec) -> str:
 
 
 def skill_description(spec: TaskSpec) -> str:
-    """What the task does (its summary) and when to use it, on one line."""
-    where = (
-        "it needs the Docker engine or the session registry, so it runs only on the "
-        "orchestrator's machine, never inside a session container"
-        if spec.runs_in == "host"
-        else "it works on the orchestrator's machine and inside session containers"
-    )
+    """What the task does (its summary) and when to use it, on one line.
+
+    What matters most comes first and the whole stays within `SHOWN_DESCRIPTION`: Codex 0.171.0
+    cuts a description at about 300 characters in what it sends the model.
+    """
     ask = "" if spec.safe_for_agents else " Ask a person before running it."
-    return (
-        f"{spec.summary} Use it to run the {spec.path} task of this repository "
-        f"(just {spec.recipe}); {where}.{ask}"
+    where = (
+        " Host only: needs the Docker engine (not inside a session)."
+        if spec.runs_in == "host"
+        else " Runs on the host and inside sessions."
     )
+    return f"{spec.summary}{ask}{where} Task {spec.path}: just {spec.recipe}."
 
 
 def render_skill(spec: TaskSpec) -> str:

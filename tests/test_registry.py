@@ -51,6 +51,24 @@ def test_corrupt_record_is_one_line_error(tmp_path: Path) -> None:
     assert "\n" not in str(error.value)
 
 
+def test_a_scan_leaves_alone_what_it_did_not_write(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    registry.write(state("a"))
+    unsafe = tmp_path / "coder" / "b" / "state.json"
+    unsafe.parent.mkdir()
+    unsafe.write_text(state("x").to_json().replace('"coder"', '"../victim"'))
+    elsewhere = tmp_path / "coder" / "c" / "state.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(state("a").to_json())
+    (tmp_path / "linked").symlink_to(tmp_path / "coder")
+    scan = registry.scan()
+    assert [(s.role, s.session_id) for s in scan.states] == [("coder", "a")]
+    assert scan.foreign == [
+        f"{unsafe}: left alone: unreadable session state: unsafe role '../victim'",
+        f"{elsewhere}: left alone: it names another session",
+    ]
+
+
 HOLD_LOCK = """
 import sys
 from orchestrator.registry import Registry

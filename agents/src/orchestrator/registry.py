@@ -160,9 +160,9 @@ class Registry:
         for folder in self._session_folders():
             path = folder / STATE_FILE
             try:
-                state = self._load(path)
-            except OrchestratorError as exc:
-                foreign.append(str(exc))
+                state = _parse(path)
+            except _Unreadable as exc:
+                foreign.append(f"{path}: left alone: unreadable session state: {exc}")
                 continue
             if state is None:
                 continue
@@ -226,12 +226,23 @@ class Registry:
     @staticmethod
     def _load(path: Path) -> SessionState | None:
         try:
-            return SessionState.from_json(read_no_follow(path, MAX_RECORD_BYTES))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError) as exc:
-            reason = " ".join(str(exc).split())
-            raise OrchestratorError(f"{path}: unreadable session state: {reason}") from None
+            return _parse(path)
+        except _Unreadable as exc:
+            raise OrchestratorError(f"{path}: unreadable session state: {exc}") from None
+
+
+class _Unreadable(Exception):
+    """A record that is not one we wrote: not JSON, not a regular file, unsafe names."""
+
+
+def _parse(path: Path) -> SessionState | None:
+    """The record at `path`; None when there is none."""
+    try:
+        return SessionState.from_json(read_no_follow(path, MAX_RECORD_BYTES))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as exc:
+        raise _Unreadable(" ".join(str(exc).split())) from None
 
 
 @dataclass(frozen=True)

@@ -79,3 +79,32 @@ def test_unreadable_file(write_manifest: WriteManifest, monkeypatch: pytest.Monk
     monkeypatch.setattr("orchestrator.preflight.os.access", lambda path, mode: False)
     with pytest.raises(ManifestError, match=r"field 'env_file': .* is not readable"):
         check_inputs(sessions)
+
+
+@pytest.mark.parametrize("where", ["/etc", "link-to-etc", "registry", "other-session", "home"])
+def test_a_transcript_folder_follows_the_workspace_rules(
+    write_manifest: WriteManifest, session_files: Path, where: str
+) -> None:
+    """It is mounted writable and given to the session's user, like a workspace."""
+    registry = session_files / "state"
+    (session_files / "link-to-etc").symlink_to("/etc")
+    folder = {
+        "/etc": "/etc",
+        "link-to-etc": "link-to-etc",
+        "registry": str(registry),
+        "other-session": str(registry / "coder" / "beta" / "agent" / "transcript"),
+        "home": "~",
+    }[where]
+    sessions = load_manifest(write_manifest(session(transcript_dir=folder)))
+    with pytest.raises(ManifestError, match=r"field 'transcript_dir': .* cannot be a transcript"):
+        check_inputs(sessions, registry_root=registry)
+
+
+def test_a_transcript_folder_may_be_the_sessions_own_or_one_of_the_users(
+    write_manifest: WriteManifest, session_files: Path
+) -> None:
+    registry = session_files / "state"
+    own = registry / "coder" / "alpha" / "agent" / "transcript"
+    for folder in (str(own), "transcripts/alpha"):
+        sessions = load_manifest(write_manifest(session(transcript_dir=folder)))
+        check_inputs(sessions, registry_root=registry)

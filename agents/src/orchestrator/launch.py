@@ -8,6 +8,7 @@ it created (container, SSH folder, env copy) and records why.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -164,6 +165,10 @@ class _SeedContext:
 
     def plan(self, session: SessionSpec, *, dry_run: bool = False) -> LaunchPlan:
         workspace = hostpaths.resolved(session.workspace)
+        if session.transcript_dir is not None:
+            # What preflight checked, links resolved, is what is made, given away and mounted.
+            resolved = hostpaths.resolved(session.transcript_dir)
+            session = dataclasses.replace(session, transcript_dir=resolved)
         return plan_launch(
             session,
             registry_root=self.registry.root,

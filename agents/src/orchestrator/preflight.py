@@ -9,6 +9,7 @@ once, one line each.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator import hostpaths
 from orchestrator.errors import ManifestError
-from orchestrator.plan import find_repository, seed_source, tool_checkout
+from orchestrator.plan import find_repository, seed_source, session_folders, tool_checkout
 
 if TYPE_CHECKING:
     from orchestrator.spec import SessionSpec
@@ -131,6 +132,7 @@ def _folder_problems(session: SessionSpec, registry_root: Path | None) -> list[s
         problems.append(
             _line(session, "workspace", f"{session.workspace} cannot be a workspace: {reason}")
         )
+    problems += _transcript_problems(session, registry_root, not_covered, private)
     for index, mount in enumerate(session.mounts):
         field = f"mounts[{index}].source"
         if not mount.source.exists():
@@ -157,6 +159,34 @@ def _folder_problems(session: SessionSpec, registry_root: Path | None) -> list[s
             )
         )
     return problems
+
+
+def _transcript_problems(
+    session: SessionSpec,
+    registry_root: Path | None,
+    not_covered: dict[Path, str],
+    private: dict[Path, str],
+) -> list[str]:
+    """A transcript folder the manifest names is mounted writable and given to the session's
+    user, so the workspace's rules apply to it; the session's own default one, under its record,
+    is the one place in the registry it may be."""
+    if session.transcript_dir is None:
+        return []
+    path = hostpaths.resolved(session.transcript_dir)
+    if registry_root is not None:
+        default = session_folders(dataclasses.replace(session, transcript_dir=None), registry_root)
+        if path == hostpaths.resolved(default.transcript_dir):
+            return []
+    reason = hostpaths.unsafe_reason(path, not_covered=not_covered, private=private)
+    if reason is None:
+        return []
+    return [
+        _line(
+            session,
+            "transcript_dir",
+            f"{session.transcript_dir} cannot be a transcript folder: {reason}",
+        )
+    ]
 
 
 def _protected(

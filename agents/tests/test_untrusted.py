@@ -34,8 +34,8 @@ NETWORK = "filare-sessions"
 CANARY = "sk-canary-untrusted"
 
 
-def start(manifest: Path, registry: Registry, *extra: str, **env: str) -> Any:
-    return inv("session.start", "--manifest", str(manifest), *extra, state=registry.root, **env)
+def start(manifest: Path, registry: Registry) -> subprocess.CompletedProcess[str]:
+    return inv("session.start", "--manifest", str(manifest), state=registry.root)
 
 
 def started(manifest: Path, registry: Registry) -> None:
@@ -93,7 +93,7 @@ def files_under(folder: Path) -> list[str]:
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
 
 
-def error_lines(result: Any) -> list[str]:
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
@@ -333,6 +333,7 @@ def test_the_registry_never_acts_on_what_it_did_not_write(
         "inside-registry",
         "mount-of-docker-socket",
         "mount-of-registry",
+        "transcripts-in-registry",
     ],
 )
 def test_a_workspace_or_mount_that_would_hand_over_the_host_is_refused(
@@ -355,6 +356,9 @@ def test_a_workspace_or_mount_that_would_hand_over_the_host_is_refused(
     if case in workspaces:
         session["workspace"] = workspaces[case]
         refusal = "cannot be a workspace"
+    elif case == "transcripts-in-registry":  # mounted writable too
+        session["transcript_dir"] = str(registry.root)
+        refusal = "cannot be a transcript folder"
     else:
         source = "/var/run/docker.sock" if case == "mount-of-docker-socket" else registry.root
         session["mounts"] = [f"{source}:/mnt/host"]
@@ -526,12 +530,13 @@ def test_a_start_that_fails_leaves_nothing_behind(
     make_manifest: MakeManifest,
     project: Path,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     case: str,
 ) -> None:
     workspace = project / "outputs" / "ws" / "failing"
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    env = {"TMPDIR": str(temporary)}
+    monkeypatch.setenv("TMPDIR", str(temporary))  # for the start, and the launch script it runs
     overrides: dict[str, str] = {}
     if case == "missing-image":
         overrides["image"] = "filare-codex:absent"
@@ -540,7 +545,7 @@ def test_a_start_that_fails_leaves_nothing_behind(
         fake.mkdir()
         (fake / "rsync").write_text("#!/bin/sh\necho 'rsync: write failed' >&2\nexit 11\n")
         (fake / "rsync").chmod(0o755)
-        env["PATH"] = f"{fake}:{os.environ['PATH']}"
+        monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
     elif case == "dangling-workspace":
         workspace.parent.mkdir(parents=True)
         workspace.symlink_to(tmp_path / "gone")
@@ -550,7 +555,7 @@ def test_a_start_that_fails_leaves_nothing_behind(
     manifest = make_manifest(ids=("failing",), **overrides)
     if case == "nul-in-env":
         (project / "outputs" / "failing.env").write_bytes(b"A=1\nB=before\x00after\n")
-    result = start(manifest, registry, **env)
+    result = start(manifest, registry)
     expected = {"missing-image": 1, "seeding-fails": 1}.get(case, 2)
     assert result.returncode == expected, result.stdout + result.stderr
     assert our_containers(registry) == []

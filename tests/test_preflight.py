@@ -108,3 +108,23 @@ def test_a_transcript_folder_may_be_the_sessions_own_or_one_of_the_users(
     for folder in (str(own), "transcripts/alpha"):
         sessions = load_manifest(write_manifest(session(transcript_dir=folder)))
         check_inputs(sessions, registry_root=registry)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "how"),
+    [("ws/a", "ws/a/inner", "lies inside"), ("ws/a/inner", "ws/a", "holds")],
+)
+def test_a_workspace_in_another_sessions_needs_both_to_share(
+    write_manifest: WriteManifest, first: str, second: str, how: str
+) -> None:
+    """Either agent could write what the other runs, as on one shared folder."""
+    unshared = [session("alpha", workspace=first), session("beta", workspace=second)]
+    with pytest.raises(ManifestError) as error:
+        check_inputs(load_manifest(write_manifest(unshared)))
+    assert "session 'beta': field 'workspace': " in str(error.value)
+    assert f"{how} session 'alpha'" in str(error.value)
+    shared = [
+        session("alpha", workspace=first, shared_workspace=True),
+        session("beta", workspace=second, shared_workspace=True),
+    ]
+    check_inputs(load_manifest(write_manifest(shared)))

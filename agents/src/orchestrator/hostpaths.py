@@ -68,6 +68,11 @@ def unsafe_reason(
     return None
 
 
+def overlap(one: Path, other: Path) -> bool:
+    """Whether two folders are one, or one lies inside the other."""
+    return one == other or one in other.parents or other in one.parents
+
+
 def home_folder() -> Path | None:
     try:
         return resolved(Path.home())

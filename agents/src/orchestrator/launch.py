@@ -320,7 +320,8 @@ def _name_taken_by(plan: LaunchPlan) -> EngineError:
 
 
 def _check_workspace_free(session: SessionSpec, workspace: Path, registry: Registry) -> None:
-    """Refuse a workspace another live session uses, unless both allow sharing it.
+    """Refuse a workspace another live session uses, or that holds or lies inside one, unless
+    both allow sharing it.
 
     Called under the workspace's lock, which every start of an unshared workspace holds until
     its container runs. Records name the candidates without an engine call; only a candidate is
@@ -328,9 +329,9 @@ def _check_workspace_free(session: SessionSpec, workspace: Path, registry: Regis
     with links resolved.
     """
     candidates = {
-        (r.role, r.session_id)
+        (r.role, r.session_id): hostpaths.resolved(r.workspace)
         for r in registry.states()
-        if hostpaths.resolved(r.workspace) == workspace
+        if hostpaths.overlap(hostpaths.resolved(r.workspace), workspace)
         and (r.role, r.session_id) != (session.role, session.id)
         and r.status in {"running", "starting"}
         and not (session.shared_workspace and r.labels.get(SHARED_WORKSPACE_LABEL) == "true")
@@ -339,10 +340,12 @@ def _check_workspace_free(session: SessionSpec, workspace: Path, registry: Regis
         return
     for other in engine.list_containers(session_filters(registry.root)):
         if other.running and (other.role, other.session_id) in candidates:
+            theirs = candidates[(other.role, other.session_id)]
+            where = "" if theirs == workspace else f", whose workspace {theirs} overlaps it"
             raise InputError(
                 f"session {session.id!r}: workspace {session.workspace} is in use by running "
-                f"session {other.session_id!r} ({other.name}); set 'shared_workspace: true' on "
-                "both to allow it"
+                f"session {other.session_id!r} ({other.name}{where}); set "
+                "'shared_workspace: true' on both to allow it"
             )
 
 

@@ -231,21 +231,33 @@ def _user_problems(session: SessionSpec) -> list[str]:
 
 
 def _shared_workspace_problems(sessions: Sequence[SessionSpec]) -> list[str]:
-    """Two sessions on one folder, reached by different paths (a link, `..`), need consent too."""
-    by_folder: dict[Path, SessionSpec] = {}
+    """Two sessions on one folder, reached by different paths (a link, `..`), or one in a folder
+    inside the other's, need consent too: either agent can write what the other runs."""
+    seen: list[tuple[Path, SessionSpec]] = []
     problems = []
     for session in sessions:
-        other = by_folder.setdefault(hostpaths.resolved(session.workspace), session)
-        if other is not session and not (other.shared_workspace and session.shared_workspace):
+        folder = hostpaths.resolved(session.workspace)
+        for other_folder, other in seen:
+            if (other.shared_workspace and session.shared_workspace) or not hostpaths.overlap(
+                folder, other_folder
+            ):
+                continue
+            if folder == other_folder:
+                how = "is the same folder as"
+            elif other_folder in folder.parents:
+                how = "lies inside"
+            else:
+                how = "holds"
             problems.append(
                 _line(
                     session,
                     "workspace",
-                    f"{session.workspace} is the same folder as session {other.id!r}'s "
-                    f"workspace {other.workspace}; set 'shared_workspace: true' on both to "
-                    "allow it",
+                    f"{session.workspace} {how} session {other.id!r}'s workspace "
+                    f"{other.workspace}; set 'shared_workspace: true' on both to allow it",
                 )
             )
+            break
+        seen.append((folder, session))
     return problems
 
 

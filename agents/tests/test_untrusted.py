@@ -374,19 +374,25 @@ def test_a_workspace_or_mount_that_would_hand_over_the_host_is_refused(
     assert not (project / "outputs" / "ws").exists()
 
 
-@pytest.mark.parametrize("manifests", ["one-manifest", "two-manifests"])
-def test_a_link_to_another_sessions_workspace_is_the_same_workspace(
-    registry: Registry, project: Path, smoke_image: str, manifests: str
+@pytest.mark.parametrize(
+    "case", ["link-one-manifest", "link-two-manifests", "nested-one-manifest", "nested-running"]
+)
+def test_a_link_to_or_a_folder_in_another_sessions_workspace_is_that_workspace(
+    registry: Registry, project: Path, smoke_image: str, case: str
 ) -> None:
     shared = project / "outputs" / "ws" / "shared"
     shared.mkdir(parents=True)
     (project / "outputs" / "ws" / "link").symlink_to(shared)
     first = {"id": "shared-a", "workspace": "outputs/ws/shared"}
-    second = {"id": "shared-b", "workspace": "outputs/ws/link"}
-    if manifests == "one-manifest":
+    second = {
+        "id": "shared-b",
+        "workspace": "outputs/ws/link" if case.startswith("link") else "outputs/ws/shared/in",
+    }
+    if case.endswith("one-manifest"):
         result = start(write_manifest(project, smoke_image, [first, second]), registry)
         assert result.returncode == 2, result.stdout + result.stderr
-        assert "is the same folder as session 'shared-a'" in result.stderr
+        how = "is the same folder as" if case.startswith("link") else "lies inside"
+        assert f"{how} session 'shared-a'" in result.stderr
         assert our_containers(registry) == []
     else:
         started(write_manifest(project, smoke_image, [first], name="first.yml"), registry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,28 @@ def test_a_workspace_in_another_sessions_needs_both_to_share(
         session("beta", workspace=second, shared_workspace=True),
     ]
     check_inputs(load_manifest(write_manifest(shared)))
+
+
+@pytest.mark.parametrize("field", ["workspace", "codex_dir"])
+def test_an_unwritable_or_dangling_folder_is_bad_input(
+    write_manifest: WriteManifest,
+    session_files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    field: str,
+) -> None:
+    """Exit code 2 before anything starts, not an engine fault half way."""
+    (session_files / "folder").mkdir()
+    (session_files / "dangling").symlink_to(session_files / "gone")
+    dangling = load_manifest(write_manifest(session(**{field: "dangling"})))
+    with pytest.raises(ManifestError, match=rf"field '{field}': .* is a link to nothing") as error:
+        check_inputs(dangling)
+    assert error.value.exit_code == 2
+    unwritable = load_manifest(write_manifest(session(**{field: "folder"})))
+    # Root writes everywhere, so unwritability is simulated at the permission check itself.
+    real_access = os.access
+    monkeypatch.setattr(
+        "orchestrator.preflight.os.access",
+        lambda path, mode: not mode & os.W_OK and real_access(path, mode),
+    )
+    with pytest.raises(ManifestError, match=rf"field '{field}': .* is not writable"):
+        check_inputs(unwritable)

@@ -127,11 +127,16 @@ class Registry:
         return cls(os.environ.get(STATE_ROOT_ENV) or Path.cwd() / "outputs" / "agents")
 
     def session_dir(self, role: str, session_id: str) -> Path:
-        """`<root>/<role>/<id>`; names that could leave the root are refused, wherever from."""
+        """`<root>/<role>/<id>`; names that could leave the root are refused, wherever from, and
+        so is a link in their place: what is written or deleted there stays in the registry."""
         for kind, name in (("role", role), ("session id", session_id)):
             if not is_safe_name(name):
                 raise OrchestratorError(f"{self.root}: refusing unsafe {kind} {name!r}")
-        return self.root / role / session_id
+        folder = self.root / role / session_id
+        for part in (folder.parent, folder):
+            if part.is_symlink():
+                raise OrchestratorError(f"{part}: refusing a link in the registry; remove it")
+        return folder
 
     def state_path(self, role: str, session_id: str) -> Path:
         return self.session_dir(role, session_id) / STATE_FILE
@@ -280,7 +285,10 @@ def read_no_follow(path: Path, limit: int) -> bytes:
 @contextlib.contextmanager
 def _flock(path: Path) -> Iterator[int]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:  # a link in its place, say
+        raise OrchestratorError(f"{path}: cannot open the lock: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd

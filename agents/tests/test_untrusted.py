@@ -266,10 +266,21 @@ def _record(role: str, session_id: str, **fields: Any) -> str:
 
 @pytest.mark.parametrize(
     "plant",
-    ["record-with-unsafe-role", "record-naming-another-session", "container-labels", "link"],
+    [
+        "record-with-unsafe-role",
+        "record-naming-another-session",
+        "container-labels",
+        "link",
+        "link-as-a-role-folder",
+    ],
 )
 def test_the_registry_never_acts_on_what_it_did_not_write(
-    registry: Registry, make_manifest: MakeManifest, tmp_path: Path, smoke_image: str, plant: str
+    registry: Registry,
+    make_manifest: MakeManifest,
+    project: Path,
+    tmp_path: Path,
+    smoke_image: str,
+    plant: str,
 ) -> None:
     """A record or a container that names something else, or a link in the registry: listed as
     left alone (records and containers), never followed, never pruned, written or deleted."""
@@ -301,8 +312,14 @@ def test_the_registry_never_acts_on_what_it_did_not_write(
             "sleep",
             "infinity",
         )
-    else:
+    elif plant == "link":
         (registry.root / "evil").symlink_to(victim)
+    else:  # and a session of that role is started
+        (registry.root / "planted").symlink_to(victim)
+        other = [{"id": "x", "role": "planted"}]
+        result = start(write_manifest(project, smoke_image, other, name="other.yml"), registry)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"{registry.root / 'planted'}: refusing a link in the registry" in result.stdout
     listed = inv("session.list", state=registry.root)
     assert listed.returncode == 0, listed.stderr
     pruned = inv("session.prune", state=registry.root)
@@ -315,7 +332,7 @@ def test_the_registry_never_acts_on_what_it_did_not_write(
     assert record is not None and record.status == "running" and record.container_id == own
     if plant == "container-labels":
         assert len(our_containers(registry, all_states=False)) == 2  # also left running
-    if plant != "link":
+    if plant.startswith("record") or plant == "container-labels":
         (warning,) = [line for line in listed.stderr.splitlines() if "left alone" in line]
         assert warning.startswith("warning: ")
 

@@ -154,3 +154,19 @@ def test_an_unwritable_or_dangling_folder_is_bad_input(
     )
     with pytest.raises(ManifestError, match=rf"field '{field}': .* is not writable"):
         check_inputs(unwritable)
+
+
+@pytest.mark.parametrize(
+    ("field", "folder"), [("workspace", "/tmp"), ("workspace", "/opt"), ("transcript_dir", "/home")]
+)
+def test_a_folder_every_user_shares_is_no_sessions_folder(
+    write_manifest: WriteManifest, field: str, folder: str
+) -> None:
+    sessions = load_manifest(write_manifest(session(**{field: folder})))
+    with pytest.raises(ManifestError, match=f"field '{field}': {folder} cannot be .* shares"):
+        check_inputs(sessions)
+    inside = load_manifest(write_manifest(session(**{field: f"{folder}/filare-test-alpha"})))
+    try:
+        check_inputs(inside)
+    except ManifestError as error:  # one the caller cannot create, unless it is root
+        assert "shares" not in str(error)

@@ -342,6 +342,7 @@ def test_the_registry_never_acts_on_what_it_did_not_write(
     [
         "root",
         "home",
+        "tmp",
         "docker-socket-folder",
         "link-to-etc",
         "tool-checkout",
@@ -362,6 +363,7 @@ def test_a_workspace_or_mount_that_would_hand_over_the_host_is_refused(
     workspaces = {
         "root": "/",
         "home": "~",
+        "tmp": "/tmp",
         "docker-socket-folder": "/var/run",
         "link-to-etc": str(link),
         "tool-checkout": str(REPOSITORY),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,93 @@ def test_a_public_key_is_refused_without_being_shown(
     assert "session 'alpha': field 'ssh_key'" in line
     assert "is not a private key (a public key, or another file)" in line
     assert "canary" not in line and "AAAA" not in line
+
+
+@pytest.mark.parametrize("where", ["/etc", "link-to-etc", "registry", "other-session", "home"])
+def test_a_transcript_folder_follows_the_workspace_rules(
+    write_manifest: WriteManifest, session_files: Path, where: str
+) -> None:
+    """It is mounted writable and given to the session's user, like a workspace."""
+    registry = session_files / "state"
+    (session_files / "link-to-etc").symlink_to("/etc")
+    folder = {
+        "/etc": "/etc",
+        "link-to-etc": "link-to-etc",
+        "registry": str(registry),
+        "other-session": str(registry / "coder" / "beta" / "agent" / "transcript"),
+        "home": "~",
+    }[where]
+    sessions = load_manifest(write_manifest(session(transcript_dir=folder)))
+    with pytest.raises(ManifestError, match=r"field 'transcript_dir': .* cannot be a transcript"):
+        check_inputs(sessions, registry_root=registry)
+
+
+def test_a_transcript_folder_may_be_the_sessions_own_or_one_of_the_users(
+    write_manifest: WriteManifest, session_files: Path
+) -> None:
+    registry = session_files / "state"
+    own = registry / "coder" / "alpha" / "agent" / "transcript"
+    for folder in (str(own), "transcripts/alpha"):
+        sessions = load_manifest(write_manifest(session(transcript_dir=folder)))
+        check_inputs(sessions, registry_root=registry)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "how"),
+    [("ws/a", "ws/a/inner", "lies inside"), ("ws/a/inner", "ws/a", "holds")],
+)
+def test_a_workspace_in_another_sessions_needs_both_to_share(
+    write_manifest: WriteManifest, first: str, second: str, how: str
+) -> None:
+    """Either agent could write what the other runs, as on one shared folder."""
+    unshared = [session("alpha", workspace=first), session("beta", workspace=second)]
+    with pytest.raises(ManifestError) as error:
+        check_inputs(load_manifest(write_manifest(unshared)))
+    assert "session 'beta': field 'workspace': " in str(error.value)
+    assert f"{how} session 'alpha'" in str(error.value)
+    shared = [
+        session("alpha", workspace=first, shared_workspace=True),
+        session("beta", workspace=second, shared_workspace=True),
+    ]
+    check_inputs(load_manifest(write_manifest(shared)))
+
+
+@pytest.mark.parametrize("field", ["workspace", "codex_dir"])
+def test_an_unwritable_or_dangling_folder_is_bad_input(
+    write_manifest: WriteManifest,
+    session_files: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    field: str,
+) -> None:
+    """Exit code 2 before anything starts, not an engine fault half way."""
+    (session_files / "folder").mkdir()
+    (session_files / "dangling").symlink_to(session_files / "gone")
+    dangling = load_manifest(write_manifest(session(**{field: "dangling"})))
+    with pytest.raises(ManifestError, match=rf"field '{field}': .* is a link to nothing") as error:
+        check_inputs(dangling)
+    assert error.value.exit_code == 2
+    unwritable = load_manifest(write_manifest(session(**{field: "folder"})))
+    # Root writes everywhere, so unwritability is simulated at the permission check itself.
+    real_access = os.access
+    monkeypatch.setattr(
+        "orchestrator.preflight.os.access",
+        lambda path, mode: not mode & os.W_OK and real_access(path, mode),
+    )
+    with pytest.raises(ManifestError, match=rf"field '{field}': .* is not writable"):
+        check_inputs(unwritable)
+
+
+@pytest.mark.parametrize(
+    ("field", "folder"), [("workspace", "/tmp"), ("workspace", "/opt"), ("transcript_dir", "/home")]
+)
+def test_a_folder_every_user_shares_is_no_sessions_folder(
+    write_manifest: WriteManifest, field: str, folder: str
+) -> None:
+    sessions = load_manifest(write_manifest(session(**{field: folder})))
+    with pytest.raises(ManifestError, match=f"field '{field}': {folder} cannot be .* shares"):
+        check_inputs(sessions)
+    inside = load_manifest(write_manifest(session(**{field: f"{folder}/filare-test-alpha"})))
+    try:
+        check_inputs(inside)
+    except ManifestError as error:  # one the caller cannot create, unless it is root
+        assert "shares" not in str(error)

@@ -51,6 +51,45 @@ def test_corrupt_record_is_one_line_error(tmp_path: Path) -> None:
     assert "\n" not in str(error.value)
 
 
+def test_a_scan_leaves_alone_what_it_did_not_write(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    registry.write(state("a"))
+    unsafe = tmp_path / "coder" / "b" / "state.json"
+    unsafe.parent.mkdir()
+    unsafe.write_text(state("x").to_json().replace('"coder"', '"../victim"'))
+    elsewhere = tmp_path / "coder" / "c" / "state.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(state("a").to_json())
+    (tmp_path / "linked").symlink_to(tmp_path / "coder")
+    scan = registry.scan()
+    assert [(s.role, s.session_id) for s in scan.states] == [("coder", "a")]
+    assert scan.foreign == [
+        f"{unsafe}: left alone: unreadable session state: unsafe role '../victim'",
+        f"{elsewhere}: left alone: it names another session",
+    ]
+
+
+@pytest.mark.parametrize("link", ["role", "session", "lock"])
+def test_nothing_is_written_or_locked_through_a_link_in_the_registry(
+    tmp_path: Path, link: str
+) -> None:
+    registry, elsewhere = Registry(tmp_path / "registry"), tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if link == "role":
+        registry.root.mkdir()
+        (registry.root / "coder").symlink_to(elsewhere)
+    elif link == "session":
+        (registry.root / "coder").mkdir(parents=True)
+        (registry.root / "coder" / "a").symlink_to(elsewhere)
+    else:
+        (registry.root / "coder" / "a").mkdir(parents=True)
+        (registry.root / "coder" / "a" / "lock").symlink_to(elsewhere / "lock")
+    refused = r"refusing a link in the registry|cannot open the lock"
+    with pytest.raises(OrchestratorError, match=refused), registry.lock("coder", "a"):
+        registry.write(state("a"))
+    assert list(elsewhere.iterdir()) == []
+
+
 HOLD_LOCK = """
 import sys
 from orchestrator.registry import Registry

@@ -6,6 +6,7 @@ made here, under the ignored `outputs/` folder, the first time they are needed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -24,10 +25,10 @@ def ensure_throwaway_files(sessions: Sequence[SessionSpec]) -> list[Path]:
             _make_key(session.ssh_key)
             made.append(session.ssh_key)
         if not session.env_file.exists():
-            session.env_file.parent.mkdir(parents=True, exist_ok=True)
-            session.env_file.write_text(
+            _write_private(
+                session.env_file,
                 f"# Throwaway env file for the example session {session.id}.\n"
-                f"FILARE_EXAMPLE_SESSION={session.id}\n"
+                f"FILARE_EXAMPLE_SESSION={session.id}\n",
             )
             made.append(session.env_file)
     return made
@@ -40,6 +41,15 @@ def ensure_image(image: str, repository: Path) -> images.BuiltImage | None:
     if image != images.SMOKE_TAG:
         raise InputError(f"image {image!r} not found: build it with 'uv run inv codex.build'")
     return images.build_image(repository / "docker" / "Dockerfile.smoke", images.SMOKE_TAG)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """A new file only its owner can read (0600): env files hold secrets, throwaway or not."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
 
 
 def _make_key(path: Path) -> None:

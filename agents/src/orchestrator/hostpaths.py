@@ -36,6 +36,24 @@ SYSTEM_FOLDERS = tuple(
 )
 
 
+# Folders every user or service shares: a session's folder may lie inside one, never be one (a
+# root orchestrator gives a session's transcript folder to the session's user).
+SHARED_FOLDERS = tuple(
+    Path(p)
+    for p in (
+        "/home",
+        "/root",
+        "/tmp",  # noqa: S108 - a folder refused, not one used
+        "/var",
+        "/var/tmp",  # noqa: S108 - a folder refused, not one used
+        "/mnt",
+        "/media",
+        "/opt",
+        "/srv",
+    )
+)
+
+
 def resolved(path: Path) -> Path:
     """The path with every link resolved, as far as it exists (the rest is taken as written)."""
     return Path(os.path.realpath(path))
@@ -52,6 +70,8 @@ def unsafe_reason(
     """
     if path == Path("/"):
         return "it is the root of the file system"
+    if path in SHARED_FOLDERS:
+        return f"it is {path}, which every user shares"
     for folder in SYSTEM_FOLDERS:
         if path == folder or folder in path.parents:
             return f"it is inside the system folder {folder}"
@@ -66,6 +86,11 @@ def unsafe_reason(
         if other in path.parents:
             return f"it is inside {what} ({other})"
     return None
+
+
+def overlap(one: Path, other: Path) -> bool:
+    """Whether two folders are one, or one lies inside the other."""
+    return one == other or one in other.parents or other in one.parents
 
 
 def home_folder() -> Path | None:

@@ -8,6 +8,7 @@ it created (container, SSH folder, env copy) and records why.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -161,6 +162,10 @@ class _SeedContext:
 
     def plan(self, session: SessionSpec, *, dry_run: bool = False) -> LaunchPlan:
         workspace = hostpaths.resolved(session.workspace)
+        if session.transcript_dir is not None:
+            # What preflight checked, links resolved, is what is made, given away and mounted.
+            resolved = hostpaths.resolved(session.transcript_dir)
+            session = dataclasses.replace(session, transcript_dir=resolved)
         return plan_launch(
             session,
             registry_root=self.registry.root,
@@ -305,7 +310,8 @@ def _name_taken_by(plan: LaunchPlan) -> EngineError:
 
 
 def _check_workspace_free(session: SessionSpec, workspace: Path, registry: Registry) -> None:
-    """Refuse a workspace another live session uses, unless both allow sharing it.
+    """Refuse a workspace another live session uses, or that holds or lies inside one, unless
+    both allow sharing it.
 
     Called under the workspace's lock, which every start of an unshared workspace holds until
     its container runs. Records name the candidates without an engine call; only a candidate is
@@ -313,9 +319,9 @@ def _check_workspace_free(session: SessionSpec, workspace: Path, registry: Regis
     with links resolved.
     """
     candidates = {
-        (r.role, r.session_id)
+        (r.role, r.session_id): hostpaths.resolved(r.workspace)
         for r in registry.states()
-        if hostpaths.resolved(r.workspace) == workspace
+        if hostpaths.overlap(hostpaths.resolved(r.workspace), workspace)
         and (r.role, r.session_id) != (session.role, session.id)
         and r.status in {"running", "starting"}
         and not (session.shared_workspace and r.labels.get(SHARED_WORKSPACE_LABEL) == "true")
@@ -324,10 +330,12 @@ def _check_workspace_free(session: SessionSpec, workspace: Path, registry: Regis
         return
     for other in engine.list_containers(session_filters(registry.root)):
         if other.running and (other.role, other.session_id) in candidates:
+            theirs = candidates[(other.role, other.session_id)]
+            where = "" if theirs == workspace else f", whose workspace {theirs} overlaps it"
             raise InputError(
                 f"session {session.id!r}: workspace {session.workspace} is in use by running "
-                f"session {other.session_id!r} ({other.name}); set 'shared_workspace: true' on "
-                "both to allow it"
+                f"session {other.session_id!r} ({other.name}{where}); set "
+                "'shared_workspace: true' on both to allow it"
             )
 
 

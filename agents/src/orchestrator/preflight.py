@@ -9,6 +9,7 @@ once, one line each.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator import hostpaths
 from orchestrator.errors import ManifestError
-from orchestrator.plan import find_repository, seed_source, tool_checkout
+from orchestrator.plan import find_repository, seed_source, session_folders, tool_checkout
 
 if TYPE_CHECKING:
     from orchestrator.spec import SessionSpec
@@ -131,6 +132,7 @@ def _folder_problems(session: SessionSpec, registry_root: Path | None) -> list[s
         problems.append(
             _line(session, "workspace", f"{session.workspace} cannot be a workspace: {reason}")
         )
+    problems += _transcript_problems(session, registry_root, not_covered, private)
     for index, mount in enumerate(session.mounts):
         field = f"mounts[{index}].source"
         if not mount.source.exists():
@@ -157,6 +159,34 @@ def _folder_problems(session: SessionSpec, registry_root: Path | None) -> list[s
             )
         )
     return problems
+
+
+def _transcript_problems(
+    session: SessionSpec,
+    registry_root: Path | None,
+    not_covered: dict[Path, str],
+    private: dict[Path, str],
+) -> list[str]:
+    """A transcript folder the manifest names is mounted writable and given to the session's
+    user, so the workspace's rules apply to it; the session's own default one, under its record,
+    is the one place in the registry it may be."""
+    if session.transcript_dir is None:
+        return []
+    path = hostpaths.resolved(session.transcript_dir)
+    if registry_root is not None:
+        default = session_folders(dataclasses.replace(session, transcript_dir=None), registry_root)
+        if path == hostpaths.resolved(default.transcript_dir):
+            return []
+    reason = hostpaths.unsafe_reason(path, not_covered=not_covered, private=private)
+    if reason is None:
+        return []
+    return [
+        _line(
+            session,
+            "transcript_dir",
+            f"{session.transcript_dir} cannot be a transcript folder: {reason}",
+        )
+    ]
 
 
 def _protected(
@@ -201,21 +231,33 @@ def _user_problems(session: SessionSpec) -> list[str]:
 
 
 def _shared_workspace_problems(sessions: Sequence[SessionSpec]) -> list[str]:
-    """Two sessions on one folder, reached by different paths (a link, `..`), need consent too."""
-    by_folder: dict[Path, SessionSpec] = {}
+    """Two sessions on one folder, reached by different paths (a link, `..`), or one in a folder
+    inside the other's, need consent too: either agent can write what the other runs."""
+    seen: list[tuple[Path, SessionSpec]] = []
     problems = []
     for session in sessions:
-        other = by_folder.setdefault(hostpaths.resolved(session.workspace), session)
-        if other is not session and not (other.shared_workspace and session.shared_workspace):
+        folder = hostpaths.resolved(session.workspace)
+        for other_folder, other in seen:
+            if (other.shared_workspace and session.shared_workspace) or not hostpaths.overlap(
+                folder, other_folder
+            ):
+                continue
+            if folder == other_folder:
+                how = "is the same folder as"
+            elif other_folder in folder.parents:
+                how = "lies inside"
+            else:
+                how = "holds"
             problems.append(
                 _line(
                     session,
                     "workspace",
-                    f"{session.workspace} is the same folder as session {other.id!r}'s "
-                    f"workspace {other.workspace}; set 'shared_workspace: true' on both to "
-                    "allow it",
+                    f"{session.workspace} {how} session {other.id!r}'s workspace "
+                    f"{other.workspace}; set 'shared_workspace: true' on both to allow it",
                 )
             )
+            break
+        seen.append((folder, session))
     return problems
 
 

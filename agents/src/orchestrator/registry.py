@@ -127,11 +127,16 @@ class Registry:
         return cls(os.environ.get(STATE_ROOT_ENV) or Path.cwd() / "outputs" / "agents")
 
     def session_dir(self, role: str, session_id: str) -> Path:
-        """`<root>/<role>/<id>`; names that could leave the root are refused, wherever from."""
+        """`<root>/<role>/<id>`; names that could leave the root are refused, wherever from, and
+        so is a link in their place: what is written or deleted there stays in the registry."""
         for kind, name in (("role", role), ("session id", session_id)):
             if not is_safe_name(name):
                 raise OrchestratorError(f"{self.root}: refusing unsafe {kind} {name!r}")
-        return self.root / role / session_id
+        folder = self.root / role / session_id
+        for part in (folder.parent, folder):
+            if part.is_symlink():
+                raise OrchestratorError(f"{part}: refusing a link in the registry; remove it")
+        return folder
 
     def state_path(self, role: str, session_id: str) -> Path:
         return self.session_dir(role, session_id) / STATE_FILE
@@ -160,9 +165,9 @@ class Registry:
         for folder in self._session_folders():
             path = folder / STATE_FILE
             try:
-                state = self._load(path)
-            except OrchestratorError as exc:
-                foreign.append(str(exc))
+                state = _parse(path)
+            except _Unreadable as exc:
+                foreign.append(f"{path}: left alone: unreadable session state: {exc}")
                 continue
             if state is None:
                 continue
@@ -226,12 +231,23 @@ class Registry:
     @staticmethod
     def _load(path: Path) -> SessionState | None:
         try:
-            return SessionState.from_json(read_no_follow(path, MAX_RECORD_BYTES))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError) as exc:
-            reason = " ".join(str(exc).split())
-            raise OrchestratorError(f"{path}: unreadable session state: {reason}") from None
+            return _parse(path)
+        except _Unreadable as exc:
+            raise OrchestratorError(f"{path}: unreadable session state: {exc}") from None
+
+
+class _Unreadable(Exception):
+    """A record that is not one we wrote: not JSON, not a regular file, unsafe names."""
+
+
+def _parse(path: Path) -> SessionState | None:
+    """The record at `path`; None when there is none."""
+    try:
+        return SessionState.from_json(read_no_follow(path, MAX_RECORD_BYTES))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as exc:
+        raise _Unreadable(" ".join(str(exc).split())) from None
 
 
 @dataclass(frozen=True)
@@ -269,7 +285,10 @@ def read_no_follow(path: Path, limit: int) -> bytes:
 @contextlib.contextmanager
 def _flock(path: Path) -> Iterator[int]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:  # a link in its place, say
+        raise OrchestratorError(f"{path}: cannot open the lock: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd

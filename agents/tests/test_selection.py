@@ -127,6 +127,7 @@ def test_list_shows_owners_and_hides_ended_sessions_unless_all(
         "ROLE",
         "OWNER",
         "STATUS",
+        "AGENT",
         "CONTAINER",
         "IMAGE",
         "AGE",

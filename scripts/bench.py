@@ -1074,25 +1074,40 @@ def prepare(
     return rounds, fleets
 
 
-def clean_up(bench: Bench) -> None:
+def clean_up(bench: Bench, attempts: int = 3, pause: float = 5.0) -> None:
     """Remove every container this run created, found by label, whatever state it was left in:
-    the baseline's by `bench.run`, the tool's by a `filare.registry` inside this run's folder."""
-    listing = f'{{{{.ID}}}} {{{{.Label "{REGISTRY_LABEL}"}}}}'
-    with contextlib.suppress(BenchError):
-        listed = run(
-            ["docker", "ps", "-a", "--filter", f"label={REGISTRY_LABEL}", "--format", listing]
-        )
-        ids = {
-            cid
-            for cid, _, registry in (line.partition(" ") for line in listed.stdout.splitlines())
-            if Path(registry).is_relative_to(bench.root)
-        }
-        ids |= set(
-            run(["docker", "ps", "-aq", "--filter", f"label={bench.run_label}"]).stdout.split()
-        )
-        if ids:
-            run(["docker", "rm", "-f", *sorted(ids)])
+    the baseline's by `bench.run`, the tool's by a `filare.registry` inside this run's folder.
+
+    An engine that does not answer (a daemon restarting) is asked again `attempts` times in all,
+    `pause` seconds apart; after that, a warning says what may be left.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            remove_containers(bench)
+            break
+        except BenchError as exc:
+            if attempt < attempts:
+                time.sleep(pause)
+                continue
+            print(
+                f"warning: containers of this run may be left ({exc}): those labelled "
+                f"{bench.run_label} and those whose {REGISTRY_LABEL} label is under {bench.root}",
+                file=sys.stderr,
+            )
     shutil.rmtree(bench.root, ignore_errors=True)
+
+
+def remove_containers(bench: Bench) -> None:
+    listing = f'{{{{.ID}}}} {{{{.Label "{REGISTRY_LABEL}"}}}}'
+    listed = run(["docker", "ps", "-a", "--filter", f"label={REGISTRY_LABEL}", "--format", listing])
+    ids = {
+        cid
+        for cid, _, registry in (line.partition(" ") for line in listed.stdout.splitlines())
+        if Path(registry).is_relative_to(bench.root)
+    }
+    ids |= set(run(["docker", "ps", "-aq", "--filter", f"label={bench.run_label}"]).stdout.split())
+    if ids:
+        run(["docker", "rm", "-f", *sorted(ids)])
 
 
 def measure(

@@ -244,3 +244,27 @@ def test_a_run_without_the_send_group_needs_no_codex_image(monkeypatch: pytest.M
     assert looked == ["x:1"] and len(measured) == 1
     assert bench.main([]) == 2
     assert measured[-1] == [g for g in bench.GROUPS if g != "send"]
+
+
+def test_clean_up_asks_a_restarting_engine_again_then_says_what_may_be_left(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers: list[str | None] = ["down", None, "down", "down", "down"]
+
+    def remove(_: bench.Bench) -> None:
+        answer = answers.pop(0)
+        if answer:
+            raise bench.BenchError(answer)
+
+    monkeypatch.setattr(bench, "remove_containers", remove)
+    first = bench.Bench(tmp_path / "one", "r1", ("inv",))
+    first.root.mkdir()
+    bench.clean_up(first, pause=0)
+    assert not first.root.exists() and capsys.readouterr().err == ""
+    second = bench.Bench(tmp_path / "two", "r2", ("inv",))
+    second.root.mkdir()
+    bench.clean_up(second, pause=0)
+    err = capsys.readouterr().err
+    assert not second.root.exists() and answers == []
+    assert err.startswith("warning: containers of this run may be left (down)")
+    assert "bench.run=r2" in err and str(second.root) in err

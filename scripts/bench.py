@@ -507,7 +507,9 @@ def run(
     """Run argv (no shell) to completion, timing it and reading its peak RSS from wait4(2).
 
     The RSS is the largest of the process and the descendants it waited for (as `time -f %M`
-    reports it): for `inv` that is Python itself unless a docker CLI it ran grew larger.
+    reports it): for `inv` that is Python itself unless a docker CLI it ran grew larger. It is
+    never below this process's own peak RSS, which a child counts until it execs (about 17 MB,
+    25 MB once the scripted model's HTTP server is imported), so the benchmark must stay small.
     Its stdin is the file `stdin` (read to its end, then closed), else nothing.
     """
     expired = threading.Event()
@@ -790,7 +792,9 @@ def prepare_send(bench: Bench, image: str, stack: contextlib.ExitStack) -> Talk:
         sys.path.insert(0, str(FAKE_MODEL_PATH))
     from filare_testing.fake_model import API_KEY_ENV, FakeModel, write_codex_home
 
-    fake = stack.enter_context(FakeModel())  # answers every request with a plain "ok"
+    # Every request gets its default reply, a plain "ok"; bodies are not kept, so the benchmark
+    # (whose memory a child starts with, see `run`) does not grow with every turn.
+    fake = stack.enter_context(FakeModel(keep_bodies=False))
     outputs = bench.project / "outputs"
     write_codex_home(outputs / "codex-send", fake.container_url)
     (outputs / "model.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")

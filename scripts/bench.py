@@ -7,11 +7,16 @@ and user; only the container name, the `filare.registry` label value and the SSH
 (so the two sides never see each other's containers), and the baseline carries one extra
 `bench.run` label.
 
+The `send` group runs real Codex turns in sessions on the real Codex image (`--codex-image`),
+against a scripted model this process serves (`agents/testing/filare_testing/fake_model.py`);
+the baseline types the same `codex exec` by hand in the same containers. Without `--only`, the
+group is left out, with a note, when that image is absent.
+
 Tool and baseline alternate within every round, and the side that goes first alternates from
 round to round; one warm-up round is not counted. The report compares medians as ratios: absolute
 times depend on the machine and are never judged.
 
-    uv run python scripts/bench.py [--rounds 5] [--only GROUP]... [--check]
+    uv run python scripts/bench.py [--rounds 5] [--only GROUP]... [--check] [--codex-image TAG]
     uv run nox -s bench -- --rounds 7 --check
 
 Writes outputs/bench/results.md and results.json and prints the table. Exit code 0 whatever the
@@ -29,6 +34,7 @@ import math
 import os
 import platform
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -40,6 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -49,6 +56,7 @@ LAUNCH_SCRIPT = REPOSITORY / "scripts" / "run_codex_container.sh"
 DEFAULT_OUTPUT = REPOSITORY / "outputs" / "bench"
 SMOKE_TAG = "filare-codex:smoke"
 SMOKE_DOCKERFILE = "docker/Dockerfile.smoke"
+CODEX_TAG = "filare-codex"  # what `inv codex.build` makes
 ROLE = "bench"
 RUN_LABEL = "bench.run"
 REGISTRY_LABEL = "filare.registry"
@@ -56,6 +64,14 @@ COMMAND_TIMEOUT = 600.0
 SEED_FILES = 5_000
 SEED_BYTES = 100_000_000
 SEED_FOLDERS = 50
+# The send group: the message of every turn, what the scripted model answers, how many sessions.
+SEND_MESSAGE = "Answer in one word."
+SEND_REPLY = "ok"  # FakeModel's default reply, given to every turn
+SEND_SESSIONS = 8
+CONTAINER_WORKSPACE = "/home/agent/workspace"
+# The flags docker/filare-turn gives `codex exec`; the baseline types the same ones.
+CODEX_EXEC_FLAGS = ("--json", "--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check")
+FAKE_MODEL_PATH = REPOSITORY / "agents" / "testing"
 
 
 # --- what is measured --------------------------------------------------------------------------
@@ -104,6 +120,25 @@ CASES = (
         2.5,
         floored=True,
     ),
+    Case(
+        "send-1",
+        "inv session.send --wait, 1 turn in a running session (real Codex, scripted model)",
+        "docker exec … codex exec resume --json … THREAD - in the same container",
+        1.15,
+        floored=True,
+    ),
+    Case(
+        "send-8",
+        "inv session.send --wait, 8 sessions' turns in one command",
+        "8 docker exec … codex exec resume …, one after another",
+        0.5,
+    ),
+    Case(
+        "send-8-par",
+        "the same inv session.send --wait of 8 turns (send-8's tool run)",
+        "8 docker exec … codex exec resume … at once",
+        None,
+    ),
     Case("inv-list", "inv --list, this project", "inv --list, an empty Invoke collection", 1.3),
     Case(
         "seed",
@@ -127,9 +162,12 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "start-1": ("start-1",),
     "fleet": ("start-8", "list-8", "stop-8"),
     "scale": ("start-32",),
+    "send": ("send-1", "send-8", "send-8-par"),
     "inv-list": ("inv-list",),
     "seed": ("seed",),
 }
+# Groups that run the smoke image (built when absent).
+SMOKE_GROUPS = frozenset({"start-1", "fleet", "scale"})
 
 
 @dataclass(frozen=True)
@@ -201,7 +239,7 @@ class Row:
         return None if self.case.target is None else self.ratio <= self.case.target
 
     def markdown(self) -> str:
-        target = "-" if self.case.target is None else f"≤ {self.case.target:.1f}"
+        target = "-" if self.case.target is None else f"≤ {format_target(self.case.target)}"
         met = {None: "-", True: "yes", False: "**no**"}[self.met]
         cells = [
             self.case.name,
@@ -233,6 +271,12 @@ class Row:
         }
 
 
+def format_target(value: float) -> str:
+    """1.8 → "1.8", 1.15 → "1.15", 1.0 → "1.0"."""
+    text = f"{value:.2f}"
+    return text[:-1] if text.endswith("0") else text
+
+
 def format_ratio(value: float) -> str:
     return f"{value:.2f}" if math.isfinite(value) else "∞"
 
@@ -248,8 +292,9 @@ SCALING_HEADER = (
 
 
 def results_table(rows: Sequence[Row]) -> str:
-    """The judged cases (those with a target) as a Markdown table."""
-    return "\n".join([RESULT_HEADER, *(row.markdown() for row in rows if row.case.target)])
+    """Every case as a Markdown table, except those kept for the scaling table only."""
+    shown = (row for row in rows if row.case.target is not None or not row.case.sessions)
+    return "\n".join([RESULT_HEADER, *(row.markdown() for row in shown)])
 
 
 def scaling_table(rows: Sequence[Row]) -> str:
@@ -334,6 +379,106 @@ def baseline_argv(
     return out
 
 
+# --- pure parts: a Codex turn typed by hand, and what each side printed -----------------------
+
+
+def codex_turn_argv(container: str, thread: str | None) -> list[str]:
+    """One Codex turn as a person types it: `docker exec` into the session's container, in its
+    workspace, `codex exec` with the flags `filare-turn` gives it and the prompt on stdin;
+    `thread` continues that conversation (`codex exec resume`), as `filare-turn` does."""
+    resume = ["resume"] if thread else []
+    conversation = [thread] if thread else []
+    return [
+        *("docker", "exec", "-i", "-w", CONTAINER_WORKSPACE, container),
+        *("codex", "exec", *resume, *CODEX_EXEC_FLAGS, *conversation, "-"),
+    ]
+
+
+@dataclass(frozen=True)
+class CodexTurn:
+    """What `codex exec --json` printed of one turn."""
+
+    thread_id: str | None
+    final_message: str | None
+    completed: bool
+
+
+def parse_codex_events(output: str) -> CodexTurn:
+    """The conversation, the last agent message and whether the turn completed, from the JSON
+    lines `codex exec --json` prints (anything else on stdout is skipped)."""
+    thread = message = None
+    completed = False
+    for line in output.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        kind, item = event.get("type"), event.get("item")
+        if kind == "thread.started" and isinstance(event.get("thread_id"), str):
+            thread = event["thread_id"]
+        elif kind == "item.completed" and isinstance(item, dict):
+            if item.get("type") == "agent_message" and isinstance(item.get("text"), str):
+                message = item["text"]
+        elif kind in {"turn.completed", "turn.failed"}:
+            completed = kind == "turn.completed"
+    return CodexTurn(thread, message, completed)
+
+
+def sent_results(output: str) -> dict[str, tuple[str, str]]:
+    """Session id → (RESULT, MESSAGE), from the table `session.send` prints."""
+    found: dict[str, tuple[str, str]] = {}
+    for line in output.splitlines():
+        cells = re.split(r"\s{2,}", line.strip(), maxsplit=3)
+        if len(cells) >= 3 and cells[0] != "SESSION":
+            found[cells[0]] = (cells[2], cells[3] if len(cells) > 3 else "")
+    return found
+
+
+def select_groups(
+    only: Sequence[str] | None, *, codex_image: str, codex_image_present: bool
+) -> tuple[list[str], str | None]:
+    """The groups to measure, in their fixed order, and a note when `send` was left out.
+
+    Without `--only`, every group runs, except `send` when the real Codex image is absent (the
+    note says so); asking for `send` without the image is an error.
+    """
+    groups = [g for g in GROUPS if only is None or g in only]
+    if "send" not in groups or codex_image_present:
+        return groups, None
+    if only is not None:
+        raise BenchError(missing_codex_image(codex_image))
+    note = f"note: skipping the send group: {missing_codex_image(codex_image)}"
+    return [g for g in groups if g != "send"], note
+
+
+def missing_codex_image(tag: str) -> str:
+    build = "uv run inv codex.build" + ("" if tag == CODEX_TAG else f" --tag {tag}")
+    return (
+        f"the send group needs the real Codex image {tag!r}, which the engine does not have: "
+        f"build it with '{build}' ('uv run inv codex.base' first when there is no registry), "
+        "or name another with --codex-image"
+    )
+
+
+def send_manifest_text(session_ids: Sequence[str], image: str) -> str:
+    """Sessions on the real image whose Codex talks to the scripted model (`codex-send`)."""
+    lines = [
+        "defaults:",
+        f"  image: {image}",
+        "  ssh_key: outputs/id",
+        "  env_file: outputs/model.env",
+        "  codex_dir: outputs/codex-send",
+        "sessions:",
+    ]
+    lines += [
+        f"  - {{id: {sid}, role: {ROLE}, branch: bench/{sid}, workspace: outputs/ws/{sid}}}"
+        for sid in session_ids
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # --- running commands ----------------------------------------------------------------------------
 
 
@@ -357,20 +502,27 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float = COMMAND_TIMEOUT,
     check: bool = True,
+    stdin: Path | None = None,
 ) -> Completed:
     """Run argv (no shell) to completion, timing it and reading its peak RSS from wait4(2).
 
     The RSS is the largest of the process and the descendants it waited for (as `time -f %M`
-    reports it): for `inv` that is Python itself unless a docker CLI it ran grew larger.
+    reports it): for `inv` that is Python itself unless a docker CLI it ran grew larger. It is
+    never below this process's own peak RSS, which a child counts until it execs (about 17 MB,
+    25 MB once the scripted model's HTTP server is imported), so the benchmark must stay small.
+    Its stdin is the file `stdin` (read to its end, then closed), else nothing.
     """
     expired = threading.Event()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(tempfile.TemporaryFile())
+        err = files.enter_context(tempfile.TemporaryFile())
+        source = files.enter_context(stdin.open("rb")) if stdin else subprocess.DEVNULL
         started = time.perf_counter()
         process = subprocess.Popen(
             list(argv),
             cwd=cwd,
             env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
+            stdin=source,
             stdout=out,
             stderr=err,
             start_new_session=True,
@@ -593,13 +745,93 @@ def make_empty_collection(folder: Path) -> Path:
 
 def ensure_image(bench: Bench) -> str:
     """The smoke image's id, built with the project's own task when it is absent."""
-    argv = ["docker", "image", "inspect", "--format", "{{.Id}}", SMOKE_TAG]
-    found = run(argv, check=False)
-    if found.returncode != 0:
+    found = image_id(SMOKE_TAG)
+    if found is None:
         print(f"building {SMOKE_TAG} ...", file=sys.stderr)
         bench.inv_run("codex.build", "--dockerfile", SMOKE_DOCKERFILE, "--tag", SMOKE_TAG)
-        found = run(argv)
-    return found.stdout.strip()
+        found = image_id(SMOKE_TAG)
+    if found is None:
+        raise BenchError(f"{SMOKE_TAG} is still absent after building it")
+    return found
+
+
+def image_id(tag: str) -> str | None:
+    """The image's id; None when the engine has no such image (any other failure is an error)."""
+    try:
+        found = run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], check=False)
+    except OSError as exc:
+        raise BenchError(f"docker: {exc.strerror or exc}") from None
+    if found.returncode == 0:
+        return found.stdout.strip()
+    if "no such image" in found.stderr.lower():
+        return None
+    reason = found.stderr.strip().splitlines()[-1:] or [f"exit code {found.returncode}"]
+    raise BenchError(f"docker image inspect {tag}: {reason[0]}")
+
+
+@dataclass(frozen=True)
+class Talk:
+    """The send group's sessions, running on the real image, each with two conversations of the
+    same length: the tool's (in its record) and the baseline's own (`threads`), which resumes it
+    by hand in the same container."""
+
+    registry: Path
+    solo: str
+    chorus: tuple[str, ...]
+    containers: Mapping[str, str]  # session id → container name
+    threads: Mapping[str, str]  # session id → the baseline's conversation in that container
+    parallel_threads: Mapping[str, str]  # the same, for the turns typed all at once
+    prompt: Path  # SEND_MESSAGE, the baseline's stdin
+
+
+def prepare_send(bench: Bench, image: str, stack: contextlib.ExitStack) -> Talk:
+    """Serve the scripted model, start the sessions (untimed), and give each side's first turn
+    in each session, untimed too: the tool's starts the session's conversation, the baseline's
+    starts its own, so both sides resume a conversation from then on."""
+    if str(FAKE_MODEL_PATH) not in sys.path:
+        sys.path.insert(0, str(FAKE_MODEL_PATH))
+    from filare_testing.fake_model import API_KEY_ENV, FakeModel, write_codex_home
+
+    # Every request gets its default reply, a plain "ok"; bodies are not kept, so the benchmark
+    # (whose memory a child starts with, see `run`) does not grow with every turn.
+    fake = stack.enter_context(FakeModel(keep_bodies=False))
+    outputs = bench.project / "outputs"
+    write_codex_home(outputs / "codex-send", fake.container_url)
+    (outputs / "model.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")
+    prompt = bench.root / "prompt.txt"
+    prompt.write_text(SEND_MESSAGE)
+    # Ids of this run only: container names are global to the engine.
+    tag = bench.run_id[:6]
+    solo = f"send-{tag}-solo"
+    chorus = tuple(f"send-{tag}-{n:02d}" for n in range(1, SEND_SESSIONS + 1))
+    manifest = bench.project / "send.yml"
+    manifest.write_text(send_manifest_text([solo, *chorus], image))
+    registry = bench.root / "state-send"
+    started = bench.inv_run("session.start", "--manifest", str(manifest), state=registry)
+    count = sum("  started  " in line for line in started.stdout.splitlines())
+    containers = session_containers(registry)
+    if count != 1 + SEND_SESSIONS or sorted(containers) != sorted([solo, *chorus]):
+        raise BenchError(f"session.start of the send group: {count} started, {len(containers)} run")
+    tool_send(bench, registry, [solo, *chorus])
+
+    def conversation(sid: str) -> str:
+        result = run(codex_turn_argv(containers[sid], None), stdin=prompt)
+        turn = parse_codex_events(result.stdout)
+        if not (turn.completed and turn.final_message == SEND_REPLY and turn.thread_id):
+            raise BenchError(f"codex exec in {containers[sid]}: {turn} ({result.stderr[-200:]})")
+        return turn.thread_id
+
+    threads = {sid: conversation(sid) for sid in [solo, *chorus]}
+    parallel = {sid: conversation(sid) for sid in chorus}
+    return Talk(registry, solo, chorus, containers, threads, parallel, prompt)
+
+
+def session_containers(registry: Path) -> dict[str, str]:
+    """Session id → name of its running container, for the sessions of `registry`."""
+    listing = '{{.Label "filare.session"}}\t{{.Names}}'
+    argv = ["docker", "ps", "--filter", f"label={REGISTRY_LABEL}={registry}", "--format", listing]
+    lines = run(argv).stdout.splitlines()
+    return dict(line.split("\t", 1) for line in lines if "\t" in line)
 
 
 # --- one side of each case -----------------------------------------------------------------------
@@ -651,6 +883,45 @@ def baseline_remove(fleet: Fleet) -> Measurement:
     if running_containers(fleet.baseline_label):
         raise BenchError("the baseline's docker rm -f left containers running")
     return measurement
+
+
+def tool_send(bench: Bench, registry: Path, session_ids: Sequence[str]) -> Measurement:
+    """One `inv session.send --wait` of a turn in each session; each must complete with the
+    scripted reply."""
+    sessions = [arg for sid in session_ids for arg in ("--session", sid)]
+    result = bench.inv_run(
+        "session.send", *sessions, "--message", SEND_MESSAGE, "--wait", state=registry
+    )
+    got = sent_results(result.stdout)
+    if got != {sid: ("completed", SEND_REPLY) for sid in session_ids}:
+        raise BenchError(
+            f"session.send --wait did not complete every turn with {SEND_REPLY!r}: {got}"
+        )
+    return result.measurement
+
+
+def baseline_send(talk: Talk, session_ids: Sequence[str], *, at_once: bool = False) -> Measurement:
+    """The same turns typed by hand, each resuming a conversation of the baseline's own in the
+    session's container: one after another, or `at_once` (each in a thread, resuming a third
+    conversation kept for that); checked once all have run."""
+    threads = talk.parallel_threads if at_once else talk.threads
+
+    def turn(sid: str) -> Completed:
+        return run(codex_turn_argv(talk.containers[sid], threads[sid]), stdin=talk.prompt)
+
+    started = time.perf_counter()
+    if at_once:
+        with ThreadPoolExecutor(max_workers=len(session_ids)) as pool:
+            results = list(pool.map(turn, session_ids))
+    else:
+        results = [turn(sid) for sid in session_ids]
+    seconds = time.perf_counter() - started
+    for sid, result in zip(session_ids, results, strict=True):
+        got = parse_codex_events(result.stdout)
+        expected = CodexTurn(threads[sid], SEND_REPLY, completed=True)
+        if got != expected:
+            raise BenchError(f"codex exec resume in {talk.containers[sid]}: {got}, not {expected}")
+    return Measurement(seconds, max(r.measurement.max_rss_kb for r in results))
 
 
 def tool_seed(workspace: Path, repository: Path) -> Measurement:
@@ -723,6 +994,30 @@ def round_inv_list(bench: Bench, empty: Path, tool_first: bool, record: Record) 
     pair("inv-list", tool, baseline, tool_first=tool_first, record=record)
 
 
+def round_send(bench: Bench, talk: Talk, tool_first: bool, record: Record) -> None:
+    """send-1 in the solo session, then send-8 in the eight others; each pair adds one turn to
+    each side's conversation in every session it uses."""
+    pair(
+        "send-1",
+        partial(tool_send, bench, talk.registry, [talk.solo]),
+        partial(baseline_send, talk, [talk.solo]),
+        tool_first=tool_first,
+        record=record,
+    )
+    # send-8's tool run is also send-8-par's: the reference row compares it with the same turns
+    # typed by hand all at once, which is as fast as this machine runs eight turns.
+    sides: list[tuple[str, str, Callable[[], Measurement]]] = [
+        ("send-8", "tool", partial(tool_send, bench, talk.registry, talk.chorus)),
+        ("send-8", "baseline", partial(baseline_send, talk, talk.chorus)),
+        ("send-8-par", "baseline", partial(baseline_send, talk, talk.chorus, at_once=True)),
+    ]
+    for case, side, action in sides if tool_first else sides[::-1]:
+        measured = action()
+        record(case, side, measured)
+        if side == "tool":
+            record("send-8-par", side, measured)
+
+
 def round_seed(bench: Bench, repository: Path, tool_first: bool, record: Record) -> None:
     """Seed an empty workspace each way, each side starting with no dirty pages (`sync`).
 
@@ -744,8 +1039,15 @@ def round_seed(bench: Bench, repository: Path, tool_first: bool, record: Record)
         workspace.rename(trash / workspace.name)
 
 
-def prepare(bench: Bench, groups: Sequence[str]) -> tuple[dict[str, Round], list[Fleet]]:
-    """Inputs of every selected group (manifests, seed tree, empty collection), and its round."""
+def prepare(
+    bench: Bench,
+    groups: Sequence[str],
+    stack: contextlib.ExitStack,
+    context: dict[str, object],
+    codex_image: str = CODEX_TAG,
+) -> tuple[dict[str, Round], list[Fleet]]:
+    """Inputs of every selected group (manifests, seed tree, empty collection, sessions with a
+    scripted model), and its round; what must be closed at the end goes on `stack`."""
     make_project(bench)
     rounds: dict[str, Round] = {}
     fleets: list[Fleet] = []
@@ -759,6 +1061,13 @@ def prepare(bench: Bench, groups: Sequence[str]) -> tuple[dict[str, Round], list
         elif group == "scale":
             fleets.append(make_fleet(bench, "scale", 32))
             rounds[group] = partial(round_start, bench, fleets[-1], "start-32")
+        elif group == "send":
+            print(f"starting {1 + SEND_SESSIONS} sessions on {codex_image} ...", file=sys.stderr)
+            talk = prepare_send(bench, codex_image, stack)
+            rounds[group] = partial(round_send, bench, talk)
+            context["send_baseline_argv"] = shlex.join(
+                codex_turn_argv(talk.containers[talk.solo], talk.threads[talk.solo])
+            )
         elif group == "inv-list":
             empty = make_empty_collection(bench.root / "empty-collection")
             rounds[group] = partial(round_inv_list, bench, empty)
@@ -769,51 +1078,82 @@ def prepare(bench: Bench, groups: Sequence[str]) -> tuple[dict[str, Round], list
     return rounds, fleets
 
 
-def clean_up(bench: Bench) -> None:
+def clean_up(bench: Bench, attempts: int = 3, pause: float = 5.0) -> None:
     """Remove every container this run created, found by label, whatever state it was left in:
-    the baseline's by `bench.run`, the tool's by a `filare.registry` inside this run's folder."""
-    listing = f'{{{{.ID}}}} {{{{.Label "{REGISTRY_LABEL}"}}}}'
-    with contextlib.suppress(BenchError):
-        listed = run(
-            ["docker", "ps", "-a", "--filter", f"label={REGISTRY_LABEL}", "--format", listing]
-        )
-        ids = {
-            cid
-            for cid, _, registry in (line.partition(" ") for line in listed.stdout.splitlines())
-            if Path(registry).is_relative_to(bench.root)
-        }
-        ids |= set(
-            run(["docker", "ps", "-aq", "--filter", f"label={bench.run_label}"]).stdout.split()
-        )
-        if ids:
-            run(["docker", "rm", "-f", *sorted(ids)])
+    the baseline's by `bench.run`, the tool's by a `filare.registry` inside this run's folder.
+
+    An engine that does not answer (a daemon restarting) is asked again `attempts` times in all,
+    `pause` seconds apart; after that, a warning says what may be left.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            remove_containers(bench)
+            break
+        except BenchError as exc:
+            if attempt < attempts:
+                time.sleep(pause)
+                continue
+            print(
+                f"warning: containers of this run may be left ({exc}): those labelled "
+                f"{bench.run_label} and those whose {REGISTRY_LABEL} label is under {bench.root}",
+                file=sys.stderr,
+            )
     shutil.rmtree(bench.root, ignore_errors=True)
 
 
+def remove_containers(bench: Bench) -> None:
+    listing = f'{{{{.ID}}}} {{{{.Label "{REGISTRY_LABEL}"}}}}'
+    listed = run(["docker", "ps", "-a", "--filter", f"label={REGISTRY_LABEL}", "--format", listing])
+    ids = {
+        cid
+        for cid, _, registry in (line.partition(" ") for line in listed.stdout.splitlines())
+        if Path(registry).is_relative_to(bench.root)
+    }
+    ids |= set(run(["docker", "ps", "-aq", "--filter", f"label={bench.run_label}"]).stdout.split())
+    if ids:
+        run(["docker", "rm", "-f", *sorted(ids)])
+
+
 def measure(
-    rounds: int, groups: Sequence[str], work_dir: Path | None = None
+    rounds: int,
+    groups: Sequence[str],
+    work_dir: Path | None = None,
+    codex_image: str = CODEX_TAG,
 ) -> tuple[list[Row], dict[str, object]]:
     """Every selected case: one warm-up round, then `rounds` counted ones, all groups per round."""
     bench = Bench.create(work_dir)
     try:
-        context = describe_machine(bench, ensure_image(bench), rounds)
-        context["work_dir"] = str(bench.root.parent)
-        plans, fleets = prepare(bench, groups)
-        context["baseline_argv"] = {
-            f.manifest.stem: shlex.join(f.baseline_argvs[0]) for f in fleets
-        }
-        samples = {case: Samples() for group in groups for case in GROUPS[group]}
-        for number in range(rounds + 1):
-            record = partial(keep, samples, number > 0)
-            for group, round_ in plans.items():
-                label = "warm-up" if number == 0 else f"round {number}/{rounds}"
-                print(f"{label}: {group}", file=sys.stderr)
-                round_(number % 2 == 1, record)
-        context["loadavg_after"] = list(os.getloadavg())
+        with contextlib.ExitStack() as stack:
+            images = {}
+            if any(g in SMOKE_GROUPS for g in groups):
+                images[SMOKE_TAG] = ensure_image(bench)
+            if "send" in groups:
+                images[codex_image] = image_id(codex_image) or "absent"
+            context = describe_machine(bench, images, rounds)
+            context["work_dir"] = str(bench.root.parent)
+            plans, fleets = prepare(bench, groups, stack, context, codex_image)
+            context["baseline_argv"] = {
+                f.manifest.stem: shlex.join(f.baseline_argvs[0]) for f in fleets
+            }
+            samples = run_rounds(rounds, groups, plans)
+            context["loadavg_after"] = list(os.getloadavg())
     finally:
         clean_up(bench)
     rows = [Row.from_samples(case, samples[case.name]) for case in CASES if case.name in samples]
     return with_floors(rows), context
+
+
+def run_rounds(
+    rounds: int, groups: Sequence[str], plans: Mapping[str, Round]
+) -> dict[str, Samples]:
+    samples = {case: Samples() for group in groups for case in GROUPS[group]}
+    for number in range(rounds + 1):
+        record = partial(keep, samples, number > 0)
+        for group, round_ in plans.items():
+            label = "warm-up" if number == 0 else f"round {number}/{rounds}"
+            print(f"{label}: {group}", file=sys.stderr)
+            round_(number % 2 == 1, record)
+    return samples
 
 
 def keep(
@@ -824,7 +1164,7 @@ def keep(
         getattr(samples[case], side).append(measured)
 
 
-def describe_machine(bench: Bench, image_id: str, rounds: int) -> dict[str, object]:
+def describe_machine(bench: Bench, images: Mapping[str, str], rounds: int) -> dict[str, object]:
     server = run(["docker", "version", "--format", "{{.Server.Version}}"]).stdout.strip()
     return {
         "rounds": rounds,
@@ -834,8 +1174,7 @@ def describe_machine(bench: Bench, image_id: str, rounds: int) -> dict[str, obje
         "platform": platform.platform(),
         "python": platform.python_version(),
         "docker_server": server,
-        "image": SMOKE_TAG,
-        "image_id": image_id,
+        "images": dict(images),
         "inv": shlex.join(bench.inv),
     }
 
@@ -852,7 +1191,7 @@ def markdown_report(rows: Sequence[Row], context: Mapping[str, object]) -> str:
         f"interleaved; {context['cpus']} CPUs, load average "
         f"{fmt_load(context['loadavg_before'])} before and "
         f"{fmt_load(context.get('loadavg_after'))} after; Docker {context['docker_server']}, "
-        f"image {context['image']}; files under {context['work_dir']}.",
+        f"{fmt_images(context.get('images'))}; files under {context['work_dir']}.",
         "",
         results_table(rows),
         "",
@@ -873,6 +1212,11 @@ def markdown_report(rows: Sequence[Row], context: Mapping[str, object]) -> str:
         "for.",
     ]
     return "\n".join(parts) + "\n"
+
+
+def fmt_images(value: object) -> str:
+    names = list(value) if isinstance(value, dict) else []
+    return ("image " if len(names) == 1 else "images ") + (" and ".join(names) or "none")
 
 
 def fmt_load(value: object) -> str:
@@ -899,6 +1243,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=list(GROUPS),
         help="measure only this group of cases (repeatable; default: all)",
     )
+    parser.add_argument(
+        "--codex-image",
+        default=CODEX_TAG,
+        help=f"the real Codex image the send group runs (default {CODEX_TAG}, what "
+        "'inv codex.build' makes); without it, send is skipped unless --only asks for it",
+    )
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="report folder")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
@@ -916,9 +1266,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)  # clean up on `kill` as on Ctrl-C
-    groups = args.only or list(GROUPS)
     try:
-        rows, context = measure(args.rounds, [g for g in GROUPS if g in groups], args.work_dir)
+        wanted = args.only or list(GROUPS)
+        present = "send" in wanted and image_id(args.codex_image) is not None
+        groups, note = select_groups(
+            args.only, codex_image=args.codex_image, codex_image_present=present
+        )
+        if note:
+            print(note, file=sys.stderr)
+        rows, context = measure(args.rounds, groups, args.work_dir, args.codex_image)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

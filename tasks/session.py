@@ -254,11 +254,7 @@ def send(
 
     text = _message_text(message, message_file)
     registry = session_registry()
-    results = conversation.send(registry, session or [], text)
-    if wait:
-        started = [r.session_id for r in results if r.turn is not None]
-        waited = {r.session_id: r for r in conversation.wait(registry, started, timeout=timeout)}
-        results = [waited.get(r.session_id, r) for r in results]
+    results = conversation.send(registry, session or [], text, wait=timeout if wait else None)
     print(report.sent_json(results) if json else report.sent_table(results))
     _exit_unless(all(r.result in ({"completed"} if wait else {"started"}) for r in results))
 

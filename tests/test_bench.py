@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import math
 import shlex
+from functools import partial
 from pathlib import Path
 
 import pytest
+import yaml
 
 from filare_testing.commands import inv
 from scripts import bench
@@ -127,3 +129,142 @@ def test_the_tools_dry_run_is_what_the_baseline_parses(
         argvs["b"], name="n", tool_registry=state, registry=tmp_path / "base", run_id="r"
     )
     assert shlex.join(out).count(str(state)) == 0
+
+
+def test_targets_show_their_hundredths() -> None:
+    assert [bench.format_target(t) for t in (0.8, 1.15, 1.0, 2.5)] == ["0.8", "1.15", "1.0", "2.5"]
+    assert "| ≤ 1.15 |" in row((1.0,), (1.0,), bench.CASE_BY_NAME["send-1"]).markdown()
+
+
+def test_the_results_table_shows_reference_rows_but_not_the_scaling_only_ones() -> None:
+    reference = row((5.0,), (4.0,), bench.CASE_BY_NAME["send-8-par"])
+    scale = row((8.0,), (16.0,), bench.CASE_BY_NAME["start-32"])
+    lines = bench.results_table([reference, scale]).splitlines()
+    assert lines[2:] == ["| send-8-par | 5.000 | 4.000 | 1.25 | - | - | - | 43.0 / 20.0 |"]
+    assert bench.missed([reference]) == []
+
+
+FILARE_TURN = Path(__file__).resolve().parents[1] / "docker" / "filare-turn"
+
+
+def test_the_baseline_turn_types_the_flags_filare_turn_gives_codex() -> None:
+    fresh = bench.codex_turn_argv("filare-bench-x", None)
+    assert fresh == [
+        *("docker", "exec", "-i", "-w", "/home/agent/workspace", "filare-bench-x"),
+        *("codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox"),
+        *("--skip-git-repo-check", "-"),
+    ]
+    resumed = bench.codex_turn_argv("c", "0199-abc")
+    assert resumed[6:9] == ["codex", "exec", "resume"]
+    assert resumed[-2:] == ["0199-abc", "-"]
+    # The contract with docker/filare-turn: the same flags, in the same order.
+    script = FILARE_TURN.read_text()
+    assert f'set -- "$@" {" ".join(bench.CODEX_EXEC_FLAGS)}\n' in script
+    assert '[ -z "$thread" ] || set -- "$@" resume' in script
+    assert 'set -- "$@" -\n' in script
+
+
+CODEX_OUTPUT = """\
+{"type":"thread.started","thread_id":"01a2-b3"}
+{"type":"turn.started"}
+not json: codex prints warnings on stderr, but skip anything else here
+{"type":"item.completed","item":{"id":"item_0","type":"agent_message","text":"first"}}
+{"type":"item.completed","item":{"id":"item_1","type":"command_execution","text":"x"}}
+{"type":"item.completed","item":{"id":"item_2","type":"agent_message","text":"ok"}}
+{"type":"turn.completed","usage":{"input_tokens":10,"output_tokens":5}}
+"""
+
+
+def test_codex_events_give_the_conversation_the_last_message_and_the_outcome() -> None:
+    assert bench.parse_codex_events(CODEX_OUTPUT) == bench.CodexTurn("01a2-b3", "ok", True)
+    failed = CODEX_OUTPUT.replace('"turn.completed"', '"turn.failed"')
+    assert bench.parse_codex_events(failed).completed is False
+    assert bench.parse_codex_events("") == bench.CodexTurn(None, None, False)
+    assert bench.parse_codex_events('[1]\n{"type": "thread.started", "thread_id": 3}\n') == (
+        bench.CodexTurn(None, None, False)
+    )
+
+
+def test_sent_results_read_the_send_table() -> None:
+    table = (
+        "SESSION       TURN  RESULT     MESSAGE\n"
+        "send-a-solo   0003  completed  ok\n"
+        "send-a-01     0003  completed  ok, and more  words\n"
+        "send-a-02     -     failed\n"
+    )
+    assert bench.sent_results(table) == {
+        "send-a-solo": ("completed", "ok"),
+        "send-a-01": ("completed", "ok, and more  words"),
+        "send-a-02": ("failed", ""),
+    }
+
+
+def test_send_is_left_out_by_default_without_the_real_image_and_refused_when_asked() -> None:
+    select = partial(bench.select_groups, codex_image="filare-codex")
+    everything, note = select(None, codex_image_present=True)
+    assert everything == list(bench.GROUPS) and "send" in everything and note is None
+    without, note = select(None, codex_image_present=False)
+    assert without == [g for g in bench.GROUPS if g != "send"]
+    assert note is not None and "'uv run inv codex.build'" in note and "\n" not in note
+    assert select(["fleet", "seed"], codex_image_present=False) == (["fleet", "seed"], None)
+    assert select(["inv-list", "send"], codex_image_present=True) == (["send", "inv-list"], None)
+    with pytest.raises(bench.BenchError, match=r"codex\.build --tag mine:1'"):
+        bench.select_groups(["send"], codex_image="mine:1", codex_image_present=False)
+
+
+def test_the_send_manifest_runs_the_real_image_on_the_scripted_models_codex_home() -> None:
+    data = yaml.safe_load(bench.send_manifest_text(["s-solo", "s-01"], "filare-codex:t"))
+    assert data["defaults"]["image"] == "filare-codex:t"
+    assert data["defaults"]["codex_dir"] == "outputs/codex-send"
+    assert data["defaults"]["env_file"] == "outputs/model.env"
+    assert [(s["id"], s["role"], s["workspace"]) for s in data["sessions"]] == [
+        ("s-solo", "bench", "outputs/ws/s-solo"),
+        ("s-01", "bench", "outputs/ws/s-01"),
+    ]
+
+
+def test_a_run_without_the_send_group_needs_no_codex_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only asking for send looks for the real image; --only without it never does."""
+    looked: list[str] = []
+    measured: list[list[str]] = []
+
+    def image_id(tag: str) -> str | None:
+        looked.append(tag)
+        return None
+
+    def measure(rounds: int, groups: list[str], *args: object) -> None:
+        measured.append(groups)
+        raise bench.BenchError("stop here")
+
+    monkeypatch.setattr(bench, "image_id", image_id)
+    monkeypatch.setattr(bench, "measure", measure)
+    assert bench.main(["--only", "fleet"]) == 2
+    assert looked == [] and measured == [["fleet"]]
+    assert bench.main(["--only", "send", "--codex-image", "x:1"]) == 2
+    assert looked == ["x:1"] and len(measured) == 1
+    assert bench.main([]) == 2
+    assert measured[-1] == [g for g in bench.GROUPS if g != "send"]
+
+
+def test_clean_up_asks_a_restarting_engine_again_then_says_what_may_be_left(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers: list[str | None] = ["down", None, "down", "down", "down"]
+
+    def remove(_: bench.Bench) -> None:
+        answer = answers.pop(0)
+        if answer:
+            raise bench.BenchError(answer)
+
+    monkeypatch.setattr(bench, "remove_containers", remove)
+    first = bench.Bench(tmp_path / "one", "r1", ("inv",))
+    first.root.mkdir()
+    bench.clean_up(first, pause=0)
+    assert not first.root.exists() and capsys.readouterr().err == ""
+    second = bench.Bench(tmp_path / "two", "r2", ("inv",))
+    second.root.mkdir()
+    bench.clean_up(second, pause=0)
+    err = capsys.readouterr().err
+    assert not second.root.exists() and answers == []
+    assert err.startswith("warning: containers of this run may be left (down)")
+    assert "bench.run=r2" in err and str(second.root) in err

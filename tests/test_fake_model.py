@@ -383,3 +383,14 @@ def test_write_codex_home_uses_the_container_path_of_the_catalog(tmp_path: Path)
     assert config["model"] == "m2"
     catalog = json.loads((tmp_path / "home" / CATALOG_FILE).read_text())
     assert catalog["models"][0]["slug"] == "m2"
+
+
+def test_a_fake_that_keeps_no_bodies_still_counts_and_answers() -> None:
+    with FakeModel(host="127.0.0.1", keep_bodies=False) as fake:
+        fake.enqueue(message("scripted"))
+        first = parse_sse(post(fake)[2])
+        second = parse_sse(post(fake)[2])
+        assert [r.body for r in fake.wait_for_requests(2)] == [None, None]
+    texts = [e["delta"] for e in first + second if e["type"] == "response.output_text.delta"]
+    assert texts == ["scripted", "ok"]
+    assert [r.scripted for r in fake.model_requests] == [True, False]

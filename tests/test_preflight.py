@@ -191,3 +191,14 @@ def test_a_folder_every_user_shares_is_no_sessions_folder(
         check_inputs(inside)
     except ManifestError as error:  # one the caller cannot create, unless it is root
         assert "shares" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("folder", "allowed"),
+    [("/dev/shm/filare-ws", True), ("/dev/shm", False), ("/dev/filare-ws", False)],
+)
+def test_a_folder_inside_dev_shm_is_like_one_inside_tmp(folder: str, allowed: bool) -> None:
+    from orchestrator.hostpaths import unsafe_reason
+
+    reason = unsafe_reason(Path(folder), not_covered={}, private={})
+    assert (reason is None) is allowed, reason

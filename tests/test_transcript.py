@@ -218,3 +218,9 @@ def test_a_goal_is_framed_by_the_role() -> None:
     message = conversation.goal_message(spec)
     assert "FEATURE agent of session alpha" in message and "agent/alpha" in message
     assert message.rstrip().endswith("Add the widget")
+
+
+def test_turns_are_in_the_order_of_their_numbers_past_9999(tmp_path: Path) -> None:
+    for number in ("9999", "10000", "0002"):
+        (tmp_path / f"{number}.jsonl").write_text("")
+    assert transcript.turns(tmp_path) == ["0002", "9999", "10000"]

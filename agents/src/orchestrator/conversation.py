@@ -137,14 +137,16 @@ def send(
     message: str,
     *,
     kind: str = "message",
+    wait: float | None = None,
 ) -> list[Sent]:
     """Start a turn with `message` in each session, in parallel; results in the order given.
 
     Bad input for any session (unknown, not running, busy, an empty message) is refused for all
     before any turn starts. An engine fault while starting one session's turn is that session's
-    error; the others go on.
+    error; the others go on. With `wait` (seconds), wait for the turns started, as `wait` does,
+    and give how each ended.
     """
-    return send_each(registry, dict.fromkeys(session_ids, message), kind=kind)
+    return send_each(registry, dict.fromkeys(session_ids, message), kind=kind, wait=wait)
 
 
 def send_each(
@@ -152,7 +154,11 @@ def send_each(
     messages: dict[str, str],
     *,
     kind: str = "message",
+<<<<<<< HEAD
     question: str | None = None,
+=======
+    wait: float | None = None,
+>>>>>>> bench
 ) -> list[Sent]:
     """Start a turn in each session with its own message; see `send`."""
     for message in messages.values():
@@ -160,6 +166,8 @@ def send_each(
             raise InputError("the message is empty")
         if len(message.encode()) > MAX_MESSAGE_BYTES:
             raise InputError(f"the message is longer than {MAX_MESSAGE_BYTES} bytes")
+    if wait is not None:
+        _check_timeout(wait)
     views = _running_views(registry, list(messages))
     for view in views:
         _check_idle(registry, view)
@@ -173,7 +181,14 @@ def send_each(
             return Sent(view.session_id, error=exc)
 
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(views)))) as pool:
-        return list(pool.map(start, views))
+        sent = list(pool.map(start, views))
+    if wait is None:
+        return sent
+    # The views the turns were started from are as fresh as a new survey would be: no second
+    # engine call. A container that dies meanwhile is noticed by the wait's own surveys.
+    started = [view for view, one in zip(views, sent, strict=True) if one.turn is not None]
+    waited = {one.session_id: one for one in _wait_for(registry, started, timeout=wait)}
+    return [waited.get(one.session_id, one) for one in sent]
 
 
 def goal_message(session: SessionSpec) -> str:
@@ -350,14 +365,28 @@ def transcript_folder_of(state_dir: Path, state: SessionState) -> Path:
 
 
 def turn_records(registry: Registry, role: str, session_id: str) -> list[TurnRecord]:
+    """Every readable turn record of the session, oldest first."""
     folder = registry.session_dir(role, session_id) / TURNS
-    records = []
-    for number in _record_numbers(folder):
-        try:
-            records.append(TurnRecord.from_json((folder / f"{number}.json").read_bytes()))
-        except (OSError, ValueError, TypeError, KeyError):
-            continue
-    return records
+    found = (_read_record(folder, number) for number in _record_numbers(folder))
+    return [record for record in found if record is not None]
+
+
+def latest_record(registry: Registry, role: str, session_id: str) -> TurnRecord | None:
+    """The newest readable turn record, `turn_records(...)[-1]`, reading only as many records
+    as it takes (one, unless the newest are unreadable) rather than every turn's."""
+    folder = registry.session_dir(role, session_id) / TURNS
+    for number in reversed(_record_numbers(folder)):
+        record = _read_record(folder, number)
+        if record is not None:
+            return record
+    return None
+
+
+def _read_record(folder: Path, number: str) -> TurnRecord | None:
+    try:
+        return TurnRecord.from_json((folder / f"{number}.json").read_bytes())
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def turn_status(registry: Registry, view: SessionView, record: TurnRecord) -> TurnStatus:
@@ -397,8 +426,8 @@ def _failure(folder: Path, number: str, end: TurnEnd) -> str:
 
 
 def latest_status(registry: Registry, view: SessionView) -> TurnStatus | None:
-    records = turn_records(registry, view.role, view.session_id)
-    return turn_status(registry, view, records[-1]) if records else None
+    record = latest_record(registry, view.role, view.session_id)
+    return turn_status(registry, view, record) if record is not None else None
 
 
 def final_message(registry: Registry, state: SessionState, number: str) -> str | None:
@@ -459,15 +488,24 @@ def _short(text: str | None) -> str | None:
 
 def wait(registry: Registry, session_ids: Sequence[str], *, timeout: float) -> list[Sent]:
     """Wait until the latest turn of each session ends (or `timeout` seconds pass)."""
+    _check_timeout(timeout)
+    views = _known_views(registry, session_ids)
+    for view in views:
+        if latest_record(registry, view.role, view.session_id) is None:
+            raise InputError(f"session {view.session_id!r} has had no turn to wait for")
+    return _wait_for(registry, views, timeout=timeout)
+
+
+def _check_timeout(timeout: float) -> None:
     if timeout < 0:
         raise InputError(f"--timeout must be 0 or more seconds, not {timeout:g}")
-    views = _known_views(registry, session_ids)
+
+
+def _wait_for(registry: Registry, views: Sequence[SessionView], *, timeout: float) -> list[Sent]:
+    """Wait for the latest turn of each of `views` (each has had one); results in their order."""
     deadline = time.monotonic() + timeout
     pending = {v.session_id: v for v in views}
     results: dict[str, Sent] = {}
-    for view in views:
-        if not turn_records(registry, view.role, view.session_id):
-            raise InputError(f"session {view.session_id!r} has had no turn to wait for")
     next_survey = time.monotonic() + SURVEY_SECONDS
     while True:
         for session_id, view in list(pending.items()):

@@ -50,8 +50,11 @@ SHARED_FOLDERS = tuple(
         "/media",
         "/opt",
         "/srv",
+        "/dev/shm",
     )
 )
+# Inside a system folder, but a folder for everyone's temporary files, as /tmp is.
+TEMPORARY_IN_SYSTEM = Path("/dev/shm")
 
 
 def resolved(path: Path) -> Path:
@@ -72,8 +75,9 @@ def unsafe_reason(
         return "it is the root of the file system"
     if path in SHARED_FOLDERS:
         return f"it is {path}, which every user shares"
+    temporary = TEMPORARY_IN_SYSTEM in path.parents
     for folder in SYSTEM_FOLDERS:
-        if path == folder or folder in path.parents:
+        if (path == folder or folder in path.parents) and not temporary:
             return f"it is inside the system folder {folder}"
         if path in folder.parents:
             return f"it contains the system folder {folder}"

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from orchestrator.conversation import Sent
-from orchestrator.launch import StartOutcome
 from orchestrator.listing import SessionView
 from orchestrator.registry import now
 from orchestrator.spec import SessionSpec
-from orchestrator.stopping import PruneAction, StopOutcome, StopReport
+
+if TYPE_CHECKING:  # only named in annotations: `send`, `wait` and `list` need not import them
+    from orchestrator.launch import StartOutcome
+    from orchestrator.stopping import PruneAction, StopOutcome, StopReport
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

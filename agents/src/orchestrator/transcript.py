@@ -71,11 +71,12 @@ def turns(folder: Path) -> list[str]:
 def numbered(folder: Path, suffix: str) -> list[str]:
     """The turn numbers N of the `N.<suffix>` files in `folder`, oldest first."""
     try:
-        names = [entry.name for entry in folder.iterdir()]
+        # Names only, no Path per entry: a waiting command lists the folder at every poll.
+        names = os.listdir(folder)  # noqa: PTH208
     except (FileNotFoundError, NotADirectoryError):
         return []
     pattern = re.compile(rf"([0-9]{{4,9}})\.{re.escape(suffix)}")
-    return sorted(m.group(1) for m in map(pattern.fullmatch, names) if m)
+    return sorted((m.group(1) for m in map(pattern.fullmatch, names) if m), key=int)
 
 
 def read_limited(path: Path, limit: int, offset: int = 0) -> bytes:

@@ -444,11 +444,22 @@ class FakeModel:
     thread title, for one), and a test can assert `fake.unscripted == []` where it matters.
     Other paths (e.g. `GET /v1/models`) get an empty model list. Each request is served on a
     thread of its own; the queue and the record are shared under one lock.
+
+    With `keep_bodies=False` no request's body is parsed or kept (`Recorded.body` is None): a
+    long-lived user that never reads them, such as the benchmark, does not grow with every
+    request Codex sends (each carries the whole conversation).
     """
 
-    def __init__(self, *, host: str = ALL_INTERFACES, default: Reply | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = ALL_INTERFACES,
+        default: Reply | None = None,
+        keep_bodies: bool = True,
+    ) -> None:
         self._bind_host = host
         self.default = default if default is not None else message("ok")
+        self._keep_bodies = keep_bodies
         self._queue: deque[Reply] = deque()
         self._requests: list[Recorded] = []
         self._lock = threading.Lock()
@@ -558,7 +569,9 @@ class FakeModel:
     # --- serving -----------------------------------------------------------------------------
 
     def _handle(self, handler: _Handler) -> None:
-        body = _parse_body(_read_body(handler), handler.headers.get("Content-Encoding", "").lower())
+        raw = _read_body(handler)
+        encoding = handler.headers.get("Content-Encoding", "").lower()
+        body = _parse_body(raw, encoding) if self._keep_bodies else None
         headers = {
             name.lower(): ("<redacted>" if name.lower() == "authorization" else value)
             for name, value in handler.headers.items()

@@ -154,11 +154,8 @@ def send_each(
     messages: dict[str, str],
     *,
     kind: str = "message",
-<<<<<<< HEAD
     question: str | None = None,
-=======
     wait: float | None = None,
->>>>>>> bench
 ) -> list[Sent]:
     """Start a turn in each session with its own message; see `send`."""
     for message in messages.values():

@@ -152,29 +152,48 @@ def test_a_workspace_in_another_sessions_needs_both_to_share(
     check_inputs(load_manifest(write_manifest(shared)))
 
 
-@pytest.mark.parametrize("field", ["workspace", "codex_dir"])
-def test_an_unwritable_or_dangling_folder_is_bad_input(
+@pytest.mark.parametrize(
+    ("field", "denied", "what"),
+    [("workspace", os.W_OK, "writable"), ("codex_dir", os.R_OK, "readable")],
+)
+def test_an_unusable_or_dangling_folder_is_bad_input(
     write_manifest: WriteManifest,
     session_files: Path,
     monkeypatch: pytest.MonkeyPatch,
     field: str,
+    denied: int,
+    what: str,
 ) -> None:
-    """Exit code 2 before anything starts, not an engine fault half way."""
+    """Exit code 2 before anything starts, not an engine fault half way. The workspace is
+    written; the Codex folder only read (a read-only one is fine)."""
     (session_files / "folder").mkdir()
     (session_files / "dangling").symlink_to(session_files / "gone")
     dangling = load_manifest(write_manifest(session(**{field: "dangling"})))
     with pytest.raises(ManifestError, match=rf"field '{field}': .* is a link to nothing") as error:
         check_inputs(dangling)
     assert error.value.exit_code == 2
-    unwritable = load_manifest(write_manifest(session(**{field: "folder"})))
-    # Root writes everywhere, so unwritability is simulated at the permission check itself.
+    unusable = load_manifest(write_manifest(session(**{field: "folder"})))
+    # Root reads and writes everywhere, so it is simulated at the permission check itself.
     real_access = os.access
     monkeypatch.setattr(
         "orchestrator.preflight.os.access",
-        lambda path, mode: not mode & os.W_OK and real_access(path, mode),
+        lambda path, mode: not mode & denied and real_access(path, mode),
     )
-    with pytest.raises(ManifestError, match=rf"field '{field}': .* is not writable"):
-        check_inputs(unwritable)
+    with pytest.raises(ManifestError, match=rf"field '{field}': .* is not {what}"):
+        check_inputs(unusable)
+
+
+def test_a_read_only_or_absent_codex_folder_is_fine(
+    write_manifest: WriteManifest, session_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_inputs(load_manifest(write_manifest(session(codex_dir="no-such-folder"))))
+    real_access = os.access
+    codex = session_files / "codex"
+    monkeypatch.setattr(
+        "orchestrator.preflight.os.access",
+        lambda path, mode: not (Path(path) == codex and mode & os.W_OK) and real_access(path, mode),
+    )
+    check_inputs(load_manifest(write_manifest(session(codex_dir="codex"))))
 
 
 @pytest.mark.parametrize(

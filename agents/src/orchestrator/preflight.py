@@ -114,16 +114,19 @@ def _key_problems(session: SessionSpec) -> list[str]:
 
 def _folder_problems(session: SessionSpec, registry_root: Path | None) -> list[str]:
     problems = []
-    for field in ("workspace", "codex_dir"):
+    # The workspace is written (seeded, then the agent's); `codex_dir` is only read from, and
+    # may be absent (nothing to copy: a key in the env file is enough).
+    for field, access, missing_ok in (("workspace", os.W_OK, False), ("codex_dir", os.R_OK, True)):
         path: Path = getattr(session, field)
         if path.is_symlink() and not path.exists():
             problems.append(_line(session, field, f"{path} is a link to nothing"))
         elif path.exists() and not path.is_dir():
             problems.append(_line(session, field, f"{path} exists and is not a folder"))
-        elif not path.exists() and not _creatable(path):
+        elif not path.exists() and not missing_ok and not _creatable(path):
             problems.append(_line(session, field, f"{path} cannot be created (no write access)"))
-        elif path.exists() and not os.access(path, os.W_OK | os.X_OK):
-            problems.append(_line(session, field, f"{path} is not writable"))
+        elif path.exists() and not os.access(path, access | os.X_OK):
+            what = "writable" if access == os.W_OK else "readable"
+            problems.append(_line(session, field, f"{path} is not {what}"))
     not_covered, private = _protected(session, registry_root)
     reason = hostpaths.unsafe_reason(
         hostpaths.resolved(session.workspace), not_covered=not_covered, private=private

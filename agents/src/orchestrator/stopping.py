@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from orchestrator.registry import Registry, now
 from orchestrator.spec import default_owner
 
 DEFAULT_STOP_TIMEOUT = 10.0
+# How long prune waits for starts in progress before it leaves them alone.
+START_WAIT = 30.0
 
 
 @dataclass(frozen=True)
@@ -207,11 +210,16 @@ def prune(
     Codex home, transcripts.
 
     Only containers carrying this registry's labels are candidates; nothing else is touched. A
-    record still saying `starting` counts as dead only when no process holds its lock, so a start
-    in progress elsewhere is left alone.
+    record still saying `starting` counts as dead only when no process holds its lock. A start in
+    progress (or the launch script of a start whose command was killed, which keeps the lock
+    until its `docker run` returns) is first waited for, up to `START_WAIT` seconds, and left
+    alone if it is still going then.
     """
     registry = registry or Registry.default()
-    actions = _prune_actions(registry, survey(registry).sessions, records, holding_locks=False)
+    views = survey(registry).sessions
+    if _wait_for_starts(registry, views):
+        views = survey(registry).sessions
+    actions = _prune_actions(registry, views, records, holding_locks=False)
     if dry_run or not actions:
         return actions
     keys = sorted({(a.role, a.session_id) for a in actions})
@@ -229,6 +237,17 @@ def prune(
                 if view.container is None and (view.status in ENDED or view in dead):
                     _remove_session_folder(registry, view)
     return actions
+
+
+def _wait_for_starts(registry: Registry, views: Sequence[SessionView]) -> bool:
+    """Wait while a session recorded as starting has its lock held; whether any was."""
+    starting = [v.key for v in views if v.status == "starting"]
+    deadline = time.monotonic() + START_WAIT
+    waited = False
+    while any(registry.busy(*key) for key in starting) and time.monotonic() < deadline:
+        waited = True
+        time.sleep(0.1)
+    return waited
 
 
 def _remove_session_folder(registry: Registry, view: SessionView) -> None:

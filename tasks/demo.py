@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -38,8 +39,9 @@ def run(c: Context, manifest: str = DEMO_MANIFEST) -> None:
             print(built.summary())
     sessions_registry = session_registry()
     outcomes = runtime.start_sessions(sessions, sessions_registry)
-    for outcome in outcomes:
-        print(report.start_line(outcome))
+    for line in report.warnings_text(outcomes):
+        print(line, file=sys.stderr)
+    print(report.start_table(outcomes))
     print()
     print(report.sessions_table(runtime.list_sessions(sessions_registry)))
     print()

@@ -18,7 +18,7 @@ from orchestrator.spec import SessionSpec
 
 if TYPE_CHECKING:  # only named in annotations: `send`, `wait` and `list` need not import them
     from orchestrator.launch import StartOutcome
-    from orchestrator.stopping import PruneAction, StopOutcome, StopReport
+    from orchestrator.stopping import PruneAction, StopReport
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -52,10 +52,6 @@ def start_table(outcomes: Sequence[StartOutcome]) -> str:
     return table(("SESSION", "RESULT", "CONTAINER", "WORKSPACE"), [start_row(o) for o in outcomes])
 
 
-def start_line(outcome: StartOutcome) -> str:
-    return "  ".join(start_row(outcome))
-
-
 def warnings_text(outcomes: Sequence[StartOutcome]) -> list[str]:
     """Every launch warning once, however many sessions met it."""
     return list(dict.fromkeys(f"warning: {w}" for o in outcomes for w in o.warnings))
@@ -74,10 +70,6 @@ def stop_text(report: StopReport) -> str:
             "(--all stops your own; select them with --session, --role or --manifest)"
         )
     return "\n".join(lines)
-
-
-def stop_line(outcome: StopOutcome) -> str:
-    return f"{outcome.session_id}  {outcome.result}  {outcome.container_name}"
 
 
 def prune_line(action: PruneAction, *, dry_run: bool) -> str:

@@ -59,7 +59,8 @@ class Fleet:
 def fleet(registry: Registry, *, include_ended: bool = False) -> Fleet:
     """The fleet as `session.list` and `session.dashboard` show it."""
     surveyed = survey(registry)
-    questions = feedback.pending_questions(registry)
+    records = [view.state for view in surveyed.sessions if view.state is not None]
+    questions = feedback.pending_questions(registry, records)
     waiting: dict[str, list[Prompt]] = {}
     for prompt in questions:
         waiting.setdefault(prompt.session_id, []).append(prompt)

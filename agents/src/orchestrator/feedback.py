@@ -125,11 +125,16 @@ def _gather_locked(registry: Registry) -> tuple[list[Prompt], list[str]]:
     return prompts, problems
 
 
-def pending_questions(registry: Registry) -> list[Prompt]:
-    """Questions without an answer: the queue's and those not gathered yet; writes nothing."""
+def pending_questions(
+    registry: Registry, states: Sequence[SessionState] | None = None
+) -> list[Prompt]:
+    """Questions without an answer: the queue's and those not gathered yet; writes nothing.
+
+    `states`: the registry's records when the caller has just read them (one scan, not two).
+    """
     prompts = [p for p in load_queue(registry) if p.pending]
     known = {p.id for p in prompts}
-    for state in registry.states():
+    for state in registry.states() if states is None else states:
         for _, prompt in _session_questions(registry, state, []):
             if prompt.id not in known:
                 prompts.append(prompt)

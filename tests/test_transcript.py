@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator import conversation, transcript
+from orchestrator import conversation, listing, transcript
 from orchestrator.engine import Container
+from orchestrator.errors import InputError
 from orchestrator.listing import SessionView
 from orchestrator.registry import Registry, SessionState
 from tests.test_registry import state
@@ -224,3 +225,54 @@ def test_turns_are_in_the_order_of_their_numbers_past_9999(tmp_path: Path) -> No
     for number in ("9999", "10000", "0002"):
         (tmp_path / f"{number}.jsonl").write_text("")
     assert transcript.turns(tmp_path) == ["0002", "9999", "10000"]
+
+
+def test_attach_opens_codex_on_the_sessions_conversation_and_nothing_else(
+    session: tuple[Registry, SessionState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, record = session
+    surveyed = listing.Fleet([view(registry, record)], [])
+    monkeypatch.setattr(conversation, "survey", lambda _: surveyed)
+    with pytest.raises(InputError, match=r"has no conversation yet; start one with session\.send"):
+        conversation.attach_command(registry, "a")
+    add_turn(registry, record, "0001")
+    folder = conversation.transcript_folder(registry, record)
+    write_turn(folder, "0001", CODEX_EVENTS[:1], None)
+    with pytest.raises(InputError, match="is working on turn 0001"):
+        conversation.attach_command(registry, "a")
+    (folder / "0001.exit").write_text(json.dumps({"exit_code": 0, "interrupted": False}))
+    argv = conversation.attach_command(registry, "a")
+    assert argv[:4] == ["docker", "exec", "--interactive", "--tty"]
+    assert argv[-5:] == [
+        "codex",
+        "--no-daemon",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "resume",
+        "01a221a3-9a18-7441-8def-ae59aaf342ed",
+    ]
+    recorded = registry.read("coder", "a")
+    assert recorded is not None and recorded.thread_id == "01a221a3-9a18-7441-8def-ae59aaf342ed"
+
+
+def test_log_tail_keeps_the_last_events(
+    session: tuple[Registry, SessionState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, record = session
+    surveyed = listing.Fleet([view(registry, record)], [])
+    monkeypatch.setattr(conversation, "survey", lambda _: surveyed)
+    add_turn(registry, record, "0001")
+    write_turn(
+        conversation.transcript_folder(registry, record),
+        "0001",
+        CODEX_EVENTS,
+        {"exit_code": 0, "interrupted": False},
+    )
+    everything = [e.type for e in conversation.log(registry, "a")]
+    assert everything == [
+        "turn_started",
+        "command",
+        "file_change",
+        "agent_message",
+        "turn_completed",
+    ]
+    assert [e.type for e in conversation.log(registry, "a", tail=2)] == everything[-2:]

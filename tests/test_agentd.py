@@ -324,6 +324,33 @@ def test_an_idle_app_server_stops_and_the_next_turn_starts_it_again(
     assert daemon.requests()[-1] == "stdin closed"
 
 
+def test_attach_stops_the_idle_app_server_then_runs_codex_on_the_conversation(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    daemon = start_daemon("message")
+    daemon.send("0001", "hello")
+    daemon.end("0001")
+    assert daemon.ready()["codex"] is not None
+    thread = daemon.events("0001")[0]["thread_id"]
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "codex").write_text('#!/bin/sh\necho "$@"\n')
+    (folder / "codex").chmod(0o755)
+    env = {**os.environ, "HOME": str(daemon.home), "PATH": f"{folder}:{os.environ['PATH']}"}
+    attach = [sys.executable, str(AGENTD), "--attach"]
+    ran = subprocess.run([*attach, thread], env=env, capture_output=True, text=True, timeout=30)
+    assert ran.stdout.split() == [
+        "--no-daemon",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "resume",
+        thread,
+    ]
+    assert daemon.ready()["codex"] is None
+    assert daemon.requests()[-1] == "stdin closed"
+    refused = subprocess.run([*attach, "-rf /"], env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "is not a thread id" in refused.stderr
+
+
 def test_without_an_inbox_the_daemon_only_keeps_the_container_up(start_daemon: StartDaemon) -> None:
     daemon = start_daemon("message", inbox=False)
     time.sleep(0.5)

@@ -10,6 +10,7 @@ app-server that dies never leaves a turn working.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -153,6 +154,31 @@ def test_an_idle_app_server_stops_and_the_next_turn_starts_it(
     row = send(registry, "idle", "two")
     assert (row["status"], row["final_message"]) == ("completed", "second"), row
     assert "one" in fake.model_requests[-1].texts("user")
+
+
+def test_attach_takes_the_conversation_from_the_daemon(
+    start_session: StartSession, registry: Registry, fake: FakeModel
+) -> None:
+    name = start_session("attach")
+    fake.enqueue(message("first"), message("second"))
+    assert send(registry, "attach", "one")["status"] == "completed"
+    code, out, err = task(registry, "session.attach", "--session", "attach")
+    assert code == 2 and "needs a terminal" in err, out + err
+    record = registry.read(ROLE, "attach")
+    assert record is not None and record.thread_id
+    # What session.attach runs, without a terminal: the daemon lets go of the conversation,
+    # then Codex's terminal refuses to start on a pipe.
+    ran = subprocess.run(
+        ["docker", "exec", name, "agent-entrypoint", "filare-agentd", "--attach", record.thread_id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 1 and "stdin is not a terminal" in ran.stderr, ran.stderr
+    assert "codex app-server" not in processes(name)
+    row = send(registry, "attach", "two")
+    assert (row["status"], row["final_message"]) == ("completed", "second"), row
 
 
 def test_an_interrupted_turn_ends_its_commands_and_the_next_turn_knows(

@@ -10,8 +10,10 @@ app-server that dies never leaves a turn working.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ def start_session(
     write_fake_codex_home(codex_dir, fake.container_url)
     manifests: list[Path] = []
 
-    def start(session_id: str, *, env: str = "") -> str:
+    def start(session_id: str, *, env: str = "", health_interval: str = "") -> str:
         env_file = project / "outputs" / f"{session_id}.env"
         env_file.write_text(f"{API_KEY_ENV}=not-a-real-key\n{env}")
         manifest = project / f"{session_id}.yml"
@@ -64,7 +66,11 @@ def start_session(
         }
         manifest.write_text(yaml.safe_dump({"sessions": [session]}))
         manifests.append(manifest)
-        started = inv("session.start", "--manifest", str(manifest), state=registry.root)
+        args = ("session.start", "--manifest", str(manifest))
+        if health_interval:
+            started = inv(*args, state=registry.root, FILARE_HEALTH_INTERVAL=health_interval)
+        else:
+            started = inv(*args, state=registry.root)
         assert started.returncode == 0, started.stdout + started.stderr
         name = f"filare-{ROLE}-{session_id}"
         container = docker("inspect", "--format", "{{.Id}}", name).strip()
@@ -245,3 +251,29 @@ def test_a_killed_daemon_stops_its_container_and_the_turn_is_not_left_working(
     assert row["reason"] == "the container stopped before the turn ended"
     listed = {r["session"]: r for r in json.loads(task(registry, "session.list", "--json")[1])}
     assert listed["gone"]["status"] == "exited" and listed["gone"]["agent"] == "interrupted"
+
+
+def test_a_daemon_that_stops_answering_makes_its_session_unhealthy(
+    start_session: StartSession, registry: Registry
+) -> None:
+    name = start_session("hung", health_interval="1")
+
+    def status() -> str:
+        rows = json.loads(task(registry, "session.list", "--json")[1])
+        return str({r["session"]: r for r in rows}["hung"]["status"])
+
+    wait_until(lambda: status() == "running" and health(name) == "healthy", "healthy", 60)
+    pid = (ready(registry, "hung") or {})["pid"]
+    docker("exec", name, "kill", "-STOP", str(pid))
+    try:
+        # Its ready file, refreshed every minute while it runs, is ten minutes old.
+        path = registry.session_dir(ROLE, "hung") / "agent" / "agentd.json"
+        old = time.time() - 600
+        os.utime(path, (old, old))
+        wait_until(lambda: status() == "unhealthy", "the session to show unhealthy", 60)
+    finally:
+        docker("exec", name, "kill", "-CONT", str(pid))
+
+
+def health(name: str) -> str:
+    return docker("inspect", "--format", "{{.State.Health.Status}}", name).strip()

@@ -36,7 +36,8 @@ Options:
   --label KEY=VALUE    container label (repeatable)
   --user UID:GID       user the container runs as (default: yours, or 10001:10001 for root;
                        never 0); what this script creates for the session is owned by it
-  --detach             run in the background with a long-lived init-wrapped command;
+  --detach             run in the background with a long-lived init-wrapped command (the
+                       image's filare-agentd when it has one, else sleep infinity);
                        prints only the container id on stdout (needs --ssh-dir)
   --ssh-dir DIR        caller-owned folder to fill with the key (kept after exit)
   --known-hosts FILE   pin SSH host keys: only the hosts in FILE are trusted
@@ -446,7 +447,9 @@ done
 
 if ((detach)); then
   run_mode=(--detach)
-  command=(sleep infinity)
+  # The session's agent daemon when the image has it (it takes the session's turns), else a
+  # command that only keeps the container up. The image's entry point wraps either one.
+  command=(sh -c 'if command -v filare-agentd >/dev/null 2>&1; then exec filare-agentd; fi; exec sleep infinity')
 else
   run_mode=(--rm --interactive)
   [[ ! -t 0 ]] || run_mode+=(--tty)

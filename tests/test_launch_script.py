@@ -64,7 +64,12 @@ def test_detached_dry_run_prints_the_docker_argv(files: Path) -> None:
     assert result.returncode == 0, result.stderr
     argv = shlex.split(result.stdout)
     assert argv[:4] == ["docker", "run", "--detach", "--init"]
-    assert argv[-3:] == ["img:1", "sleep", "infinity"]
+    # The image's agent daemon when it has one, else a command that only keeps it up.
+    assert argv[-4:-1] == ["img:1", "sh", "-c"]
+    assert argv[-1] == (
+        "if command -v filare-agentd >/dev/null 2>&1; then exec filare-agentd; fi; "
+        "exec sleep infinity"
+    )
     own = f"{os.getuid()}:{os.getgid()}" if os.getuid() else "10001:10001"
     assert argv[argv.index("--user") + 1] == own  # never root
     assert argv[argv.index("--cap-drop") + 1] == "ALL"

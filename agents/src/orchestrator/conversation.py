@@ -1,24 +1,38 @@
 """Talking to a session's Codex in turns: send, wait, interrupt, and the state of its agent.
 
-A turn runs inside the session's container, detached (`filare-turn`, started with `docker exec
--d`), so a long turn outlives the command that started it, and its events land in the session's
-transcript folder on the host as they come. The first turn starts the session's conversation;
-every later turn continues it (`codex exec resume THREAD`), so the agent remembers. The
-conversation's id is kept in the session's record, and its Codex home outlives the container,
-so `session.stop` and `session.start`, or a daemon restart, do not end the conversation.
+A turn runs inside the session's container, so a long turn outlives the command that started
+it, and its events land in the session's transcript folder on the host as they come. Two ways
+in, one record:
+
+- The Codex image runs `filare-agentd`, the session's agent daemon, as the container's
+  long-lived process. Once it is up, it says so in its ready file (`agent/agentd.json`), and a
+  turn is started by writing files into the session's inbox only: the message, the role's
+  instructions, then the request (`N.json`: the conversation to continue, and the daemon's boot
+  id), which the daemon watches for. It keeps one `codex app-server` running between turns, so
+  a turn does not pay Codex's start-up (most of a short turn). `N.interrupt` ends the turn.
+- Otherwise (an image without the daemon, or a daemon not up yet), `filare-turn` runs the turn
+  as `codex exec`, started with `docker exec -d`; `filare-turn --interrupt` ends it.
+
+Both write the same transcript: Codex's JSON events (`N.jsonl`) and how the turn ended
+(`N.exit`). The first turn starts the session's conversation; every later turn continues it, so
+the agent remembers. The conversation's id is kept in the session's record, and its Codex home
+outlives the container, so `session.stop` and `session.start`, or a daemon restart, do not end
+the conversation.
 
 One rule for a busy session: a turn is refused (bad input, exit 2) while the session's previous
 turn is still working; `session.wait` waits for it and `session.interrupt` ends it.
 
 Host-only files of a session (`<registry>/<role>/<id>/`): `turns/N.json` (when and what turn N
-was sent), `inbox/N.message` and `inbox/N.instructions` (mounted read-only into the container).
-The transcript folder holds what the container wrote; see `orchestrator.transcript`.
+was sent), `inbox/N.message`, `inbox/N.instructions`, `inbox/N.json` and `inbox/N.interrupt`
+(mounted read-only into the container). The transcript folder and the agent folder hold what
+the container wrote; see `orchestrator.transcript`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +50,13 @@ from orchestrator.transcript import TranscriptEvent, TurnEnd
 
 TURNS = "turns"
 INBOX = "inbox"
+# The agent daemon's ready file, in the session's agent folder (`~/.filare` in the container).
+AGENT_FOLDER = "agent"
+AGENTD_FILE = "agentd.json"
+AGENTD_PROTOCOL = 1
+MAX_AGENTD_BYTES = 4096
+_BOOT_ID = re.compile(r"[0-9a-f]{8,64}")
+_HOSTNAME = re.compile(r"[0-9a-f]{12,64}")
 # How often a waiting command looks for the end of a turn.
 POLL_SECONDS = 0.02
 # How often a waiting command asks the engine whether the containers still run.
@@ -266,10 +287,45 @@ def _start_turn(
             view.session_id, view.role, number, kind, now(), view.container.id, thread, question
         )
         atomic_write(folder / TURNS / f"{number}.json", record.to_json() + "\n")
-        argv = ["agent-entrypoint", "filare-turn", number, *([thread] if thread else [])]
-        engine.exec_detached(view.container.id, argv, workdir=CONTAINER_WORKSPACE)
+        boot = agentd_boot(registry, view)
+        if boot is not None:
+            # Written last: the daemon takes the turn when this file appears, so it never reads a
+            # message or instructions half written.
+            request = {"turn": number, "thread": thread, "agentd": boot}
+            atomic_write(inbox / f"{number}.json", json.dumps(request) + "\n", mode=0o644)
+        else:
+            argv = ["agent-entrypoint", "filare-turn", number, *([thread] if thread else [])]
+            engine.exec_detached(view.container.id, argv, workdir=CONTAINER_WORKSPACE)
         _forget_old_turns(folder, state)
         return number
+
+
+def agentd_boot(registry: Registry, view: SessionView) -> str | None:
+    """The boot id of the agent daemon running in the session's current container, or None
+    when there is none (an image without it, a daemon not up yet, a ready file of an earlier
+    container): then turns go through `docker exec … filare-turn`.
+
+    The ready file is in the agent folder, which the session can write: it is read without
+    following a link and only up to a bound, and all it can decide is which way a turn is
+    started. A forged one makes the host write a request no daemon takes, which the session's
+    real daemon records as failed.
+    """
+    if view.container is None:
+        return None
+    path = registry.session_dir(view.role, view.session_id) / AGENT_FOLDER / AGENTD_FILE
+    raw = transcript.read_limited(path, MAX_AGENTD_BYTES)
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("protocol") != AGENTD_PROTOCOL:
+        return None
+    container, boot = data.get("container"), data.get("boot")
+    if not (isinstance(container, str) and _HOSTNAME.fullmatch(container)):
+        return None
+    if not view.container.id.startswith(container):
+        return None
+    return boot if isinstance(boot, str) and _BOOT_ID.fullmatch(boot) else None
 
 
 def conversation_of(registry: Registry, state: SessionState) -> str | None:
@@ -341,6 +397,8 @@ def _forget_old_turns(folder: Path, state: SessionState) -> None:
             folder / TURNS / f"{number}.json",
             folder / INBOX / f"{number}.message",
             folder / INBOX / f"{number}.instructions",
+            folder / INBOX / f"{number}.json",
+            folder / INBOX / f"{number}.interrupt",
         ):
             path.unlink(missing_ok=True)
         transcripts = transcript_folder_of(folder, state)
@@ -558,13 +616,18 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
     if status is None or status.done:
         raise InputError(f"session {session_id!r} has no turn working")
     assert view.container is not None
-    try:
-        engine.exec_in(
-            view.container.id,
-            ["agent-entrypoint", "filare-turn", "--interrupt", status.record.number],
-        )
-    except EngineError as exc:
-        raise EngineError(f"session {session_id!r}: cannot interrupt: {exc}") from None
+    number = status.record.number
+    inbox = registry.session_dir(view.role, view.session_id) / INBOX
+    if (inbox / f"{number}.json").is_file():
+        # A turn the agent daemon took: it ends the turn when this file appears.
+        atomic_write(inbox / f"{number}.interrupt", "", mode=0o644)
+    else:
+        try:
+            engine.exec_in(
+                view.container.id, ["agent-entrypoint", "filare-turn", "--interrupt", number]
+            )
+        except EngineError as exc:
+            raise EngineError(f"session {session_id!r}: cannot interrupt: {exc}") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = turn_status(registry, view, status.record)
@@ -670,7 +733,7 @@ def attach_command(registry: Registry, session_id: str) -> list[str]:
         raise InputError(
             f"session {session_id!r} has no conversation yet; start one with session.send"
         )
-    return [
+    prefix = [
         "docker",
         "exec",
         "--interactive",
@@ -679,6 +742,13 @@ def attach_command(registry: Registry, session_id: str) -> list[str]:
         CONTAINER_WORKSPACE,
         view.container.id,
         "agent-entrypoint",
+    ]
+    if agentd_boot(registry, view) is not None:
+        # The agent daemon's app-server holds the conversation between turns, and Codex lets
+        # one process write a conversation: the daemon stops it first, then runs the terminal.
+        return [*prefix, "filare-agentd", "--attach", thread]
+    return [
+        *prefix,
         "codex",
         # No daemon: the interactive CLI would otherwise copy itself (over 400 MB) into the
         # session's Codex home and leave a server running after the person leaves.

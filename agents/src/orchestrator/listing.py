@@ -23,7 +23,7 @@ Key = tuple[str, str]  # (role, session id)
 # Every status a session can show, and what it means; `session.list` documents these.
 STATUSES = {
     "running": "its container runs",
-    "unhealthy": "its container runs, but Codex in it does not answer its health check",
+    "unhealthy": "its container runs, but Codex in it, or its agent daemon, fails its health check",
     "starting": "a start is under way",
     "exited": "its container stopped by itself (a crash, a daemon restart, `docker stop`)",
     "stopped": "stopped by `session.stop`; its record, Codex home and transcripts are kept",

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from agent_helpers import sh
+from agent_helpers import REPOSITORY, sh
 
 from conftest import BuiltCodexImage
 from filare_testing.commands import inv, results
@@ -278,3 +282,34 @@ def test_bad_input_sends_nothing(
     code, _, err = task(registry, "session.attach", "--session", "alpha")
     assert code == 2 and "needs a terminal" in err
     assert fake.requests == []
+
+
+def test_log_follow_prints_a_turns_events_as_they_come(
+    start_sessions: StartSessions, registry: Registry, fake: FakeModel
+) -> None:
+    start_sessions("follow")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "session.log", "--session", "follow", "--follow"],
+        cwd=REPOSITORY,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "FILARE_STATE_DIR": str(registry.root)},
+    )
+    try:
+        fake.enqueue(shell("echo followed"), message("followed to the end"))
+        code, out, err = task(
+            registry, "session.send", "--session", "follow", "--message", "go", "--wait"
+        )
+        assert code == 0, out + err
+        assert follower.stdout is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "[0001] turn completed" not in seen:
+            seen.append(follower.stdout.readline().rstrip("\n"))
+        assert seen[0] == "[0001] > go"
+        assert "[0001] agent: followed to the end" in seen
+        assert "[0001] turn completed" in seen
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(timeout=10)
+    assert follower.returncode == 0

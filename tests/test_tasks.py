@@ -364,3 +364,17 @@ def test_a_failing_task_into_a_reader_that_went_away_keeps_its_exit_code(
         finally:
             os.close(write_end)
         assert (result.returncode, result.stderr) == expected
+
+
+def test_help_names_each_options_kind_and_default() -> None:
+    """Invoke shows neither for some kinds; the same text reaches the recipes, catalog, skills."""
+    start = inv("--help", "session.start").stdout
+    assert "how many sessions to start at once (a whole number;" in start
+    assert "default: 8)" in start
+    assert "only start this session id (repeatable;" in start
+    stop = " ".join(inv("--help", "session.stop").stdout.split())
+    assert "seconds to wait for a graceful stop before killing (a number; default: 10.0)" in stop
+    base = " ".join(inv("--help", "codex.base").stdout.split())
+    assert "Debian release to bootstrap (default: bookworm)" in base
+    skill = (REPOSITORY / ".agents" / "skills" / "session-start" / "SKILL.md").read_text()
+    assert "how many sessions to start at once (a whole number; default: 8)" in skill

@@ -664,10 +664,11 @@ def diff_files(expected: Mapping[str, str | None], actual: Mapping[str, str | No
 
 def read_generated(root: Path) -> dict[str, str | None]:
     """The generated files as they are on disk (None when missing), line endings untouched."""
-    return {name: _read(root / name) for name in GENERATED_FILES}
+    return {name: read_text(root / name) for name in GENERATED_FILES}
 
 
-def _read(path: Path) -> str | None:
+def read_text(path: Path) -> str | None:
+    """A generated file's text as it is on disk (line endings untouched); None when missing."""
     try:
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:

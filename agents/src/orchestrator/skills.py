@@ -401,7 +401,9 @@ def read_skill_files(root: Path) -> dict[str, str | None]:
     skills folder, a skill folder or a `SKILL.md` is refused: nothing here reads or writes through
     one.
     """
-    files: dict[str, str | None] = {SESSION_CONFIG: _read(root / SESSION_CONFIG)}
+    from orchestrator.catalog import read_text
+
+    files: dict[str, str | None] = {SESSION_CONFIG: read_text(root / SESSION_CONFIG)}
     for skills in SKILL_ROOTS:
         _refuse_links(root, skills)
         folder = root / skills
@@ -417,7 +419,7 @@ def read_skill_files(root: Path) -> dict[str, str | None]:
             skill = entry / SKILL_FILE
             _refuse_link(skill, f"{name}/{SKILL_FILE}")
             if skill.is_file():
-                files[f"{name}/{SKILL_FILE}"] = _read(skill)
+                files[f"{name}/{SKILL_FILE}"] = read_text(skill)
     return files
 
 
@@ -469,12 +471,3 @@ def _refuse_link(path: Path, name: str) -> None:
             f"{name} is a symlink; skills are never read, written or removed through one: "
             "make it a real folder or file, or move it elsewhere"
         )
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"{path}: cannot read: {exc}") from None

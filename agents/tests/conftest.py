@@ -19,7 +19,15 @@ import pytest
 import yaml
 from agent_helpers import CODEX_TEST_IMAGE, REPOSITORY, SMOKE_TAG, MakeManifest, docker, inv, sh
 
+from filare_testing.fake_model import FakeModel
 from orchestrator.registry import Registry
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeModel]:
+    """A scripted model server of the test's own, for the real Codex to talk to."""
+    with FakeModel() as model:
+        yield model
 
 
 @pytest.fixture(scope="session")

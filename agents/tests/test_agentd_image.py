@@ -35,12 +35,6 @@ StartSession = Callable[..., str]
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeModel]:
-    with FakeModel() as model:
-        yield model
-
-
-@pytest.fixture
 def start_session(
     project: Path, registry: Registry, codex_image: BuiltCodexImage, fake: FakeModel
 ) -> Iterator[StartSession]:

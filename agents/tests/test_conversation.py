@@ -36,12 +36,6 @@ StartSessions = Callable[..., Path]
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeModel]:
-    with FakeModel() as model:
-        yield model
-
-
-@pytest.fixture
 def start_sessions(
     project: Path, registry: Registry, codex_image: BuiltCodexImage, fake: FakeModel
 ) -> Iterator[StartSessions]:

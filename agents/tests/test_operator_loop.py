@@ -49,12 +49,6 @@ def as_json(registry: Registry, *args: str) -> Any:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeModel]:
-    with FakeModel() as model:
-        yield model
-
-
-@pytest.fixture
 def codex_manifest(project: Path, codex_image: BuiltCodexImage, fake: FakeModel) -> Iterator[Path]:
     """A manifest of two sessions on the real image, whose Codex talks to `fake`."""
     write_fake_codex_home(project / "outputs" / "codex-home", fake.container_url)

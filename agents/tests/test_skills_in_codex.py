@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +104,6 @@ def skills_listed(argv: list[str], cwd: str) -> list[dict[str, Any]]:
     (entry,) = result["data"]
     assert entry["errors"] == []
     return [skill for skill in entry["skills"] if skill["scope"] != "system"]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeModel]:
-    with FakeModel() as model:
-        yield model
 
 
 def test_codex_in_the_checkout_lists_every_orchestrator_skill(

@@ -220,27 +220,13 @@ def goal_message(session: SessionSpec) -> str:
 
 def _running_views(registry: Registry, session_ids: Sequence[str]) -> list[SessionView]:
     """The sessions named, each running; one engine call for all of them."""
-    if not session_ids or any(not one for one in session_ids):
-        raise InputError("--session needs a session id")
-    by_id: dict[str, SessionView] = {}
-    for view in survey(registry).sessions:
-        if view.state is not None:
-            by_id.setdefault(view.session_id, view)
-    views = []
-    for session_id in dict.fromkeys(session_ids):
-        found = by_id.get(session_id)
-        if found is None:
-            from orchestrator.errors import did_you_mean
-
-            hint = did_you_mean(session_id, by_id)
-            raise InputError(f"no session with id {session_id!r} in {registry.root}{hint}")
-        view = found
+    views = _known_views(registry, session_ids)
+    for view in views:
         if view.status not in {"running", "unhealthy"}:
             raise InputError(
-                f"session {session_id!r} is {view.status}, not running; start it with "
+                f"session {view.session_id!r} is {view.status}, not running; start it with "
                 "'uv run inv session.start' (or session.resume)"
             )
-        views.append(view)
     return views
 
 
@@ -502,14 +488,17 @@ def agent_json(registry: Registry, view: SessionView) -> dict[str, object]:
     (ended turns) and `last_message` (short)."""
     if view.state is None:
         return {}
-    records = turn_records(registry, view.role, view.session_id)
-    if not records:
+    # `session.list` and every dashboard refresh come here for each session: read the newest
+    # record and the newest transcripts only, not every turn the session ever had.
+    numbers = _record_numbers(registry.session_dir(view.role, view.session_id) / TURNS)
+    record = latest_record(registry, view.role, view.session_id)
+    if record is None:
         return _agent("none", None, None, 0, None)
-    latest = turn_status(registry, view, records[-1])
-    done = len(records) - (0 if latest.done else 1)
+    latest = turn_status(registry, view, record)
+    done = len(numbers) - (0 if latest.done else 1)
     last = None
-    for record in reversed(records):
-        last = final_message(registry, view.state, record.number)
+    for number in reversed(numbers):
+        last = final_message(registry, view.state, number)
         if last:
             break
     since = latest.end.ended_at if latest.end else None
@@ -600,12 +589,19 @@ def _wait_for(registry: Registry, views: Sequence[SessionView], *, timeout: floa
 
 
 def _known_views(registry: Registry, session_ids: Sequence[str]) -> list[SessionView]:
+    """The recorded sessions named, in the order given; one engine call for all of them."""
     if not session_ids or any(not one for one in session_ids):
         raise InputError("--session needs a session id")
-    by_id = {v.session_id: v for v in survey(registry).sessions if v.state is not None}
-    unknown = [s for s in session_ids if s not in by_id]
-    if unknown:
-        raise InputError(f"no session with id {unknown[0]!r} in {registry.root}")
+    by_id: dict[str, SessionView] = {}
+    for view in survey(registry).sessions:
+        if view.state is not None:
+            by_id.setdefault(view.session_id, view)
+    for session_id in session_ids:
+        if session_id not in by_id:
+            from orchestrator.errors import did_you_mean
+
+            hint = did_you_mean(session_id, by_id)
+            raise InputError(f"no session with id {session_id!r} in {registry.root}{hint}")
     return [by_id[s] for s in dict.fromkeys(session_ids)]
 
 

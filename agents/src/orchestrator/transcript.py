@@ -31,11 +31,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from orchestrator.untrusted import read_limited
 
 # Bounds for what is read from a folder the session can write.
 MAX_TURN_BYTES = 64 << 20
@@ -77,20 +78,6 @@ def numbered(folder: Path, suffix: str) -> list[str]:
         return []
     pattern = re.compile(rf"([0-9]{{4,9}})\.{re.escape(suffix)}")
     return sorted((m.group(1) for m in map(pattern.fullmatch, names) if m), key=int)
-
-
-def read_limited(path: Path, limit: int, offset: int = 0) -> bytes:
-    """Up to `limit` bytes of a regular file from `offset`, never through a link; b"" if absent."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (FileNotFoundError, OSError):
-        return b""
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return b""
-        return os.pread(fd, limit, offset)
-    finally:
-        os.close(fd)
 
 
 def turn_end(folder: Path, turn: str) -> TurnEnd | None:

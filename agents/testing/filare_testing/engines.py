@@ -108,7 +108,7 @@ class OwnEngine:
         return pid if Path(f"/proc/{pid}").exists() else None
 
     def start(self, timeout: float = 60) -> None:
-        """Make the namespace and link (when absent) and start the daemon; return once it answers."""
+        """Make the namespace and link (when absent), start the daemon, return once it answers."""
         if self.running_pid() is not None and self.answers():
             return
         self._network_up()

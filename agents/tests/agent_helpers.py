@@ -31,7 +31,8 @@ __all__ = [
 
 SMOKE_TAG = "filare-codex:smoke"
 # The real Codex image as the image tests build it (a tag of its own: never the user's image).
-CODEX_TEST_IMAGE = "filare-codex:image-test"
+# Checkouts that test image changes side by side on one engine give each run a tag of its own.
+CODEX_TEST_IMAGE = os.environ.get("FILARE_CODEX_TEST_IMAGE", "filare-codex:image-test")
 # The `make_manifest` fixture: session ids in, the manifest's path out.
 MakeManifest = Callable[..., Path]
 

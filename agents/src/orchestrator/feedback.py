@@ -23,7 +23,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -54,7 +54,7 @@ class Prompt:
     requested_action: str
     suggested_reply: str | None = None
     severity: str = "info"
-    created_at: str = ""
+    created_at: str = field(default_factory=lambda: _now())
     decision: Decision | None = None
     decided_at: str | None = None
     reply: str | None = None
@@ -79,9 +79,10 @@ def queue_path(registry: Registry) -> Path:
     return registry.root / QUEUE_FILE
 
 
-def load_queue(registry: Registry) -> list[Prompt]:
-    """The queue as it is on disk (an absent file is an empty queue)."""
-    path = queue_path(registry)
+def load_queue(queue_path: Registry | str | os.PathLike[str]) -> list[Prompt]:
+    """The queue as it is on disk (an absent file is an empty queue): a registry's, or the file
+    at a path, as the origin's `load_queue(queue_path)` took it."""
+    path = _queue_file(queue_path)
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -97,8 +98,7 @@ def load_queue(registry: Registry) -> list[Prompt]:
 
 
 def _save_queue(registry: Registry, prompts: Sequence[Prompt]) -> None:
-    text = json.dumps([p.to_dict() for p in prompts], indent=2, ensure_ascii=False) + "\n"
-    atomic_write(queue_path(registry), text, mode=0o644)
+    save_queue(queue_path(registry), prompts)
 
 
 def gather(registry: Registry) -> tuple[list[Prompt], list[str]]:
@@ -328,3 +328,88 @@ def _validated(state: SessionState, data: dict[str, Any], where: str) -> Prompt:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- The origin's names ---------------------------------------------------------------------------
+# laurierloi/filare's `orchestrator.feedback` took the queue file's path. Its code and scripts keep
+# working through these functions, over the same reading, writing, gathering and lock as the
+# commands above. Its `Prompt` is the one above (frozen: `dataclasses.replace` makes a changed
+# copy).
+
+
+class QueueError(InputError, ValueError):
+    """Bad input to the origin's queue functions; a `ValueError`, as the origin's errors were."""
+
+
+def _queue_file(queue: Registry | str | os.PathLike[str]) -> Path:
+    return queue_path(queue) if isinstance(queue, Registry) else Path(queue)
+
+
+def _registry_of(path: Path) -> Registry | None:
+    """The registry whose queue `path` is, when it is named as one (`…/prompts.json`): questions
+    waiting in its sessions' folders are gathered into it, as `feedback.list` does."""
+    return Registry(path.parent) if path.name == QUEUE_FILE else None
+
+
+def save_queue(queue_path: str | os.PathLike[str], prompts: Sequence[Prompt]) -> None:
+    """Write the queue in one step: readers see the old file or the new one, never a mix."""
+    text = json.dumps([p.to_dict() for p in prompts], indent=2, ensure_ascii=False) + "\n"
+    atomic_write(Path(queue_path), text, mode=0o644)
+
+
+def add_prompt(queue_path: str | os.PathLike[str], prompt: Prompt) -> Prompt:
+    """Append a question to the queue at `queue_path`; its id must be new there."""
+    path = Path(queue_path)
+    if not prompt.id:
+        raise QueueError(f"{path}: a question needs an id")
+    if prompt.severity not in SEVERITIES:
+        raise QueueError(f"{path}: question {prompt.id!r}: severity must be info, warn or block")
+    if prompt.decision is not None and prompt.decision not in DECISIONS:
+        raise QueueError(f"{path}: question {prompt.id!r}: decision must be approved or rejected")
+    with Registry(path.parent).named_lock("feedback"):
+        prompts = load_queue(path)
+        if any(p.id == prompt.id for p in prompts):
+            raise QueueError(f"{path}: there is already a question with id {prompt.id!r}")
+        save_queue(path, [*prompts, prompt])
+    return prompt
+
+
+def list_prompts(queue_path: str | os.PathLike[str]) -> list[Prompt]:
+    """Every question of the queue, answered or not, oldest first as recorded."""
+    path = Path(queue_path)
+    registry = _registry_of(path)
+    return load_queue(path) if registry is None else gather(registry)[0]
+
+
+def resolve_prompt(
+    queue_path: str | os.PathLike[str],
+    prompt_id: str,
+    decision: Decision,
+    reply: str | None = None,
+) -> Prompt:
+    """Record the decision on a question and return it as recorded; sends nothing.
+
+    `feedback.answer` with the same decision and reply delivers a recorded answer to its session.
+    An answered question may only be answered the same way again: the record must not say
+    something else than what the session was told.
+    """
+    path = Path(queue_path)
+    if decision not in DECISIONS:
+        raise QueueError(f"decision must be approved or rejected, not {decision!r}")
+    registry = _registry_of(path)
+    with Registry(path.parent).named_lock("feedback"):
+        prompts = load_queue(path) if registry is None else _gather_locked(registry)[0]
+        index = next((i for i, p in enumerate(prompts) if p.id == prompt_id), None)
+        if index is None:
+            raise QueueError(f"Prompt id {prompt_id!r} not found in {path}")
+        prompt = prompts[index]
+        if prompt.pending:
+            prompt = replace(prompt, decision=decision, decided_at=_now(), reply=reply)
+            prompts[index] = prompt
+            save_queue(path, prompts)
+        elif (prompt.decision, prompt.reply) != (decision, reply):
+            raise QueueError(
+                f"question {prompt_id!r} was already answered: {prompt.decision} at "
+                f"{prompt.decided_at}"
+            )
+        return prompt

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator import conversation, feedback
+from orchestrator.errors import InputError
 from orchestrator.feedback import Prompt
 from orchestrator.listing import ENDED, SessionView, survey
-from orchestrator.registry import Registry, now
+from orchestrator.registry import STATE_ROOT_ENV, Registry, now
 from orchestrator.report import agent_cell, human_age, table
 
 # Session statuses and agent states that need a person's eyes.
@@ -135,3 +138,69 @@ def _age(moment: str) -> int | None:
         return int((now() - datetime.fromisoformat(moment)).total_seconds())
     except ValueError:
         return None
+
+
+# --- The origin's names ---------------------------------------------------------------------------
+# laurierloi/filare's `orchestrator.dashboard`: one entry per recorded session with its pending
+# questions, for its code and scripts. The rows are `fleet`'s, statuses reconciled with the engine.
+
+
+@dataclass(frozen=True)
+class DashboardEntry:
+    """A session as the origin's dashboard showed it."""
+
+    session_id: str
+    role: str
+    branch: str
+    status: str
+    workspace: str
+    prompts_pending: int
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def collect_dashboard(
+    repo_root: Path | None = None, queue: Path | None = None
+) -> list[DashboardEntry]:
+    """Every session of the registry, stopped ones included, with its unanswered questions.
+
+    The registry is `outputs/agents` of the repository holding `repo_root`; without it,
+    `$FILARE_STATE_DIR`, else that of the repository holding the current folder. `queue` counts
+    the questions of another queue file than the registry's own.
+    """
+    registry = _origin_registry(repo_root)
+    snapshot = fleet(registry, include_ended=True)
+    questions = snapshot.questions
+    if queue is not None and Path(queue).resolve() != feedback.queue_path(registry).resolve():
+        questions = [prompt for prompt in feedback.load_queue(queue) if prompt.pending]
+    pending: dict[str, int] = {}
+    for prompt in questions:
+        pending[prompt.session_id] = pending.get(prompt.session_id, 0) + 1
+    return [
+        DashboardEntry(
+            session_id=view.session_id,
+            role=view.role,
+            branch=view.branch,
+            status=view.status,
+            workspace=view.workspace,
+            prompts_pending=pending.get(view.session_id, 0),
+        )
+        for view in snapshot.sessions
+    ]
+
+
+def to_json(entries: Sequence[DashboardEntry]) -> str:
+    return json.dumps([entry.to_dict() for entry in entries], indent=2)
+
+
+def _origin_registry(repo_root: Path | None) -> Registry:
+    from orchestrator.plan import find_repository
+
+    if repo_root is None and os.environ.get(STATE_ROOT_ENV):
+        return Registry.default()
+    start = Path(repo_root or Path.cwd()).absolute()
+    root = find_repository(start)
+    if root is None:
+        raise InputError(f"{start}: not in a git repository (its outputs/agents is the registry)")
+    return Registry(root / "outputs" / "agents")

@@ -88,3 +88,7 @@ def just() -> str:
     if found is None:
         pytest.fail("no `just` binary: install the dev dependency group (`uv sync`)")
     return found
+
+
+# The Filare project's tests, kept verbatim; tests/test_origin_tests.py runs them on their own.
+collect_ignore = ["fixtures/origin"]

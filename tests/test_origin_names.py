@@ -13,13 +13,14 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from filare_testing.commands import REPOSITORY
-from orchestrator import engine, feedback, io, run_container, runtime
+from orchestrator import cli, engine, feedback, io, run_container, runtime
 from orchestrator.dashboard import DashboardEntry, collect_dashboard, to_json
 from orchestrator.errors import InputError
 from orchestrator.feedback import (
@@ -31,10 +32,12 @@ from orchestrator.feedback import (
     save_queue,
 )
 from orchestrator.registry import Registry
+from tasks.collection import namespace
 from tests.test_reconcile import container
 from tests.test_registry import state
 
 GUIDE = REPOSITORY / "docs" / "migrating-from-filare.md"
+JUSTFILE = REPOSITORY / "agents" / "justfile"
 
 
 def prompt(prompt_id: str = "p1", session_id: str = "a", **changes: object) -> Prompt:
@@ -135,7 +138,7 @@ def test_resolving_again_the_same_way_changes_nothing(tmp_path: Path) -> None:
     ("call", "message"),
     [
         (lambda q: resolve_prompt(q, "p2", "approved"), r"Prompt id 'p2' not found in .*queue"),
-        (lambda q: resolve_prompt(q, "p1", "maybe"), "decision must be approved or rejected"),
+        (lambda q: resolve_prompt(q, "p1", "maybe"), "decision must be approved or rejected"),  # type: ignore[arg-type]
         (lambda q: resolve_prompt(q, "p1", "rejected", "no"), "p1' was already answered: approved"),
         (lambda q: add_prompt(q, prompt("p1")), "already a question with id 'p1'"),
         (lambda q: add_prompt(q, prompt("p3", severity="high")), "severity must be info, warn"),
@@ -143,14 +146,14 @@ def test_resolving_again_the_same_way_changes_nothing(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_refused_as_a_value_error_and_the_queue_is_unchanged(
-    tmp_path: Path, call: object, message: str
+    tmp_path: Path, call: Callable[[Path], object], message: str
 ) -> None:
     queue = tmp_path / "queue.json"
     add_prompt(queue, prompt("p1"))
     resolve_prompt(queue, "p1", "approved")
     before = queue.read_bytes()
     with pytest.raises(ValueError, match=message) as raised:
-        call(queue)  # type: ignore[operator]
+        call(queue)
     assert isinstance(raised.value, InputError)
     assert queue.read_bytes() == before
 
@@ -219,7 +222,8 @@ def test_the_dashboard_has_the_origins_entries(repository: Registry) -> None:
 
 def test_the_dashboard_counts_another_queue_when_given(repository: Registry) -> None:
     other = repository.root.parent / "other.json"
-    save_queue(other, [prompt("p1", "b"), prompt("p2", "b"), prompt("p3", "a", decision="approved")])
+    answered = prompt("p3", "a", decision="approved")
+    save_queue(other, [prompt("p1", "b"), prompt("p2", "b"), answered])
     ask(repository, "a", "q1", "not in that queue")
 
     entries = collect_dashboard(repository.root.parent.parent, queue=other)
@@ -256,6 +260,7 @@ REPLACED = [
     ("orchestrator.runtime", "SessionState", "orchestrator.registry.SessionState"),
     ("orchestrator.runtime", "RegistryError", "orchestrator.errors.OrchestratorError"),
     ("orchestrator.runtime", "find_repo_root", "orchestrator.plan.find_repository"),
+    ("orchestrator.cli", "app", "uv run inv --list"),
     ("orchestrator.run_container", "run_container", "scripts/run_codex_container.sh"),
     ("orchestrator.run_container", "app", "inv session.start"),
 ]
@@ -278,8 +283,8 @@ def test_every_replaced_name_is_tested() -> None:
     tested = {(module, name) for module, name, _ in REPLACED}
     assert tested == {
         (module.__name__, name)
-        for module in (io, runtime, run_container)
-        for name in module.REPLACED  # type: ignore[attr-defined]
+        for module in (cli, io, runtime, run_container)
+        for name in module.REPLACED
     }
 
 
@@ -308,3 +313,64 @@ def test_running_the_origins_container_runner_says_what_replaced_it() -> None:
         r".*scripts/run_codex_container.sh.*\(see docs/migrating-from-filare.md\)\n",
         result.stderr,
     )
+
+
+# The commands of the origin's `cli.py`, and its `just` recipes that ran them.
+ORIGIN_COMMANDS = [
+    "validate",
+    "start",
+    "resume-all",
+    "send",
+    "snapshot",
+    "feedback-list",
+    "feedback-add",
+    "feedback-resolve",
+    "dashboard",
+]
+ORIGIN_RECIPES = [
+    "codex-container-build",
+    "codex-container-sh",
+    "codex-container-run",
+    *(f"orchestrator-{command}" for command in ORIGIN_COMMANDS),
+    "orchestrator-test",
+]
+
+
+@pytest.mark.parametrize("command", ORIGIN_COMMANDS)
+def test_running_an_origin_command_names_the_task_that_replaced_it(command: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", command, "--queue", "q.json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: python -m orchestrator.cli {command} of the Filare project was replaced: "
+        f"{cli.COMMANDS[command]} (see docs/migrating-from-filare.md)\n"
+    )
+    assert f"{cli.COMMANDS[command].split(' --')[0].removeprefix('uv run ')} " in GUIDE.read_text()
+
+
+def test_the_guide_lists_every_origin_command_and_recipe_and_every_legacy_alias() -> None:
+    rows = [line.split(" | ")[0] for line in GUIDE.read_text().splitlines() if line.startswith("|")]
+    ns = namespace()
+    legacy = {name for path in ns.task_names for name in ns[path].legacy_names}
+    assert set(cli.COMMANDS) == set(ORIGIN_COMMANDS)
+    assert {"codex-container-build", "codex-container-run"} <= legacy
+    for name in [*ORIGIN_COMMANDS, *ORIGIN_RECIPES, *legacy]:
+        assert any(re.match(rf"\| `{re.escape(name)}\b", row) for row in rows), name
+
+
+def test_every_task_and_recipe_the_guide_names_exists() -> None:
+    text = GUIDE.read_text()
+    ns = namespace()
+    recipe = re.compile(r"^(?:alias )?([a-z0-9-]+)(?: \*args:| :=)", re.M)
+    recipes = set(recipe.findall(JUSTFILE.read_text()))
+    tasks = set(re.findall(r"uv run inv ([a-z]+\.[a-z_]+)", text))
+    named = set(re.findall(r"uv run just ([a-z0-9-]+)", text))
+    assert tasks and named
+    assert tasks <= set(ns.task_names)
+    assert named <= recipes

@@ -12,6 +12,7 @@ text goes through this module, so there is one place to get it right:
 - `json_text` for `--json` output: the same characters escaped by JSON (`\\u001b`), never removed,
   so a program reading the JSON sees exactly what the session wrote;
 - `read_limited`/`read_tail` read at most a bound, never through a link, never from a FIFO;
+  `read_lines` streams a file's lines in bounded chunks, from an offset, up to a bound;
 - `loads` parses one JSON document with bounds: too deep, not finite, too big or not UTF-8 is None.
 """
 
@@ -22,6 +23,7 @@ import math
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from typing import Any
 MAX_JSON_DEPTH = 64
 # Integers longer than this are no count, turn number or exit code of ours.
 MAX_INT_DIGITS = 40
+# How much `read_lines` reads at a time.
+READ_CHUNK = 1 << 20
 
 _JSON_ESCAPE = re.compile(r"[^\n -~]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -122,13 +126,50 @@ def read_tail(path: Path, limit: int) -> bytes:
     return raw[cut + 1 :] if cut >= 0 else b""
 
 
-def loads(raw: bytes | str, *, max_bytes: int | None = None) -> Any | None:
+def read_lines(
+    path: Path, *, offset: int = 0, limit: int, max_line: int, partial: bool = True
+) -> Iterator[tuple[list[bytes | None], int]]:
+    """The lines of a regular file from `offset`, never more than `limit` bytes in all, read a
+    chunk at a time: for each chunk, its whole lines (without line breaks) and the offset just
+    after the last of them.
+
+    A line longer than `max_line` is given as None (its bytes are never held whole), so a reader
+    can count it as skipped. `partial` gives a last line with no line break too; without it
+    (a file still being written), reading stops before that line and the offset says where to
+    go on next time.
+    """
+    end = min(file_size(path), offset + max(limit, 0))
+    pending = b""
+    overlong = False
+    position = line_start = offset
+    while position < end:
+        chunk = read_limited(path, min(READ_CHUNK, end - position), position)
+        if not chunk:
+            break
+        position += len(chunk)
+        lines: list[bytes | None] = list((pending + chunk).split(b"\n"))
+        pending = lines.pop() or b""
+        if lines:
+            line_start = position - len(pending)
+            if overlong:
+                lines[0], overlong = None, False
+            yield lines, line_start
+        if len(pending) > max_line:
+            pending, overlong = b"", True
+    if partial and (pending or overlong):
+        yield [None if overlong else pending], position
+
+
+def loads(
+    raw: bytes | str, *, max_bytes: int | None = None, lone_surrogates: bool = True
+) -> Any | None:
     """One JSON document written by a session, or None when it is not a safe one.
 
     None for: invalid UTF-8 or JSON, nesting deeper than `MAX_JSON_DEPTH` (checked before parsing,
     so a line of `[[[[…` never reaches the parser's recursion), `NaN`/`Infinity` and numbers that
     overflow to them, integers of more than `MAX_INT_DIGITS` digits, more than `max_bytes` bytes.
-    Lone surrogates (`"\\ud800"`) are replaced by U+FFFD, so the result can always be printed.
+    Lone surrogates (`"\\ud800"`) are replaced by U+FFFD, so the result can always be printed;
+    with `lone_surrogates=False` a document holding one is None (for what is kept as written).
     """
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if max_bytes is not None and len(data) > max_bytes:
@@ -145,7 +186,10 @@ def loads(raw: bytes | str, *, max_bytes: int | None = None) -> Any | None:
         )
     except (ValueError, RecursionError):
         return None
-    return _without_surrogates(value)
+    clean = _without_surrogates(value)
+    if not lone_surrogates and clean != value:
+        return None
+    return clean
 
 
 def _too_deep(data: bytes) -> bool:

@@ -54,6 +54,7 @@ MAX_OUTPUT_CHARS = 2000
 THREAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Every Codex event names its type; a line without this is no event, and is not parsed.
 _TYPE_KEY = b'"type"'
+_TYPED_LINE = re.compile(rb'^[^\n]*"type"[^\n]*$', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -135,28 +136,30 @@ class EventReader:
             max_line=MAX_EVENT_BYTES,
             partial=final,
         )
-        for block, end in lines:
+        for block, dropped, end in lines:
             self.offset = end
+            self.skipped += dropped
             yield from self._events(block)
 
     def tail(self, limit: int = MAX_TAIL_BYTES) -> list[dict[str, Any]]:
         """The events in the last `limit` bytes of the turn (what a listing needs: its end)."""
-        block: list[bytes | None] = list(read_tail(self.path, limit).split(b"\n"))
-        return list(self._events(block))
+        raw = read_tail(self.path, limit)
+        # A last line with no line break yet is being written: not read.
+        return list(self._events(raw[: raw.rfind(b"\n") + 1]))
 
-    def _events(self, block: list[bytes | None]) -> Iterator[dict[str, Any]]:
-        # Most lines are events; lines without a type are counted without being parsed, so a
-        # transcript of millions of `{}` costs a scan, not millions of parses.
-        candidates = [line for line in block if line is None or _TYPE_KEY in line]
-        self.skipped += sum(
-            1 for line in block if line is not None and _TYPE_KEY not in line and line.strip()
-        )
-        for line in candidates:
-            event = loads(line) if line is not None else None
-            if isinstance(event, dict) and isinstance(event.get("type"), str):
-                yield event
-            else:
-                self.skipped += 1
+    def _events(self, block: bytes) -> Iterator[dict[str, Any]]:
+        """The events of `block`, whole lines each ending with a line break. Lines without a
+        type are counted without being parsed; a block with no type at all is counted whole,
+        so millions of `{}` cost a scan, not millions of parses."""
+        lines = block.count(b"\n")
+        events = 0
+        if _TYPE_KEY in block:
+            for match in _TYPED_LINE.finditer(block):
+                event = loads(match.group())
+                if isinstance(event, dict) and isinstance(event.get("type"), str):
+                    events += 1
+                    yield event
+        self.skipped += lines - events
 
 
 def codex_events(folder: Path, turn: str) -> Iterator[dict[str, Any]]:

@@ -128,36 +128,47 @@ def read_tail(path: Path, limit: int) -> bytes:
 
 def read_lines(
     path: Path, *, offset: int = 0, limit: int, max_line: int, partial: bool = True
-) -> Iterator[tuple[list[bytes | None], int]]:
-    """The lines of a regular file from `offset`, never more than `limit` bytes in all, read a
-    chunk at a time: for each chunk, its whole lines (without line breaks) and the offset just
-    after the last of them.
+) -> Iterator[tuple[bytes, int, int]]:
+    """The whole lines of a regular file from `offset`, never more than `limit` bytes in all,
+    read a chunk at a time: for each chunk, (its whole lines, each with its line break; how
+    many lines longer than `max_line` were left out of them; the offset just after them).
 
-    A line longer than `max_line` is given as None (its bytes are never held whole), so a reader
-    can count it as skipped. `partial` gives a last line with no line break too; without it
-    (a file still being written), reading stops before that line and the offset says where to
-    go on next time.
+    The lines come as one bytes object, so that a reader can look at a chunk's lines at once
+    (a million short lines need not be a million objects). A line longer than `max_line` is
+    never held whole, only counted. `partial` gives a last line with no line break too (with
+    one added); without it (a file still being written), reading stops before that line and
+    the offset says where to go on next time.
     """
     end = min(file_size(path), offset + max(limit, 0))
     pending = b""
     overlong = False
-    position = line_start = offset
+    position = offset
     while position < end:
         chunk = read_limited(path, min(READ_CHUNK, end - position), position)
         if not chunk:
             break
         position += len(chunk)
-        lines: list[bytes | None] = list((pending + chunk).split(b"\n"))
-        pending = lines.pop() or b""
-        if lines:
-            line_start = position - len(pending)
-            if overlong:
-                lines[0], overlong = None, False
-            yield lines, line_start
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            pending += chunk
+            if len(pending) > max_line:
+                pending, overlong = b"", True
+            continue
+        data, pending = pending + chunk[: cut + 1], chunk[cut + 1 :]
+        dropped = 0
+        if overlong:
+            # The rest of a line already too long: not a line of its own.
+            data, dropped, overlong = data[data.find(b"\n") + 1 :], 1, False
+        if len(data) > max_line:
+            lines = data.split(b"\n")[:-1]
+            kept = [line for line in lines if len(line) <= max_line]
+            dropped += len(lines) - len(kept)
+            data = b"".join(line + b"\n" for line in kept)
+        yield data, dropped, position - len(pending)
         if len(pending) > max_line:
             pending, overlong = b"", True
     if partial and (pending or overlong):
-        yield [None if overlong else pending], position
+        yield (b"", 1, position) if overlong else (pending + b"\n", 0, position)
 
 
 def loads(

@@ -370,3 +370,21 @@ def test_a_conversation_id_of_another_shape_is_never_recorded(
     assert registry.read("coder", "a").thread_id is None  # type: ignore[union-attr]
     path.write_text(json.dumps({**data, "thread_id": THREAD}))
     assert registry.read("coder", "a").thread_id == THREAD  # type: ignore[union-attr]
+
+
+def test_an_error_quoting_what_a_session_wrote_is_shown_as_text() -> None:
+    from invoke.context import Context
+    from invoke.exceptions import Exit
+
+    from orchestrator.errors import InputError
+    from tasks.catalog_task import CatalogTask
+
+    def body(c: object) -> None:
+        raise InputError(f"turn failed: {ESCAPES}\ud800")
+
+    task = CatalogTask(body, category="x", safe_for_agents=True, runs_in="anywhere")
+    with pytest.raises(Exit) as raised:
+        task(Context())
+    assert raised.value.code == 2
+    assert_inert(str(raised.value.message))
+    assert str(raised.value.message).startswith("error: turn failed: ?]52;c;aGVsbG8=?")

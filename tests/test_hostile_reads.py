@@ -214,16 +214,36 @@ def test_read_lines_gives_whole_lines_and_offsets_after_them(
     path = tmp_path / "f"
     path.write_bytes(b"ab\ncdefgh\n\nijklmnop\nq")
     got = list(untrusted.read_lines(path, limit=100, max_line=5, partial=False))
-    assert b"".join(block for block, _, _ in got) == b"ab\n\n"
-    assert sum(dropped for _, dropped, _ in got) == 2
-    assert got[-1][2] == len(b"ab\ncdefgh\n\nijklmnop\n")
+    assert b"".join(chunk.data for chunk in got) == b"ab\n\n"
+    assert sum(chunk.dropped for chunk in got) == 2
+    assert got[-1].end == len(b"ab\ncdefgh\n\nijklmnop\n")
     whole = list(untrusted.read_lines(path, limit=100, max_line=5))
-    assert whole[-1] == (b"q\n", 0, 21)
-    assert list(untrusted.read_lines(path, limit=3, max_line=5)) == [(b"ab\n", 0, 3)]
+    assert whole[-1] == (b"q\n", 0, 21, False)
+    assert list(untrusted.read_lines(path, limit=3, max_line=5)) == [(b"ab\n", 0, 3, False)]
     assert list(untrusted.read_lines(path, offset=14, limit=100, max_line=5)) == [
-        (b"lmnop\n", 0, 20),
-        (b"q\n", 0, 21),
+        (b"lmnop\n", 0, 20, False),
+        (b"q\n", 0, 21, False),
     ]
+
+
+def test_a_long_line_being_written_is_counted_once_and_never_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(untrusted, "READ_CHUNK", 4)
+    monkeypatch.setattr(transcript, "MAX_EVENT_BYTES", 20)
+    path = tmp_path / "0001.jsonl"
+    path.write_bytes(b'{"type":"a"}\n' + b"x" * 30)
+    reader = transcript.EventReader(tmp_path, "0001")
+    assert list(reader.read(final=False)) == [{"type": "a"}]
+    assert (reader.skipped, reader.offset, reader.in_long_line) == (1, 43, True)
+    with path.open("ab") as out:
+        out.write(b"y" * 30)
+    assert list(reader.read(final=False)) == []
+    assert (reader.skipped, reader.offset) == (1, 73)
+    with path.open("ab") as out:
+        out.write(b'zz\n{"type":"b"}\n')
+    assert list(reader.read()) == [{"type": "b"}]
+    assert (reader.skipped, reader.in_long_line) == (1, False)
 
 
 # --- item 7: bounded reads -----------------------------------------------------------------------

@@ -125,21 +125,23 @@ class EventReader:
         self.path = folder / f"{turn}.jsonl"
         self.offset = 0
         self.skipped = 0
+        self.in_long_line = False
 
     def read(self, *, final: bool = True) -> Iterator[dict[str, Any]]:
         """The events written since the last read; without `final` (the turn still works), a
         last line with no line break yet is left for the next read."""
-        lines = read_lines(
+        chunks = read_lines(
             self.path,
             offset=self.offset,
             limit=MAX_TURN_BYTES - self.offset,
             max_line=MAX_EVENT_BYTES,
             partial=final,
+            in_long_line=self.in_long_line,
         )
-        for block, dropped, end in lines:
-            self.offset = end
-            self.skipped += dropped
-            yield from self._events(block)
+        for chunk in chunks:
+            self.offset, self.in_long_line = chunk.end, chunk.in_long_line
+            self.skipped += chunk.dropped
+            yield from self._events(chunk.data)
 
     def tail(self, limit: int = MAX_TAIL_BYTES) -> list[dict[str, Any]]:
         """The events in the last `limit` bytes of the turn (what a listing needs: its end)."""

@@ -25,7 +25,7 @@ import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # A line's JSON may nest this deep; Codex's events nest five or six levels.
 MAX_JSON_DEPTH = 64
@@ -126,22 +126,40 @@ def read_tail(path: Path, limit: int) -> bytes:
     return raw[cut + 1 :] if cut >= 0 else b""
 
 
-def read_lines(
-    path: Path, *, offset: int = 0, limit: int, max_line: int, partial: bool = True
-) -> Iterator[tuple[bytes, int, int]]:
-    """The whole lines of a regular file from `offset`, never more than `limit` bytes in all,
-    read a chunk at a time: for each chunk, (its whole lines, each with its line break; how
-    many lines longer than `max_line` were left out of them; the offset just after them).
+class Lines(NamedTuple):
+    """One chunk's worth of `read_lines`."""
 
-    The lines come as one bytes object, so that a reader can look at a chunk's lines at once
-    (a million short lines need not be a million objects). A line longer than `max_line` is
-    never held whole, only counted. `partial` gives a last line with no line break too (with
-    one added); without it (a file still being written), reading stops before that line and
-    the offset says where to go on next time.
+    # Whole lines, each with its line break (one bytes object: a million short lines need not
+    # be a million objects).
+    data: bytes
+    # Lines longer than the bound, left out: each counted once.
+    dropped: int
+    # Where to read on from.
+    end: int
+    # `end` is inside a line already counted as too long: pass it back to skip the line's rest.
+    in_long_line: bool = False
+
+
+def read_lines(
+    path: Path,
+    *,
+    offset: int = 0,
+    limit: int,
+    max_line: int,
+    partial: bool = True,
+    in_long_line: bool = False,
+) -> Iterator[Lines]:
+    """The whole lines of a regular file from `offset`, never more than `limit` bytes in all,
+    read a chunk at a time.
+
+    A line longer than `max_line` is never held whole, only counted. `partial` gives a last
+    line with no line break too (with one added); without it (a file still being written),
+    reading stops before that line, and the last `end` says where to go on next time (past a
+    line already too long: it is not read again).
     """
     end = min(file_size(path), offset + max(limit, 0))
     pending = b""
-    overlong = False
+    overlong = counted = in_long_line
     position = offset
     while position < end:
         chunk = read_limited(path, min(READ_CHUNK, end - position), position)
@@ -150,7 +168,8 @@ def read_lines(
         position += len(chunk)
         cut = chunk.rfind(b"\n")
         if cut < 0:
-            pending += chunk
+            if not overlong:
+                pending += chunk
             if len(pending) > max_line:
                 pending, overlong = b"", True
             continue
@@ -158,17 +177,20 @@ def read_lines(
         dropped = 0
         if overlong:
             # The rest of a line already too long: not a line of its own.
-            data, dropped, overlong = data[data.find(b"\n") + 1 :], 1, False
+            data, dropped = data[data.find(b"\n") + 1 :], 0 if counted else 1
+            overlong = counted = False
         if len(data) > max_line:
             lines = data.split(b"\n")[:-1]
             kept = [line for line in lines if len(line) <= max_line]
             dropped += len(lines) - len(kept)
             data = b"".join(line + b"\n" for line in kept)
-        yield data, dropped, position - len(pending)
+        yield Lines(data, dropped, position - len(pending))
         if len(pending) > max_line:
             pending, overlong = b"", True
-    if partial and (pending or overlong):
-        yield (b"", 1, position) if overlong else (pending + b"\n", 0, position)
+    if overlong:
+        yield Lines(b"", 0 if counted else 1, position, in_long_line=not partial)
+    elif partial and pending:
+        yield Lines(pending + b"\n", 0, position)
 
 
 def loads(

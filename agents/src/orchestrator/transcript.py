@@ -41,7 +41,7 @@ from orchestrator.untrusted import loads, printable, read_limited, read_lines, r
 
 # Bounds for what is read from a folder the session can write.
 MAX_TURN_BYTES = 64 << 20
-# One event (one line); Codex keeps a command's output to a few hundred kilobytes.
+# One event (one line): far more than any event Codex writes; a longer line is skipped unread.
 MAX_EVENT_BYTES = 8 << 20
 # What a session's line in `session.list` and the dashboard reads of a turn: its end.
 MAX_TAIL_BYTES = 256 << 10

@@ -95,7 +95,7 @@ class CatalogTask(Task[Callable[..., Any]]):
 
             flush_stdout()
             # Errors can quote what a session wrote: shown as text, never as terminal commands.
-            lines = [printable(line) for line in exc.problems or [str(exc)]]
+            lines = [printable(line, newlines=True) for line in exc.problems or [str(exc)]]
             raise Exit("\n".join(f"error: {line}" for line in lines), code=exc.exit_code) from None
         except Exit:
             flush_stdout()

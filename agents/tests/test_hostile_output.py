@@ -131,8 +131,11 @@ def test_terminal_escapes_an_agent_writes_never_reach_the_operators_terminal(
     plant(victim, f"{TRANSCRIPT}/0001.exit", b'{"exit_code": 0, "interrupted": false}\n')
     question = {"reason": f"May I? {ESCAPES}", "requested_action": ESCAPES, "severity": "block"}
     plant(victim, f"{QUESTIONS}/q1.json", json.dumps(question).encode())
-    # The next turn's transcript, planted before the host starts it (the runner appends to it).
-    plant(victim, f"{TRANSCRIPT}/0002.jsonl", event("agent_message", text=f"next {ESCAPES}"))
+    # The next turns' transcripts, planted before the host starts them (the runner appends).
+    for number in ("0002", "0003"):
+        plant(
+            victim, f"{TRANSCRIPT}/{number}.jsonl", event("agent_message", text=f"next {ESCAPES}")
+        )
 
     for args in (
         ["session.list"],
@@ -156,6 +159,11 @@ def test_terminal_escapes_an_agent_writes_never_reach_the_operators_terminal(
     sent = run(registry, "session.send", "--session", "victim", "--message", "go", "--wait")
     inert(sent)
     assert "next ?]52;c;aGVsbG8=?" in sent.stdout
+    sent = run(
+        registry, "session.send", "--session", "victim", "--message", "on", "--wait", "--json"
+    )
+    inert(sent)
+    assert json.loads(sent.stdout)[0]["final_message"] == f"next {ESCAPES}"
     queue = registry.root / "prompts.json"
     assert "\x1b" not in queue.read_text() and "\\u001b]52" in queue.read_text()
 

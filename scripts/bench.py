@@ -68,6 +68,9 @@ SEED_FOLDERS = 50
 SEND_MESSAGE = "Answer in one word."
 SEND_REPLY = "ok"  # FakeModel's default reply, given to every turn
 SEND_SESSIONS = 8
+# The `transcript` group: a transcript as big as a turn's may be, of lines that are no events.
+TRANSCRIPT_BYTES = 64 << 20
+TRANSCRIPT_SESSIONS = ("big", "small")
 CONTAINER_WORKSPACE = "/home/agent/workspace"
 # The flags docker/filare-turn gives `codex exec`; the baseline types the same ones.
 CODEX_EXEC_FLAGS = ("--json", "--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check")
@@ -147,6 +150,18 @@ CASES = (
         1.1,
     ),
     Case(
+        "list-64mb",
+        "inv session.list, 2 sessions, one with a 64 MB transcript of `{}` lines",
+        "inv session.list, the same 2 sessions with one-line transcripts",
+        1.3,
+    ),
+    Case(
+        "log-64mb",
+        "inv session.log --tail 3 of the 64 MB transcript",
+        "inv session.log --tail 3 of a one-line transcript",
+        None,
+    ),
+    Case(
         "start-32",
         "inv session.start, 32 sessions in one command",
         "32 docker run -d, one after another",
@@ -165,6 +180,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "send": ("send-1", "send-8", "send-8-par"),
     "inv-list": ("inv-list",),
     "seed": ("seed",),
+    "transcript": ("list-64mb", "log-64mb"),
 }
 # Groups that run the smoke image (built when absent).
 SMOKE_GROUPS = frozenset({"start-1", "fleet", "scale"})
@@ -1018,6 +1034,58 @@ def round_send(bench: Bench, talk: Talk, tool_first: bool, record: Record) -> No
             record("send-8-par", side, measured)
 
 
+def make_transcript_registry(folder: Path, *, hostile: bool) -> Path:
+    """A registry of two sessions with no container (`stale`), one turn each: with `hostile`,
+    the first one's transcript is 64 MB of `{}` lines (what a session can write to slow the
+    host's reads), else one line like the other's."""
+    message = {"type": "item.completed", "item": {"type": "agent_message", "text": "done"}}
+    for session_id in TRANSCRIPT_SESSIONS:
+        session = folder / ROLE / session_id
+        (session / "turns").mkdir(parents=True)
+        (session / "agent" / "transcript").mkdir(parents=True)
+        record = {
+            "session_id": session_id,
+            "role": ROLE,
+            "owner": "bench",
+            "status": "running",
+            "container_name": f"filare-{ROLE}-{session_id}",
+            "image": SMOKE_TAG,
+            "workspace": str(folder / "ws"),
+            "ssh_dir": str(session / "ssh"),
+        }
+        (session / "state.json").write_text(json.dumps(record))
+        turn = {
+            "session_id": session_id,
+            "role": ROLE,
+            "number": "0001",
+            "kind": "message",
+            "started_at": "2026-01-01T00:00:00+00:00",
+            "container_id": "0" * 64,
+            "thread_id": None,
+        }
+        (session / "turns" / "0001.json").write_text(json.dumps(turn))
+        with (session / "agent" / "transcript" / "0001.jsonl").open("wb") as out:
+            if hostile and session_id == TRANSCRIPT_SESSIONS[0]:
+                out.write(b"{}\n" * (TRANSCRIPT_BYTES // 3))
+            out.write(json.dumps(message).encode() + b"\n")
+        (session / "agent" / "transcript" / "0001.exit").write_text('{"exit_code": 0}\n')
+    return folder
+
+
+def round_transcript(
+    bench: Bench, hostile: Path, plain: Path, tool_first: bool, record: Record
+) -> None:
+    """The same commands on the two registries: what a 64 MB transcript costs them."""
+    big = TRANSCRIPT_SESSIONS[0]
+    for case, args in (
+        ("list-64mb", ("session.list",)),
+        ("log-64mb", ("session.log", "--session", big, "--tail", "3")),
+    ):
+        tool = partial(lambda a, s: bench.inv_run(*a, state=s).measurement, args, hostile)
+        baseline = partial(lambda a, s: bench.inv_run(*a, state=s).measurement, args, plain)
+        pair(case, tool, baseline, tool_first=tool_first, record=record)
+
+
 def round_seed(bench: Bench, repository: Path, tool_first: bool, record: Record) -> None:
     """Seed an empty workspace each way, each side starting with no dirty pages (`sync`).
 
@@ -1071,6 +1139,10 @@ def prepare(
         elif group == "inv-list":
             empty = make_empty_collection(bench.root / "empty-collection")
             rounds[group] = partial(round_inv_list, bench, empty)
+        elif group == "transcript":
+            hostile = make_transcript_registry(bench.root / "transcript-64mb", hostile=True)
+            plain = make_transcript_registry(bench.root / "transcript-plain", hostile=False)
+            rounds[group] = partial(round_transcript, bench, hostile, plain)
         elif group == "seed":
             print(f"making the {SEED_FILES}-file seed repository ...", file=sys.stderr)
             repository = make_seed_repository(bench.root / "seed-repository")

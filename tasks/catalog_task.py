@@ -91,8 +91,11 @@ class CatalogTask(Task[Callable[..., Any]]):
         try:
             result = super().__call__(*args, **kwargs)
         except OrchestratorError as exc:
+            from orchestrator.untrusted import printable
+
             flush_stdout()
-            lines = exc.problems or [str(exc)]
+            # Errors can quote what a session wrote: shown as text, never as terminal commands.
+            lines = [printable(line, newlines=True) for line in exc.problems or [str(exc)]]
             raise Exit("\n".join(f"error: {line}" for line in lines), code=exc.exit_code) from None
         except Exit:
             flush_stdout()

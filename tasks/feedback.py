@@ -26,10 +26,9 @@ from tasks.locations import session_registry
 )
 def list_(c: Context, session: str = "", pending: bool = False, json: bool = False) -> None:
     """List the questions agents asked (gathered from the sessions into the queue)."""
-    import json as json_module
-
     from orchestrator import feedback
     from orchestrator.report import table
+    from orchestrator.untrusted import json_text, printable
 
     prompts, problems = feedback.gather(session_registry())
     chosen = [
@@ -38,7 +37,7 @@ def list_(c: Context, session: str = "", pending: bool = False, json: bool = Fal
         if (not session or p.session_id == session) and (p.pending or not pending)
     ]
     if json:
-        print(json_module.dumps([p.to_dict() for p in chosen], indent=2, ensure_ascii=False))
+        print(json_text([p.to_dict() for p in chosen], indent=2))
     elif chosen:
         rows = [
             (
@@ -54,7 +53,7 @@ def list_(c: Context, session: str = "", pending: bool = False, json: bool = Fal
     else:
         print("no questions")
     for line in problems:
-        print(f"warning: {line}", file=sys.stderr)
+        print(f"warning: {printable(line)}", file=sys.stderr)
 
 
 @task(
@@ -114,8 +113,11 @@ def add(
 def answer(c: Context, id: str, decision: str, reply: str = "") -> None:
     """Answer a question: record the decision and deliver it to the session as its next turn."""
     from orchestrator import feedback
+    from orchestrator.untrusted import printable
 
     done = feedback.answer(session_registry(), id, decision, reply or None)
     what = "already delivered in" if done.already_delivered else "delivered as"
     prompt = done.prompt
-    print(f"{prompt.id}  {prompt.decision}  {what} turn {done.turn} of {prompt.session_id}")
+    print(
+        printable(f"{prompt.id}  {prompt.decision}  {what} turn {done.turn} of {prompt.session_id}")
+    )

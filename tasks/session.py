@@ -150,6 +150,7 @@ def stop(
 def list_(c: Context, json: bool = False, all_: bool = False) -> None:
     """List sessions from container labels and state files, with orphans and stale records."""
     from orchestrator import dashboard, report
+    from orchestrator.untrusted import printable
 
     fleet = dashboard.fleet(session_registry(), include_ended=all_)
     if json:
@@ -157,7 +158,7 @@ def list_(c: Context, json: bool = False, all_: bool = False) -> None:
     else:
         print(report.sessions_table(fleet.sessions, hidden=fleet.hidden))
     for line in fleet.foreign:
-        print(f"warning: {line}", file=sys.stderr)
+        print(f"warning: {printable(line)}", file=sys.stderr)
 
 
 @task(
@@ -302,10 +303,9 @@ def wait(
 )
 def log(c: Context, session: str, follow: bool = False, tail: int = 0, json: bool = False) -> None:
     """Print a session's transcript: its turns, agent messages, commands, file changes, errors."""
-    import json as json_module
-
     from orchestrator import conversation
     from orchestrator.transcript import render
+    from orchestrator.untrusted import json_text
 
     if tail < 0:
         raise Exit(f"error: --tail must be 0 or more, not {tail}", code=2)
@@ -313,7 +313,7 @@ def log(c: Context, session: str, follow: bool = False, tail: int = 0, json: boo
     lines = conversation.log(registry, session, follow=follow, tail=tail)
     try:
         for event in lines:
-            print(json_module.dumps(event.as_json()) if json else render(event), flush=follow)
+            print(json_text(event.as_json()) if json else render(event), flush=follow)
     except KeyboardInterrupt:
         pass
 
@@ -358,9 +358,10 @@ def attach(c: Context, session: str) -> None:
 def interrupt(c: Context, session: str) -> None:
     """End a session's working turn; the container and the conversation stay."""
     from orchestrator import conversation
+    from orchestrator.untrusted import printable
 
     status = conversation.interrupt(session_registry(), session)
-    print(f"{session}  turn {status.record.number}  {status.status}")
+    print(printable(f"{session}  turn {status.record.number}  {status.status}"))
 
 
 def _message_text(message: str, message_file: str) -> str:

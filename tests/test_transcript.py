@@ -198,7 +198,7 @@ def test_role_instructions_reach_codex_as_one_toml_string() -> None:
     text = 'Quotes " and \\ backslashes,\ttabs\nand lines\x07 and a bell.'
     value = conversation._toml_string(text)
     parsed = tomllib.loads(f"developer_instructions = {value}")
-    assert parsed["developer_instructions"] == text.replace("\x07", "")
+    assert parsed["developer_instructions"] == text.replace("\x07", "?")
 
 
 def test_a_goal_is_framed_by_the_role() -> None:

@@ -33,8 +33,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,7 +48,8 @@ from orchestrator.listing import SessionView, survey
 from orchestrator.plan import CONTAINER_WORKSPACE
 from orchestrator.registry import Registry, SessionState, atomic_write, now
 from orchestrator.spec import SessionSpec
-from orchestrator.transcript import TranscriptEvent, TurnEnd
+from orchestrator.transcript import EventReader, TranscriptEvent, TurnEnd
+from orchestrator.untrusted import loads, printable, read_limited
 
 TURNS = "turns"
 INBOX = "inbox"
@@ -299,11 +302,7 @@ def agentd_boot(registry: Registry, view: SessionView) -> str | None:
     if view.container is None:
         return None
     path = registry.session_dir(view.role, view.session_id) / AGENT_FOLDER / AGENTD_FILE
-    raw = transcript.read_limited(path, MAX_AGENTD_BYTES)
-    try:
-        data = json.loads(raw) if raw else None
-    except ValueError:
-        return None
+    data = loads(read_limited(path, MAX_AGENTD_BYTES))
     if not isinstance(data, dict) or data.get("protocol") != AGENTD_PROTOCOL:
         return None
     container, boot = data.get("container"), data.get("boot")
@@ -316,8 +315,9 @@ def agentd_boot(registry: Registry, view: SessionView) -> str | None:
 
 def conversation_of(registry: Registry, state: SessionState) -> str | None:
     """The session's conversation: from its record, else from its first turn's transcript (and
-    then recorded). Called under the session's lock."""
-    if state.thread_id:
+    then recorded). Called under the session's lock. Only an id of Codex's shape is taken: it
+    becomes an argument of `codex resume` and of the turn's runner."""
+    if transcript.is_thread_id(state.thread_id):
         return state.thread_id
     folder = transcript_folder(registry, state)
     for number in transcript.turns(folder):
@@ -354,7 +354,12 @@ def role_instructions(state: SessionState) -> str | None:
     finally:
         os.close(fd)
     try:
-        data = os.read(file_fd, MAX_ROLE_FILE_BYTES)
+        # A FIFO or a device in its place is no role file (and would block, or raise).
+        if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+            return None
+        data = os.pread(file_fd, MAX_ROLE_FILE_BYTES, 0)
+    except OSError:
+        return None
     finally:
         os.close(file_fd)
     text = data.decode("utf-8", "replace").strip()
@@ -362,9 +367,9 @@ def role_instructions(state: SessionState) -> str | None:
 
 
 def _toml_string(text: str) -> str:
-    """A TOML basic string: JSON's escapes are TOML's, once control characters are gone."""
-    clean = "".join(c for c in text if c in "\n\t" or c.isprintable())
-    return json.dumps(clean, ensure_ascii=False)
+    """A TOML basic string: JSON's escapes are TOML's, once control characters are gone (they
+    become `?`, as everywhere a session's text is shown)."""
+    return json.dumps(printable(text, newlines=True), ensure_ascii=False)
 
 
 def _next_turn(folder: Path) -> str:
@@ -450,6 +455,8 @@ def turn_status(registry: Registry, view: SessionView, record: TurnRecord) -> Tu
         return TurnStatus(
             record, "interrupted", "the container stopped before the turn ended", None
         )
+    if end.problem is not None:
+        return TurnStatus(record, "failed", end.problem, end)
     if end.interrupted:
         return TurnStatus(record, "interrupted", "interrupted by session.interrupt", end)
     if end.exit_code == 0:
@@ -458,7 +465,9 @@ def turn_status(registry: Registry, view: SessionView, record: TurnRecord) -> Tu
 
 
 def _failure(folder: Path, number: str, end: TurnEnd) -> str:
-    for event in transcript.codex_events(folder, number):
+    """Why a turn failed: Codex's `turn.failed`, which ends its transcript (only the end is
+    read), else the runner's last line on stderr."""
+    for event in reversed(EventReader(folder, number).tail()):
         if event.get("type") == "turn.failed" and isinstance(event.get("error"), dict):
             message = event["error"].get("message")
             if isinstance(message, str) and message:
@@ -472,44 +481,61 @@ def latest_status(registry: Registry, view: SessionView) -> TurnStatus | None:
 
 
 def final_message(registry: Registry, state: SessionState, number: str) -> str | None:
-    """The turn's last agent message."""
-    folder = transcript_folder(registry, state)
+    """The turn's last agent message (the whole transcript is read, in bounded chunks)."""
+    return _last_message(
+        state.session_id, number, EventReader(transcript_folder(registry, state), number).read()
+    )
+
+
+def _last_message(session: str, number: str, events: Iterable[dict[str, object]]) -> str | None:
     last = None
-    for event in transcript.codex_events(folder, number):
-        normal = transcript.normalize(state.session_id, number, event)
+    for event in events:
+        normal = transcript.normalize(session, number, event)
         if normal is not None and normal.type == "agent_message":
             last = str(normal.fields["text"])
     return last
 
 
+# How many of the newest turns a session's line looks into for its last message.
+LAST_MESSAGE_TURNS = 2
+
+
 def agent_json(registry: Registry, view: SessionView) -> dict[str, object]:
     """The agent fields of `session.list --json`: `agent` (`idle`, `working`, `failed`,
     `interrupted` or `none` before the first turn), `agent_since`, `agent_reason`, `turns`
-    (ended turns) and `last_message` (short)."""
+    (ended turns), `last_message` (short) and `transcript_skipped` (lines of what was read that
+    are not well-formed events).
+
+    `session.list` and every dashboard refresh come here for each session: it reads the newest
+    turn record and the end (`transcript.MAX_TAIL_BYTES`) of the newest transcripts only, never
+    every turn the session had nor a whole transcript.
+    """
     if view.state is None:
         return {}
-    # `session.list` and every dashboard refresh come here for each session: read the newest
-    # record and the newest transcripts only, not every turn the session ever had.
     numbers = _record_numbers(registry.session_dir(view.role, view.session_id) / TURNS)
     record = latest_record(registry, view.role, view.session_id)
     if record is None:
-        return _agent("none", None, None, 0, None)
+        return _agent("none", None, None, 0, None, 0)
     latest = turn_status(registry, view, record)
     done = len(numbers) - (0 if latest.done else 1)
-    last = None
-    for number in reversed(numbers):
-        last = final_message(registry, view.state, number)
+    folder = transcript_folder(registry, view.state)
+    last, skipped = None, 0
+    for number in list(reversed(numbers))[:LAST_MESSAGE_TURNS]:
+        reader = EventReader(folder, number)
+        last = _last_message(view.session_id, number, reader.tail())
+        skipped += reader.skipped
         if last:
             break
     since = latest.end.ended_at if latest.end else None
     if latest.status == "working":
-        return _agent("working", latest.record.started_at.isoformat(), None, done, last)
+        started = latest.record.started_at.isoformat()
+        return _agent("working", started, None, done, last, skipped)
     state = "idle" if latest.status == "completed" else latest.status
-    return _agent(state, since, latest.reason, done, last)
+    return _agent(state, since, latest.reason, done, last, skipped)
 
 
 def _agent(
-    state: str, since: str | None, reason: str | None, turns: int, last: str | None
+    state: str, since: str | None, reason: str | None, turns: int, last: str | None, skipped: int
 ) -> dict[str, object]:
     return {
         "agent": state,
@@ -517,6 +543,7 @@ def _agent(
         "agent_reason": reason,
         "turns": turns,
         "last_message": _short(last),
+        "transcript_skipped": skipped,
     }
 
 
@@ -639,74 +666,97 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
 def events(registry: Registry, view: SessionView) -> Iterator[TranscriptEvent]:
     """The session's transcript, every turn in order, in the transcript's vocabulary."""
     assert view.state is not None
+    folder = transcript_folder(registry, view.state)
     for record in turn_records(registry, view.role, view.session_id):
-        yield from turn_events(registry, view, record)
+        yield from turn_events(registry, view, TurnLog(folder, record), follow=False)
+
+
+class TurnLog:
+    """What has been shown of one turn, so that each event is shown once: the transcript is
+    read on from where the last read stopped (never again from its start)."""
+
+    def __init__(self, folder: Path, record: TurnRecord) -> None:
+        self.record = record
+        self.reader = EventReader(folder, record.number)
+        self.started = False
+        self.closing = False
+        self.noted = False
+        self.ended = False
 
 
 def turn_events(
-    registry: Registry, view: SessionView, record: TurnRecord, *, skip: int = 0
+    registry: Registry, view: SessionView, shown: TurnLog, *, follow: bool
 ) -> Iterator[TranscriptEvent]:
-    assert view.state is not None
-    folder = transcript_folder(registry, view.state)
-    session = view.session_id
-    started = TranscriptEvent(
-        session,
-        record.number,
-        "turn_started",
-        {"message": _message(registry, view, record), "at": record.started_at.isoformat()},
-    )
-    produced = [started]
-    closing = False
-    for event in transcript.codex_events(folder, record.number):
+    """The turn's events not shown yet; with `follow`, the count of skipped lines waits for the
+    turn's end, so that it is shown once."""
+    session, record = view.session_id, shown.record
+    if not shown.started:
+        shown.started = True
+        opening = {"message": _message(registry, view, record), "at": record.started_at.isoformat()}
+        yield TranscriptEvent(session, record.number, "turn_started", opening)
+    if shown.ended:
+        return
+    status = turn_status(registry, view, record)
+    for event in shown.reader.read(final=status.done):
         normal = transcript.normalize(session, record.number, event)
         if normal is not None:
-            produced.append(normal)
-            closing = closing or normal.type in {"turn_completed", "turn_failed"}
-    status = turn_status(registry, view, record)
-    if status.done and not closing:
-        at = status.end.ended_at if status.end else None
-        if status.status == "interrupted":
-            fields: dict[str, object] = {"message": status.reason or "", "at": at}
-            produced.append(TranscriptEvent(session, record.number, "turn_interrupted", fields))
-        else:
-            code = status.end.exit_code if status.end else None
-            produced.append(
-                TranscriptEvent(session, record.number, "turn_ended", {"exit_code": code, "at": at})
-            )
-    yield from produced[skip:]
+            shown.closing = shown.closing or normal.type in {"turn_completed", "turn_failed"}
+            yield normal
+    if shown.reader.skipped and not shown.noted and (status.done or not follow):
+        shown.noted = True
+        yield transcript.skipped_note(session, record.number, shown.reader.skipped)
+    if not status.done:
+        return
+    shown.ended = True
+    if shown.closing:
+        return
+    at = status.end.ended_at if status.end else None
+    fields: dict[str, object]
+    if status.status == "interrupted":
+        fields = {"message": status.reason or "", "at": at}
+        yield TranscriptEvent(session, record.number, "turn_interrupted", fields)
+    elif status.end is not None and status.end.problem is not None:
+        fields = {"message": status.end.problem}
+        yield TranscriptEvent(session, record.number, "turn_failed", fields)
+    else:
+        code = status.end.exit_code if status.end else None
+        fields = {"exit_code": code, "at": at}
+        yield TranscriptEvent(session, record.number, "turn_ended", fields)
 
 
 def _message(registry: Registry, view: SessionView, record: TurnRecord) -> str:
     path = registry.session_dir(view.role, view.session_id) / INBOX / f"{record.number}.message"
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
+    return read_limited(path, MAX_MESSAGE_BYTES).decode("utf-8", "replace")
 
 
 def log(
     registry: Registry, session_id: str, *, follow: bool = False, tail: int = 0
 ) -> Iterator[TranscriptEvent]:
     """The session's transcript (its last `tail` events when `tail`), then, with `follow`, every
-    new event as it comes, until interrupted."""
+    new event as it comes, until interrupted.
+
+    Each turn's transcript is streamed in bounded chunks, and followed from where the last read
+    stopped; `tail` keeps only the last events in memory.
+    """
     (view,) = _known_views(registry, [session_id])
-    seen: dict[str, int] = {}
-    everything = []
-    for record in turn_records(registry, view.role, view.session_id):
-        produced = list(turn_events(registry, view, record))
-        seen[record.number] = len(produced)
-        everything += produced
-    yield from everything[-tail:] if tail else everything
+    shown: dict[str, TurnLog] = {}
+
+    def new_events() -> Iterator[TranscriptEvent]:
+        assert view.state is not None
+        folder = transcript_folder(registry, view.state)
+        for record in turn_records(registry, view.role, view.session_id):
+            turn = shown.setdefault(record.number, TurnLog(folder, record))
+            if not turn.ended:
+                yield from turn_events(registry, view, turn, follow=follow)
+
+    yield from deque(new_events(), maxlen=tail) if tail else new_events()
     next_survey = time.monotonic() + SURVEY_SECONDS
     while follow:
         time.sleep(FOLLOW_SECONDS)
         if time.monotonic() >= next_survey:
             view = _known_views(registry, [session_id])[0]
             next_survey = time.monotonic() + SURVEY_SECONDS
-        for record in turn_records(registry, view.role, view.session_id):
-            produced = list(turn_events(registry, view, record, skip=seen.get(record.number, 0)))
-            seen[record.number] = seen.get(record.number, 0) + len(produced)
-            yield from produced
+        yield from new_events()
 
 
 def attach_command(registry: Registry, session_id: str) -> list[str]:

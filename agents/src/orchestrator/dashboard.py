@@ -10,7 +10,6 @@ what `session.list --json` and `feedback.list --pending --json` print.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from orchestrator.feedback import Prompt
 from orchestrator.listing import ENDED, SessionView, survey
 from orchestrator.registry import STATE_ROOT_ENV, Registry, now
 from orchestrator.report import agent_cell, human_age, table
+from orchestrator.untrusted import json_text
 
 # Session statuses and agent states that need a person's eyes.
 FAILED_STATUSES = frozenset({"error", "stale", "orphan", "exited", "unhealthy"})
@@ -48,6 +48,10 @@ class Fleet:
             elif agent in FAILED_AGENT:
                 why = str(view.agent.get("agent_reason") or agent)
                 found.append({"session": view.session_id, "what": f"turn {agent}", "why": why})
+            skipped = view.agent.get("transcript_skipped")
+            if skipped:
+                why = f"{skipped} line(s) of its newest transcripts are not well-formed events"
+                found.append({"session": view.session_id, "what": "transcript", "why": why})
         found += [{"session": "", "what": "left alone", "why": line} for line in self.foreign]
         return found
 
@@ -128,7 +132,7 @@ def render(snapshot: Fleet) -> str:
 
 
 def render_json(snapshot: Fleet) -> str:
-    return json.dumps(snapshot.as_json(), indent=2)
+    return json_text(snapshot.as_json(), indent=2)
 
 
 def _age(moment: str) -> int | None:
@@ -136,7 +140,7 @@ def _age(moment: str) -> int | None:
 
     try:
         return int((now() - datetime.fromisoformat(moment)).total_seconds())
-    except ValueError:
+    except (ValueError, TypeError):  # not a time, or one without a time zone
         return None
 
 
@@ -191,7 +195,7 @@ def collect_dashboard(
 
 
 def to_json(entries: Sequence[DashboardEntry]) -> str:
-    return json.dumps([entry.to_dict() for entry in entries], indent=2)
+    return json_text([entry.to_dict() for entry in entries], indent=2)
 
 
 def _origin_registry(repo_root: Path | None) -> Registry:

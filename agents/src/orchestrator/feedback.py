@@ -10,7 +10,14 @@ Inside a session, `filare-ask` writes one file per question into the session's o
 host gathers them into the queue under a lock, each once: a question's id is its session's id
 and the file's, so gathering twice, or two operators gathering at once, adds nothing twice. What
 a session wrote is read as untrusted input: never through a link, within size bounds, and a file
-that is not a question is left where it is and reported.
+that is not a question is left where it is and reported: not JSON (or invalid UTF-8, nested too
+deep, numbers out of range), a lone surrogate (`\ud800`, which no UTF-8 file can hold), a field
+of the wrong kind, a `created_at` that is not an ISO 8601 time with a time zone. Nothing of such a
+file reaches the queue, so no reader of it meets it.
+
+The queue is the host's own file, but what it holds came from sessions: it is read so that an
+entry of an older queue that would not pass today (a field of the wrong kind, a lone surrogate)
+is shown safely instead of crashing its readers.
 
 An answer is recorded in the queue and delivered into the session as its next turn, once: the
 turn that carried it names the question, so answering again does not send it again.
@@ -30,6 +37,7 @@ from typing import Any, Literal, get_args
 
 from orchestrator.errors import InputError
 from orchestrator.registry import Registry, SessionState, atomic_write
+from orchestrator.untrusted import clean_surrogates, json_text, loads
 
 QUEUE_FILE = "prompts.json"
 QUESTIONS = "questions"
@@ -68,11 +76,22 @@ class Prompt:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prompt:
-        known: dict[str, Any] = {name: data[name] for name in _FIELDS if name in data}
+        """An entry of the queue; a value of the wrong kind becomes text (a missing optional one
+        stays None), so that every reader can show it."""
+        known: dict[str, Any] = {}
+        for name in _FIELDS:
+            if name not in data:
+                continue
+            value = data[name]
+            if value is None and name in _OPTIONAL:
+                known[name] = None
+            else:
+                known[name] = clean_surrogates(value if isinstance(value, str) else str(value))
         return cls(**known)
 
 
 _FIELDS = tuple(Prompt.__dataclass_fields__)
+_OPTIONAL = frozenset({"suggested_reply", "decision", "decided_at", "reply"})
 
 
 def queue_path(registry: Registry) -> Path:
@@ -87,7 +106,7 @@ def load_queue(queue_path: Registry | str | os.PathLike[str]) -> list[Prompt]:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
         return []
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise InputError(f"{path}: unreadable question queue: {exc}") from None
     if not isinstance(data, list):
         raise InputError(f"{path}: unreadable question queue: expected a JSON list")
@@ -256,9 +275,12 @@ def _session_questions(
                 continue
             where = f"{folder / name}"
             try:
-                data = json.loads(_read_at(dir_fd, name))
+                data = loads(_read_at(dir_fd, name), lone_surrogates=False)
                 if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
+                    raise ValueError(
+                        "not a JSON object of valid UTF-8 without lone surrogates, nested "
+                        "too deep or a number out of range"
+                    )
                 found.append(
                     (
                         file_id,
@@ -322,8 +344,24 @@ def _validated(state: SessionState, data: dict[str, Any], where: str) -> Prompt:
         requested_action=text("requested_action"),
         suggested_reply=text("suggested_reply") or None,
         severity=severity,
-        created_at=text("created_at") or _now(),
+        created_at=_moment(text("created_at"), where) or _now(),
     )
+
+
+def _moment(value: str, where: str) -> str:
+    """`created_at` as written, when it is an ISO 8601 time with a time zone (ages are
+    computed from it against an aware clock)."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InputError(
+            f"{where or 'the question'}: created_at must be an ISO 8601 time with a time zone"
+        )
+    return value
 
 
 def _now() -> str:
@@ -352,8 +390,11 @@ def _registry_of(path: Path) -> Registry | None:
 
 
 def save_queue(queue_path: str | os.PathLike[str], prompts: Sequence[Prompt]) -> None:
-    """Write the queue in one step: readers see the old file or the new one, never a mix."""
-    text = json.dumps([p.to_dict() for p in prompts], indent=2, ensure_ascii=False) + "\n"
+    """Write the queue in one step: readers see the old file or the new one, never a mix.
+
+    Control characters escaped: `cat prompts.json` shows what agents wrote, never runs it.
+    """
+    text = json_text([p.to_dict() for p in prompts], indent=2) + "\n"
     atomic_write(Path(queue_path), text, mode=0o644)
 
 

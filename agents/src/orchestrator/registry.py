@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.spec import is_safe_name
+from orchestrator.transcript import is_thread_id
 
 Status = Literal["starting", "running", "stopped", "error"]
 STATUSES = frozenset(get_args(Status))
@@ -103,6 +104,9 @@ class SessionState:
             if not isinstance(data.get(name), str) or not is_safe_name(data[name]):
                 raise ValueError(f"unsafe {name} {data.get(name)!r}")
         data = {key: value for key, value in data.items() if key in _FIELDS}
+        if not is_thread_id(data.get("thread_id")):
+            # Learnt from a transcript the session wrote: only Codex's shape is kept.
+            data["thread_id"] = None
         for name in ("workspace", "ssh_dir", "manifest", "transcript_dir"):
             if data.get(name) is not None:
                 data[name] = Path(data[name])

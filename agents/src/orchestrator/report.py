@@ -6,7 +6,6 @@ One vocabulary for what happened to a session: `started`, `already running`, `st
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from orchestrator.conversation import Sent
 from orchestrator.listing import SessionView
 from orchestrator.registry import now
 from orchestrator.spec import SessionSpec
+from orchestrator.untrusted import json_text, printable
 
 if TYPE_CHECKING:  # only named in annotations: `send`, `wait` and `list` need not import them
     from orchestrator.launch import StartOutcome
@@ -22,12 +22,17 @@ if TYPE_CHECKING:  # only named in annotations: `send`, `wait` and `list` need n
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces; the last column is not padded."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    """Left-aligned columns separated by two spaces; the last column is not padded.
+
+    Every cell goes through `untrusted.printable` (one line each): tables show what sessions
+    wrote (messages, reasons, paths), and nothing in a cell may drive the terminal.
+    """
+    shown = [[printable(cell) for cell in row] for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in shown) for i in range(len(header) - 1)]
     lines = []
-    for row in [header, *rows]:
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)]
-        lines.append("  ".join([*cells, str(row[-1])]).rstrip())
+    for row in shown:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
 
 
@@ -54,7 +59,7 @@ def start_table(outcomes: Sequence[StartOutcome]) -> str:
 
 def warnings_text(outcomes: Sequence[StartOutcome]) -> list[str]:
     """Every launch warning once, however many sessions met it."""
-    return list(dict.fromkeys(f"warning: {w}" for o in outcomes for w in o.warnings))
+    return list(dict.fromkeys(f"warning: {printable(w)}" for o in outcomes for w in o.warnings))
 
 
 def stop_text(report: StopReport) -> str:
@@ -74,7 +79,7 @@ def stop_text(report: StopReport) -> str:
 
 def prune_line(action: PruneAction, *, dry_run: bool) -> str:
     verb = f"would {action.verb}" if dry_run else _past(action.verb)
-    return f"{action.role}/{action.session_id}  {verb} {action.what}  ({action.reason})"
+    return printable(f"{action.role}/{action.session_id}  {verb} {action.what}  ({action.reason})")
 
 
 def _past(verb: str) -> str:
@@ -117,19 +122,21 @@ def sessions_table(views: Sequence[SessionView], *, hidden: int = 0) -> str:
 
 
 def agent_cell(agent: dict[str, object]) -> str:
-    """`working 2m`, `idle`, `failed`…: what the session's agent does, in a few characters."""
+    """`working 2m`, `idle`, `failed`…: what the session's agent does, in a few characters;
+    `(bad transcript)` after it when lines of its newest transcripts are no events."""
     state = agent.get("agent")
     if not state or state == "none":
         return "-"
     since = agent.get("agent_since")
+    cell = str(state)
     if state == "working" and isinstance(since, str):
         started = datetime.fromisoformat(since)
-        return f"working {human_age(int((now() - started).total_seconds()))}"
-    return str(state)
+        cell = f"working {human_age(int((now() - started).total_seconds()))}"
+    return f"{cell} (bad transcript)" if agent.get("transcript_skipped") else cell
 
 
 def sessions_json(views: Sequence[SessionView]) -> str:
-    return json.dumps([v.as_json() for v in views], indent=2)
+    return json_text([v.as_json() for v in views], indent=2)
 
 
 def resolved_yaml(sessions: Sequence[SessionSpec]) -> str:
@@ -143,7 +150,7 @@ def resolved_yaml(sessions: Sequence[SessionSpec]) -> str:
 
 
 def resolved_json(sessions: Sequence[SessionSpec]) -> str:
-    return json.dumps([s.to_dict() for s in sessions], indent=2) + "\n"
+    return json_text([s.to_dict() for s in sessions], indent=2) + "\n"
 
 
 def _resolved_fields(session: SessionSpec) -> dict[str, object]:
@@ -168,7 +175,7 @@ def sent_table(results: Sequence[Sent]) -> str:
 
 
 def sent_json(results: Sequence[Sent]) -> str:
-    return json.dumps(
+    return json_text(
         [
             {
                 "session": sent.session_id,

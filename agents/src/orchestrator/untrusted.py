@@ -12,6 +12,7 @@ text goes through this module, so there is one place to get it right:
 - `json_text` for `--json` output: the same characters escaped by JSON (`\\u001b`), never removed,
   so a program reading the JSON sees exactly what the session wrote;
 - `read_limited`/`read_tail` read at most a bound, never through a link, never from a FIFO;
+  `read_lines` streams a file's lines in bounded chunks, from an offset, up to a bound;
 - `loads` parses one JSON document with bounds: too deep, not finite, too big or not UTF-8 is None.
 """
 
@@ -22,13 +23,16 @@ import math
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # A line's JSON may nest this deep; Codex's events nest five or six levels.
 MAX_JSON_DEPTH = 64
 # Integers longer than this are no count, turn number or exit code of ours.
 MAX_INT_DIGITS = 40
+# How much `read_lines` reads at a time.
+READ_CHUNK = 1 << 20
 
 _JSON_ESCAPE = re.compile(r"[^\n -~]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -122,13 +126,83 @@ def read_tail(path: Path, limit: int) -> bytes:
     return raw[cut + 1 :] if cut >= 0 else b""
 
 
-def loads(raw: bytes | str, *, max_bytes: int | None = None) -> Any | None:
+class Lines(NamedTuple):
+    """One chunk's worth of `read_lines`."""
+
+    # Whole lines, each with its line break (one bytes object: a million short lines need not
+    # be a million objects).
+    data: bytes
+    # Lines longer than the bound, left out: each counted once.
+    dropped: int
+    # Where to read on from.
+    end: int
+    # `end` is inside a line already counted as too long: pass it back to skip the line's rest.
+    in_long_line: bool = False
+
+
+def read_lines(
+    path: Path,
+    *,
+    offset: int = 0,
+    limit: int,
+    max_line: int,
+    partial: bool = True,
+    in_long_line: bool = False,
+) -> Iterator[Lines]:
+    """The whole lines of a regular file from `offset`, never more than `limit` bytes in all,
+    read a chunk at a time.
+
+    A line longer than `max_line` is never held whole, only counted. `partial` gives a last
+    line with no line break too (with one added); without it (a file still being written),
+    reading stops before that line, and the last `end` says where to go on next time (past a
+    line already too long: it is not read again).
+    """
+    end = min(file_size(path), offset + max(limit, 0))
+    pending = b""
+    overlong = counted = in_long_line
+    position = offset
+    while position < end:
+        chunk = read_limited(path, min(READ_CHUNK, end - position), position)
+        if not chunk:
+            break
+        position += len(chunk)
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            if not overlong:
+                pending += chunk
+            if len(pending) > max_line:
+                pending, overlong = b"", True
+            continue
+        data, pending = pending + chunk[: cut + 1], chunk[cut + 1 :]
+        dropped = 0
+        if overlong:
+            # The rest of a line already too long: not a line of its own.
+            data, dropped = data[data.find(b"\n") + 1 :], 0 if counted else 1
+            overlong = counted = False
+        if len(data) > max_line:
+            lines = data.split(b"\n")[:-1]
+            kept = [line for line in lines if len(line) <= max_line]
+            dropped += len(lines) - len(kept)
+            data = b"".join(line + b"\n" for line in kept)
+        yield Lines(data, dropped, position - len(pending))
+        if len(pending) > max_line:
+            pending, overlong = b"", True
+    if overlong:
+        yield Lines(b"", 0 if counted else 1, position, in_long_line=not partial)
+    elif partial and pending:
+        yield Lines(pending + b"\n", 0, position)
+
+
+def loads(
+    raw: bytes | str, *, max_bytes: int | None = None, lone_surrogates: bool = True
+) -> Any | None:
     """One JSON document written by a session, or None when it is not a safe one.
 
     None for: invalid UTF-8 or JSON, nesting deeper than `MAX_JSON_DEPTH` (checked before parsing,
     so a line of `[[[[…` never reaches the parser's recursion), `NaN`/`Infinity` and numbers that
     overflow to them, integers of more than `MAX_INT_DIGITS` digits, more than `max_bytes` bytes.
-    Lone surrogates (`"\\ud800"`) are replaced by U+FFFD, so the result can always be printed.
+    Lone surrogates (`"\\ud800"`) are replaced by U+FFFD, so the result can always be printed;
+    with `lone_surrogates=False` a document holding one is None (for what is kept as written).
     """
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if max_bytes is not None and len(data) > max_bytes:
@@ -145,7 +219,10 @@ def loads(raw: bytes | str, *, max_bytes: int | None = None) -> Any | None:
         )
     except (ValueError, RecursionError):
         return None
-    return _without_surrogates(value)
+    clean = _without_surrogates(value)
+    if not lone_surrogates and clean != value:
+        return None
+    return clean
 
 
 def _too_deep(data: bytes) -> bool:

@@ -363,6 +363,26 @@ def interrupt(c: Context, session: str) -> None:
     print(f"{session}  turn {status.record.number}  {status.status}")
 
 
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=False,
+    confirm="a person decides how many more tokens a session may spend: ask before raising it",
+    runs_in="host",
+    example="just session-budget --session alpha --tokens 400000",
+    help={
+        "session": "session id whose token budget to set",
+        "tokens": "the conversation's new budget, in tokens (more than it has spent)",
+    },
+)
+def budget(c: Context, session: str, tokens: int) -> None:
+    """Raise a session's token budget; its conversation goes on, with its history."""
+    from orchestrator import limits
+
+    chosen = limits.set_budget(session_registry(), session, tokens)
+    print(f"{session}  token budget {chosen.tokens}")
+
+
 def _message_text(message: str, message_file: str) -> str:
     if message and message_file:
         raise Exit("error: give --message or --message-file, not both", code=2)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from orchestrator import engine, transcript
+from orchestrator import engine, limits, transcript
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.listing import SessionView, survey
 from orchestrator.plan import CONTAINER_WORKSPACE
@@ -189,6 +189,7 @@ def send_each(
     views = _running_views(registry, list(messages))
     for view in views:
         _check_idle(registry, view)
+        _check_budget(registry, view)
 
     def start(view: SessionView) -> Sent:
         message = messages[view.session_id]
@@ -252,6 +253,13 @@ def _check_idle(registry: Registry, view: SessionView) -> None:
             f"{busy.record.started_at:%H:%M:%S}; wait for it (session.wait) or end it "
             "(session.interrupt)"
         )
+
+
+def _check_budget(registry: Registry, view: SessionView) -> None:
+    """The host's own check of the token budget, at every send (the daemon checks it too)."""
+    assert view.state is not None
+    folder = registry.session_dir(view.role, view.session_id)
+    limits.check_budget(view.session_id, folder, transcript_folder(registry, view.state))
 
 
 def _start_turn(
@@ -450,6 +458,10 @@ def turn_status(registry: Registry, view: SessionView, record: TurnRecord) -> Tu
         return TurnStatus(
             record, "interrupted", "the container stopped before the turn ended", None
         )
+    if end.reason is not None:
+        session_dir = registry.session_dir(view.role, view.session_id)
+        reason = limits.end_reason(end.reason, limits.current(session_dir))
+        return TurnStatus(record, end.reason, reason, end)
     if end.interrupted:
         return TurnStatus(record, "interrupted", "interrupted by session.interrupt", end)
     if end.exit_code == 0:
@@ -484,16 +496,21 @@ def final_message(registry: Registry, state: SessionState, number: str) -> str |
 
 def agent_json(registry: Registry, view: SessionView) -> dict[str, object]:
     """The agent fields of `session.list --json`: `agent` (`idle`, `working`, `failed`,
-    `interrupted` or `none` before the first turn), `agent_since`, `agent_reason`, `turns`
-    (ended turns) and `last_message` (short)."""
+    `interrupted`, `timed out`, `over budget`, `stalled`, or `none` before the first turn),
+    `agent_since`, `agent_reason`, `turns` (ended turns), `last_message` (short), and the
+    figures of `orchestrator.limits.agent_fields`."""
     if view.state is None:
         return {}
     # `session.list` and every dashboard refresh come here for each session: read the newest
     # record and the newest transcripts only, not every turn the session ever had.
     numbers = _record_numbers(registry.session_dir(view.role, view.session_id) / TURNS)
     record = latest_record(registry, view.role, view.session_id)
+    folder = registry.session_dir(view.role, view.session_id)
+    transcripts = transcript_folder(registry, view.state)
     if record is None:
-        return _agent("none", None, None, 0, None)
+        return _agent("none", None, None, 0, None) | limits.agent_fields(
+            {}, folder, transcripts, None
+        )
     latest = turn_status(registry, view, record)
     done = len(numbers) - (0 if latest.done else 1)
     last = None
@@ -503,9 +520,12 @@ def agent_json(registry: Registry, view: SessionView) -> dict[str, object]:
             break
     since = latest.end.ended_at if latest.end else None
     if latest.status == "working":
-        return _agent("working", latest.record.started_at.isoformat(), None, done, last)
-    state = "idle" if latest.status == "completed" else latest.status
-    return _agent(state, since, latest.reason, done, last)
+        agent = _agent("working", latest.record.started_at.isoformat(), None, done, last)
+    else:
+        state = "idle" if latest.status == "completed" else latest.status
+        agent = _agent(state, since, latest.reason, done, last)
+    working = latest.record.number if latest.status == "working" else None
+    return agent | limits.agent_fields(agent, folder, transcripts, working)
 
 
 def _agent(

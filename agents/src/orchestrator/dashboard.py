@@ -22,7 +22,7 @@ from orchestrator.report import agent_cell, human_age, table
 
 # Session statuses and agent states that need a person's eyes.
 FAILED_STATUSES = frozenset({"error", "stale", "orphan", "exited", "unhealthy"})
-FAILED_AGENT = frozenset({"failed", "interrupted"})
+FAILED_AGENT = frozenset({"failed", "interrupted", "timed out", "over budget", "stalled"})
 
 
 @dataclass(frozen=True)

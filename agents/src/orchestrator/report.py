@@ -124,8 +124,13 @@ def agent_cell(agent: dict[str, object]) -> str:
     since = agent.get("agent_since")
     if state == "working" and isinstance(since, str):
         started = datetime.fromisoformat(since)
-        return f"working {human_age(int((now() - started).total_seconds()))}"
-    return str(state)
+        cell = f"working {human_age(int((now() - started).total_seconds()))}"
+    else:
+        cell = str(state)
+    spent, budget = agent.get("tokens_conversation"), agent.get("tokens_budget")
+    if isinstance(budget, int):
+        cell += f" {spent if isinstance(spent, int) else 0}/{budget} tok"
+    return cell
 
 
 def sessions_json(views: Sequence[SessionView]) -> str:

@@ -51,6 +51,8 @@ class TurnEnd:
     exit_code: int
     interrupted: bool
     ended_at: str | None
+    # A limit that ended it, as the agent daemon says: `over budget` or `timed out` (else None).
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,12 @@ def turn_end(folder: Path, turn: str) -> TurnEnd | None:
         return None
     try:
         data = json.loads(raw)
+        reason = data.get("reason")
         return TurnEnd(
-            int(data["exit_code"]), bool(data.get("interrupted")), _text(data.get("ended_at"))
+            int(data["exit_code"]),
+            bool(data.get("interrupted")),
+            _text(data.get("ended_at")),
+            reason if reason in {"over budget", "timed out"} else None,
         )
     except (ValueError, KeyError, TypeError):
         return TurnEnd(-1, False, None)

@@ -375,7 +375,7 @@ def interrupt(c: Context, session: str) -> None:
         "tokens": "the conversation's new budget, in tokens (more than it has spent)",
     },
 )
-def budget(c: Context, session: str, tokens: int) -> None:
+def budget(c: Context, session: str, tokens: int = 0) -> None:
     """Raise a session's token budget; its conversation goes on, with its history."""
     from orchestrator import limits
 

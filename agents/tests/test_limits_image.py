@@ -6,7 +6,11 @@ checks the budget at every send, and they hold after a restart of the daemon and
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +24,7 @@ from test_agentd_image import (  # noqa: F401 - start_session is a fixture
     task,
 )
 
+from filare_testing.commands import REPOSITORY, STATE_ENV
 from filare_testing.fake_model import FakeModel, message, shell, slow, tokens
 from orchestrator.registry import Registry
 
@@ -140,3 +145,70 @@ def test_limits_hold_after_a_daemon_restart_and_a_resume(
     assert row["status"] == "over budget", row
     assert "one" in fake.model_requests[-1].texts("user")
     assert fake.unscripted == []
+
+
+def start_watcher(registry: Registry) -> subprocess.Popen[str]:
+    """`session.watch --json`, long-running, as an operator (or a systemd unit) runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "invoke", "session.watch", "--json", "--interval", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPOSITORY,
+        env={**os.environ, STATE_ENV: str(registry.root)},
+    )
+
+
+def stop_watcher(watcher: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    """Ctrl-C: the watcher ends quietly; the events it printed come back."""
+    watcher.send_signal(signal.SIGINT)
+    out, err = watcher.communicate(timeout=30)
+    assert (watcher.returncode, err) == (0, ""), err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def notified(path: Path) -> list[tuple[str, str | None]]:
+    if not path.exists():
+        return []
+    return [(e["state"], e["turn"]) for e in map(json.loads, path.read_text().splitlines())]
+
+
+def test_watch_notifies_each_event_once_and_in_order_also_across_a_restart(
+    start_session: StartSession,  # noqa: F811 - the fixture imported above
+    registry: Registry,
+    fake: FakeModel,
+    tmp_path: Path,
+) -> None:
+    received = tmp_path / "notified.jsonl"
+    script = f"import sys; open({str(received)!r}, 'a').write(sys.stdin.read())"
+    start_session(
+        "ping",
+        limits={"turn_seconds": 8, "stall_seconds": 2},
+        notify=[sys.executable, "-c", script],
+    )
+    watcher = start_watcher(registry)
+    try:
+        fake.enqueue(message("one"))
+        assert send(registry, "ping", "first")["status"] == "completed"
+        fake.enqueue(slow(message("too late"), delay=120))
+        assert send(registry, "ping", "second")["status"] == "timed out"
+        wait_until(lambda: len(notified(received)) == 3, "three notifications", 30)
+    finally:
+        printed = stop_watcher(watcher)
+    # While no watcher runs, a turn completes: the next watcher delivers it, and only it.
+    fake.enqueue(message("three"))
+    assert send(registry, "ping", "third")["status"] == "completed"
+    watcher = start_watcher(registry)
+    try:
+        wait_until(lambda: len(notified(received)) == 4, "the missed event", 30)
+    finally:
+        printed_again = stop_watcher(watcher)
+    assert notified(received) == [
+        ("idle", "0001"),
+        ("stalled", "0002"),
+        ("timed out", "0002"),
+        ("idle", "0003"),
+    ]
+    assert [(e["state"], e["turn"]) for e in printed] == notified(received)[:3]
+    assert [(e["state"], e["turn"]) for e in printed_again] == [("idle", "0003")]
+    assert {e["session"] for e in printed} == {"ping"}

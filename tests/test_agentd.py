@@ -390,7 +390,8 @@ def test_the_turn_that_passes_the_budget_is_interrupted_and_the_next_refused_unt
     daemon.send("0003", "three", thread=thread)
     third = daemon.end("0003")
     assert (third["exit_code"], third["reason"]) == (0, None)
-    assert third["tokens"] == {"turn": 0, "conversation": 15}  # the stand-in counts 15 in all
+    # The stand-in replays the same turn: 15 more, on top of what the conversation spent.
+    assert third["tokens"] == {"turn": 15, "conversation": 30}
     assert daemon.stop() == 0
 
 
@@ -423,6 +424,37 @@ def test_limits_that_are_no_numbers_are_no_limits() -> None:
     assert agentd.total_tokens({"total": {"inputTokens": 10, "outputTokens": 5}}) == 15
     assert agentd.total_tokens({"total": {"totalTokens": True}}) is None
     assert agentd.total_tokens("15") is None
+
+
+def test_a_turn_counts_what_it_spent_whether_or_not_codex_restored_the_conversations_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".filare" / "agentd").mkdir(parents=True)
+    thread = "01a22205-3385-7810-b62b-3e8143142500"
+
+    def count(turn_id: str | None, total: int, last: int) -> dict[str, Any]:
+        usage = {"total": {"totalTokens": total}, "last": {"totalTokens": last}}
+        return {"threadId": thread, "turnId": turn_id, "tokenUsage": usage}
+
+    for restored, expected in ((True, [130, 150]), (False, [130, 150])):
+        daemon = agentd.Daemon()
+        daemon.totals = {thread: 100}
+        turn = agentd.Turn("0002", thread, "go on", None)
+        turn.translator = agentd.Translator(thread)
+        turn.tokens_before = 100
+        daemon.turn = turn
+        daemon.counted(count("u1", 100, 15))  # before the turn's id is known: kept for later
+        turn.turn_id = "u2"
+        daemon.counted(count("u1", 100, 15))  # a replay after thread/resume: not this turn's
+        assert turn.tokens is None
+        base = 100 if restored else 0
+        seen = []
+        for total, last in ((base + 30, 30), (base + 50, 20)):
+            daemon.counted(count("u2", total, last))
+            seen.append(turn.tokens)
+        assert seen == expected
+        assert daemon.totals[thread] == 150
 
 
 def test_limits_hold_across_a_restart_of_the_daemon(

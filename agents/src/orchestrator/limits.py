@@ -44,7 +44,7 @@ STALLED = "stalled"
 ENDED_BY_LIMIT = frozenset({OVER_BUDGET, TIMED_OUT})
 MAX_FILE_BYTES = 4096
 # How many of the newest turns are looked at for the figures (a turn refused has none).
-RECENT_TURNS = 8
+RECENT_TURNS = 4
 
 
 @dataclass(frozen=True)

@@ -449,7 +449,7 @@ def test_a_turn_counts_what_it_spent_whether_or_not_codex_restored_the_conversat
         daemon.counted(count("u1", 100, 15))  # a replay after thread/resume: not this turn's
         assert turn.tokens is None
         base = 100 if restored else 0
-        seen = []
+        seen: list[int | None] = []
         for total, last in ((base + 30, 30), (base + 50, 20)):
             daemon.counted(count("u2", total, last))
             seen.append(turn.tokens)

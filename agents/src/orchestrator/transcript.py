@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.untrusted import read_limited
+from orchestrator.untrusted import read_limited as read_limited  # also for `conversation`
 
 # Bounds for what is read from a folder the session can write.
 MAX_TURN_BYTES = 64 << 20

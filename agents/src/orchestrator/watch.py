@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator import conversation, feedback, limits, notify
+from orchestrator import conversation, feedback, limits, notify, transcript
+from orchestrator.conversation import TurnRecord
 from orchestrator.errors import InputError
 from orchestrator.listing import SessionView, survey
 from orchestrator.registry import Registry, atomic_write, now
@@ -167,9 +168,7 @@ def session_events(registry: Registry, view: SessionView, journal: Journal) -> l
     found: list[Event] = []
     last = journal.last_turn(view.role, view.session_id)
     folder = conversation.transcript_folder(registry, view.state)
-    for record in conversation.turn_records(registry, view.role, view.session_id):
-        if int(record.number) <= last:
-            continue
+    for record in _turns_after(registry, view, last):
         status = conversation.turn_status(registry, view, record)
         if status.status == "working":
             stalled = limits.stalled_since(folder, record.number)
@@ -196,6 +195,19 @@ def session_events(registry: Registry, view: SessionView, journal: Journal) -> l
         reason = status.reason if state != "idle" else None
         found.append(Event(view.session_id, view.role, state, at, record.number, reason=reason))
     return [event for event in found if not journal.delivered(event)]
+
+
+def _turns_after(registry: Registry, view: SessionView, last: int) -> Iterator[TurnRecord]:
+    """The session's turns after `last`, oldest first, reading only their records (a session
+    keeps up to a thousand, and the watcher looks every few seconds)."""
+    folder = registry.session_dir(view.role, view.session_id) / conversation.TURNS
+    for number in transcript.numbered(folder, "json"):
+        if int(number) <= last:
+            continue
+        try:
+            yield TurnRecord.from_json((folder / f"{number}.json").read_bytes())
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
 
 
 def _moment(value: str | datetime) -> str:

@@ -117,7 +117,8 @@ def test_limits_hold_after_a_daemon_restart_and_a_resume(
     registry: Registry,
     fake: FakeModel,
 ) -> None:
-    name = start_session("hold", limits={"tokens": 100, "turn_seconds": 6})
+    # turn_seconds leaves a new container's Codex time to start, on a busy machine.
+    name = start_session("hold", limits={"tokens": 100, "turn_seconds": 20})
     fake.enqueue(message("first"))  # 15 tokens
     assert send(registry, "hold", "one")["status"] == "completed"
     # The daemon starts again inside the same container: a new life, the same limits.
@@ -140,9 +141,13 @@ def test_limits_hold_after_a_daemon_restart_and_a_resume(
         60,
     )
     # 15 before the resume and 90 now pass 100 only if the conversation's count carried over.
-    fake.enqueue(tokens(shell("sleep 20"), 90, 0))
+    fake.enqueue(tokens(shell("sleep 60"), 90, 0))
     row = send(registry, "hold", "three")
     assert row["status"] == "over budget", row
+    end = json.loads(
+        (registry.session_dir(ROLE, "hold") / "agent" / "transcript" / "0003.exit").read_text()
+    )
+    assert end["tokens"] == {"turn": 90, "conversation": 105}
     assert "one" in fake.model_requests[-1].texts("user")
     assert fake.unscripted == []
 
@@ -183,7 +188,7 @@ def test_watch_notifies_each_event_once_and_in_order_also_across_a_restart(
     script = f"import sys; open({str(received)!r}, 'a').write(sys.stdin.read())"
     start_session(
         "ping",
-        limits={"turn_seconds": 8, "stall_seconds": 2},
+        limits={"turn_seconds": 8, "stall_seconds": 3},
         notify=[sys.executable, "-c", script],
     )
     watcher = start_watcher(registry)

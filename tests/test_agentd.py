@@ -390,8 +390,8 @@ def test_the_turn_that_passes_the_budget_is_interrupted_and_the_next_refused_unt
     daemon.send("0003", "three", thread=thread)
     third = daemon.end("0003")
     assert (third["exit_code"], third["reason"]) == (0, None)
-    # The stand-in replays the same turn: 15 more, on top of what the conversation spent.
-    assert third["tokens"] == {"turn": 15, "conversation": 30}
+    # The stand-in's new app-server counts 15 in all: the total known already, said again.
+    assert third["tokens"] == {"turn": 0, "conversation": 15}
     assert daemon.stop() == 0
 
 
@@ -437,24 +437,36 @@ def test_a_turn_counts_what_it_spent_whether_or_not_codex_restored_the_conversat
         usage = {"total": {"totalTokens": total}, "last": {"totalTokens": last}}
         return {"threadId": thread, "turnId": turn_id, "tokenUsage": usage}
 
-    for restored, expected in ((True, [130, 150]), (False, [130, 150])):
+    class Server:
+        counts: dict[str, int]
+
+    # The conversation spent 100 before this app-server opened it; this turn spends 30, then
+    # 20. Codex restores its count (said again on resume, at the turn's start and after the
+    # turn's requests), or starts again at 0.
+    scripts = {
+        "restored, replayed": [("u1", 100, 15), ("u2", 100, 15), ("u2", 130, 30), ("u2", 150, 20),
+                               ("u2", 150, 20)],
+        "restored, said at the start": [("u2", 100, 15), ("u2", 130, 30), ("u2", 150, 20)],
+        "restored": [("u2", 130, 30), ("u2", 150, 20)],
+        "not restored": [("u2", 30, 30), ("u2", 50, 20)],
+    }  # fmt: skip
+    for name, script in scripts.items():
         daemon = agentd.Daemon()
+        daemon.server = Server()
+        daemon.server.counts = {}
         daemon.totals = {thread: 100}
         turn = agentd.Turn("0002", thread, "go on", None)
         turn.translator = agentd.Translator(thread)
         turn.tokens_before = 100
         daemon.turn = turn
-        daemon.counted(count("u1", 100, 15))  # before the turn's id is known: kept for later
+        first, *rest = script
+        daemon.counted(count(*first))  # before the turn's id is known: kept for later
         turn.turn_id = "u2"
-        daemon.counted(count("u1", 100, 15))  # a replay after thread/resume: not this turn's
-        assert turn.tokens is None
-        base = 100 if restored else 0
-        seen: list[int | None] = []
-        for total, last in ((base + 30, 30), (base + 50, 20)):
-            daemon.counted(count("u2", total, last))
-            seen.append(turn.tokens)
-        assert seen == expected
-        assert daemon.totals[thread] == 150
+        for early in turn.early_counts:
+            daemon.counted(early)
+        for one in rest:
+            daemon.counted(count(*one))
+        assert (turn.spent, turn.tokens, daemon.totals[thread]) == (50, 150, 150), name
 
 
 def test_limits_hold_across_a_restart_of_the_daemon(

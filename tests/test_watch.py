@@ -111,6 +111,8 @@ def test_a_catch_up_is_bounded(fleet: tuple[Registry, SessionState, Path]) -> No
     ended_turn(registry, record, folder, "0001", {"exit_code": 0, "ended_at": at(60 * 25)})
     for number in range(2, 27):
         ended_turn(registry, record, folder, f"{number:04d}", {"exit_code": 0, "ended_at": at(5)})
+    # Interrupted by the operator: no event, and not one of the 20.
+    ended_turn(registry, record, folder, "0027", {"exit_code": 1, "interrupted": True})
     seen, logged = run(registry)
     assert [e.turn for e in seen] == [f"{n:04d}" for n in range(7, 27)]
     assert logged == ["session.watch: 6 older events left out of the catch-up"]

@@ -277,9 +277,12 @@ def bounded(events: list[Event], journal: Journal) -> tuple[list[Event], int]:
     for event in events:
         by_session.setdefault(f"{event.role}/{event.session}", []).append(event)
     for found in by_session.values():
-        for index, event in enumerate(found):
+        loud = [event for event in found if not event.silent]
+        dropped = {id(event) for event in loud[: max(0, len(loud) - CATCH_UP)]}
+        for event in found:
             age = _age(event.time)
-            if index < len(found) - CATCH_UP or (age is not None and age > MAX_AGE_SECONDS):
+            too_old = not event.silent and age is not None and age > MAX_AGE_SECONDS
+            if id(event) in dropped or too_old:
                 journal.record(event)
                 skipped += 1
             else:
@@ -363,7 +366,6 @@ def watch(
             events = question_events(registry, views, journal)
             for view in views:
                 events += session_events(registry, view, journal)
-            events = [e for e in events if not e.silent] + [e for e in events if e.silent]
             if first:
                 events, skipped = bounded(events, journal)
                 if skipped:

@@ -364,6 +364,60 @@ def interrupt(c: Context, session: str) -> None:
     print(printable(f"{session}  turn {status.record.number}  {status.status}"))
 
 
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=False,
+    confirm="a person decides how many more tokens a session may spend: ask before raising it",
+    runs_in="host",
+    example="just session-budget --session alpha --tokens 400000",
+    help={
+        "session": "session id whose token budget to set",
+        "tokens": "the conversation's new budget, in tokens (more than it has spent)",
+    },
+)
+def budget(c: Context, session: str, tokens: int = 0) -> None:
+    """Raise a session's token budget; its conversation goes on, with its history."""
+    from orchestrator import limits
+
+    chosen = limits.set_budget(session_registry(), session, tokens)
+    print(f"{session}  token budget {chosen.tokens}")
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-watch --json",
+    help={
+        "json": "print each event as one JSON object per line",
+        "interval": "seconds between looks at the sessions' records",
+        "notify_timeout": "seconds a notify command may run before it is stopped",
+    },
+)
+def watch(
+    c: Context, json: bool = False, interval: float = 2.0, notify_timeout: float = 10.0
+) -> None:
+    """Print each event of the fleet as it happens and run the manifests' notify commands.
+
+    Events: a question (waiting), a turn completed (idle), failed, timed out or over budget, a
+    stalled turn. Each is delivered once, also across restarts of the watcher; Ctrl-C ends it.
+    """
+    from orchestrator import watch as watching
+    from orchestrator.untrusted import json_text
+
+    def emit(event: watching.Event) -> None:
+        print(json_text(event.as_json()) if json else event.line(), flush=True)
+
+    try:
+        watching.watch(
+            session_registry(), interval=interval, notify_timeout=notify_timeout, emit=emit
+        )
+    except KeyboardInterrupt:
+        return
+
+
 def _message_text(message: str, message_file: str) -> str:
     if message and message_file:
         raise Exit("error: give --message or --message-file, not both", code=2)

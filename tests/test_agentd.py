@@ -351,6 +351,163 @@ def test_attach_stops_the_idle_app_server_then_runs_codex_on_the_conversation(
     assert refused.returncode != 0 and "is not a thread id" in refused.stderr
 
 
+# --- limits ---------------------------------------------------------------------------------------
+
+
+def set_limits(daemon_or_inbox: Daemon | Path, **limits: object) -> None:
+    """What the host writes (by rename) into the read-only inbox: the session's limits."""
+    inbox = daemon_or_inbox.inbox if isinstance(daemon_or_inbox, Daemon) else daemon_or_inbox
+    inbox.mkdir(exist_ok=True)
+    tmp = inbox / ".limits.json.tmp"
+    tmp.write_text(json.dumps(limits))
+    tmp.replace(inbox / "limits.json")
+
+
+def test_the_turn_that_passes_the_budget_is_interrupted_and_the_next_refused_until_raised(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    # The captured turn counts 15 tokens: a budget of 10 is passed by the first turn.
+    set_limits(tmp_path / "inbox", tokens=10)
+    daemon = start_daemon("message")
+    daemon.send("0001", "one")
+    end = daemon.end("0001")
+    assert (end["interrupted"], end["reason"]) == (True, "over budget")
+    assert end["tokens"] == {"turn": 15, "conversation": 15}
+    assert (
+        "passed its token budget (15 of 10 tokens)"
+        in (daemon.transcript / "0001.stderr").read_text()
+    )
+    thread = daemon.events("0001")[0]["thread_id"]
+    daemon.send("0002", "two", thread=thread)
+    refused = daemon.end("0002")
+    assert (refused["exit_code"], refused["reason"]) == (1, "over budget")
+    (failed,) = daemon.events("0002")
+    assert "over its token budget (15 of 10 tokens)" in failed["error"]["message"]
+    methods = [r.get("method") for r in daemon.requests() if isinstance(r, dict)]
+    assert methods.count("turn/start") == 1
+    # Raised: the conversation goes on where it was.
+    set_limits(daemon, tokens=100)
+    daemon.send("0003", "three", thread=thread)
+    third = daemon.end("0003")
+    assert (third["exit_code"], third["reason"]) == (0, None)
+    # The stand-in's new app-server counts 15 in all: the total known already, said again.
+    assert third["tokens"] == {"turn": 0, "conversation": 15}
+    assert daemon.stop() == 0
+
+
+def test_a_turn_past_turn_seconds_is_interrupted_as_timed_out_and_a_silence_is_a_stall(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    set_limits(tmp_path / "inbox", turn_seconds=1.5, stall_seconds=0.3)
+    daemon = start_daemon("interrupted")
+    daemon.send("0001", "think slowly")
+    stalled = wait_for(
+        lambda: (
+            (daemon.transcript / "0001.stalled").is_file()
+            and json.loads((daemon.transcript / "0001.stalled").read_text())
+        ),
+        "the stall",
+    )
+    assert stalled["seconds"] == 0.3 and stalled["at"].endswith("Z")
+    assert not (daemon.transcript / "0001.exit").exists()  # a stall alone ends nothing
+    end = daemon.end("0001")
+    assert (end["exit_code"], end["interrupted"], end["reason"]) == (1, True, "timed out")
+    assert not (daemon.transcript / "0001.stalled").exists()
+    assert "ran past turn_seconds (1.5 s)" in (daemon.transcript / "0001.stderr").read_text()
+    assert "turn/interrupt" in [r.get("method") for r in daemon.requests() if isinstance(r, dict)]
+
+
+def test_limits_that_are_no_numbers_are_no_limits() -> None:
+    limits = agentd.Limits.read(Path("/nonexistent/limits.json"))
+    assert (limits.tokens, limits.turn_seconds, limits.stall_seconds) == (None, None, None)
+    assert agentd.total_tokens({"total": {"totalTokens": 15}}) == 15
+    assert agentd.total_tokens({"total": {"inputTokens": 10, "outputTokens": 5}}) == 15
+    assert agentd.total_tokens({"total": {"totalTokens": True}}) is None
+    assert agentd.total_tokens("15") is None
+
+
+def test_a_turn_counts_what_it_spent_whether_or_not_codex_restored_the_conversations_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".filare" / "agentd").mkdir(parents=True)
+    thread = "01a22205-3385-7810-b62b-3e8143142500"
+
+    def count(turn_id: str | None, total: int, last: int) -> dict[str, Any]:
+        usage = {"total": {"totalTokens": total}, "last": {"totalTokens": last}}
+        return {"threadId": thread, "turnId": turn_id, "tokenUsage": usage}
+
+    class Server:
+        counts: dict[str, int]
+
+    # The conversation spent 100 before this app-server opened it; this turn spends 30, then
+    # 20. Codex restores its count (said again on resume, at the turn's start and after the
+    # turn's requests), or starts again at 0.
+    scripts = {
+        "restored, replayed": [("u1", 100, 15), ("u2", 100, 15), ("u2", 130, 30), ("u2", 150, 20),
+                               ("u2", 150, 20)],
+        "restored, said at the start": [("u2", 100, 15), ("u2", 130, 30), ("u2", 150, 20)],
+        "restored": [("u2", 130, 30), ("u2", 150, 20)],
+        "not restored": [("u2", 30, 30), ("u2", 50, 20)],
+    }  # fmt: skip
+    for name, script in scripts.items():
+        daemon = agentd.Daemon()
+        daemon.server = Server()
+        daemon.server.counts = {}
+        daemon.totals = {thread: 100}
+        turn = agentd.Turn("0002", thread, "go on", None)
+        turn.translator = agentd.Translator(thread)
+        turn.tokens_before = 100
+        daemon.turn = turn
+        first, *rest = script
+        daemon.counted(count(*first))  # before the turn's id is known: kept for later
+        turn.turn_id = "u2"
+        for early in turn.early_counts:
+            daemon.counted(early)
+        for one in rest:
+            daemon.counted(count(*one))
+        assert (turn.spent, turn.tokens, daemon.totals[thread]) == (50, 150, 150), name
+
+
+def test_limits_hold_across_a_restart_of_the_daemon(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    set_limits(tmp_path / "inbox", tokens=10)
+    daemon = start_daemon("message")
+    first = daemon.ready()
+    daemon.send("0001", "one")
+    assert daemon.end("0001")["reason"] == "over budget"
+    thread = daemon.events("0001")[0]["thread_id"]
+    # `filare-agentd --restart` signals it: the same process starts a new life.
+    daemon.process.send_signal(signal.SIGUSR2)
+    again = wait_for(
+        lambda: (ready := daemon.ready())["boot"] != first["boot"] and ready, "a new life"
+    )
+    assert again["pid"] == first["pid"] == daemon.process.pid
+    daemon.send("0002", "two", thread=thread, boot=again["boot"])
+    assert daemon.end("0002")["reason"] == "over budget"
+    # Codex was not even started for it: the daemon remembers the conversation's count.
+    assert [r.get("method") for r in daemon.requests() if isinstance(r, dict)].count(
+        "initialize"
+    ) == 1
+    assert daemon.stop() == 0
+
+
+def test_a_turn_working_when_the_daemon_restarts_ends_interrupted(
+    start_daemon: StartDaemon,
+) -> None:
+    daemon = start_daemon("interrupted")
+    first = daemon.ready()
+    daemon.send("0001", "think slowly")
+    wait_for(lambda: (daemon.transcript / "0001.jsonl").is_file(), "the turn")
+    daemon.process.send_signal(signal.SIGUSR2)
+    end = daemon.end("0001")
+    assert (end["exit_code"], end["interrupted"]) == (1, True)
+    assert "daemon restarted" in (daemon.transcript / "0001.stderr").read_text()
+    assert wait_for(lambda: daemon.ready()["boot"] != first["boot"], "a new life")
+    assert daemon.stop() == 0
+
+
 def test_without_an_inbox_the_daemon_only_keeps_the_container_up(start_daemon: StartDaemon) -> None:
     daemon = start_daemon("message", inbox=False)
     time.sleep(0.5)

@@ -32,6 +32,7 @@ from filare_testing.fake_model import (
     reasoning,
     shell,
     slow,
+    tokens,
     write_codex_home,
 )
 
@@ -108,6 +109,17 @@ def test_message_is_a_complete_sse_stream(fake: FakeModel) -> None:
     assert events[2]["delta"] == "Hello there"
     assert events[0]["response"]["id"] == events[-1]["response"]["id"]
     assert events[-1]["response"]["usage"]["total_tokens"] == 15
+
+
+def test_a_reply_reports_the_token_counts_scripted() -> None:
+    counted = tokens(slow(message("hi"), delay=1), 900, 100)
+    usage = counted.events[-1]["response"]["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (
+        900,
+        100,
+        1000,
+    )
+    assert (counted.delay, counted.hold_after) == (1, 1)
 
 
 def test_shell_calls_codex_exec_command_tool(fake: FakeModel) -> None:

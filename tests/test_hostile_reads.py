@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import conversation, dashboard, feedback, listing, report, transcript, untrusted
+from orchestrator import (
+    conversation,
+    dashboard,
+    feedback,
+    limits,
+    listing,
+    report,
+    transcript,
+    untrusted,
+)
 from orchestrator.registry import Registry, SessionState
 from tests.test_registry import state
 from tests.test_transcript import CODEX_EVENTS, add_turn, view, write_turn
@@ -262,6 +271,7 @@ def bytes_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     monkeypatch.setattr(untrusted, "read_limited", counting)
     monkeypatch.setattr(transcript, "read_limited", counting)
     monkeypatch.setattr(conversation, "read_limited", counting)
+    monkeypatch.setattr(limits, "read_limited", counting)
     yield counted
 
 
@@ -274,7 +284,9 @@ def test_a_sessions_line_reads_the_end_of_its_newest_turn_only(
     big = [json.dumps(e) for e in CODEX_EVENTS] + ["{}"] * 2_000_000
     write_turn(folder, "0001", big, ENDED)
     agent = conversation.agent_json(registry, view(registry, record))
-    assert sum(bytes_read) <= transcript.MAX_TAIL_BYTES + transcript.MAX_EXIT_BYTES
+    # The end of the newest turn for its last message, the end record, the usage at its end.
+    bound = transcript.MAX_TAIL_BYTES + limits.USAGE_TAIL_BYTES + 2 * transcript.MAX_EXIT_BYTES
+    assert sum(bytes_read) <= bound
     # The agent message is at the start, outside what the line reads: not shown, not searched.
     assert (agent["agent"], agent["last_message"]) == ("idle", None)
     assert agent["transcript_skipped"] == transcript.MAX_TAIL_BYTES // len(b"{}\n")

@@ -89,6 +89,11 @@ AGENT_FIELDS = [
     "turns",
     "last_message",
     "questions_waiting",
+    "tokens_last_turn",
+    "tokens_conversation",
+    "tokens_budget",
+    "turn_elapsed_seconds",
+    "stalled_since",
 ]
 
 

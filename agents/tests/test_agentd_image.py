@@ -39,12 +39,14 @@ def start_session(
     project: Path, registry: Registry, codex_image: BuiltCodexImage, fake: FakeModel
 ) -> Iterator[StartSession]:
     """Start one session on the real image and wait until its agent daemon takes turns; the
-    container's name comes back."""
+    container's name comes back. `fields` are more of the session's manifest fields."""
     codex_dir = project / "outputs" / "codex-home"
     write_fake_codex_home(codex_dir, fake.container_url)
     manifests: list[Path] = []
 
-    def start(session_id: str, *, env: str = "", health_interval: str = "") -> str:
+    def start(
+        session_id: str, *, env: str = "", health_interval: str = "", **fields: object
+    ) -> str:
         env_file = project / "outputs" / f"{session_id}.env"
         env_file.write_text(f"{API_KEY_ENV}=not-a-real-key\n{env}")
         manifest = project / f"{session_id}.yml"
@@ -57,6 +59,7 @@ def start_session(
             "ssh_key": "outputs/keys/id_test",
             "env_file": f"outputs/{session_id}.env",
             "codex_dir": "outputs/codex-home",
+            **fields,
         }
         manifest.write_text(yaml.safe_dump({"sessions": [session]}))
         manifests.append(manifest)

@@ -39,6 +39,7 @@ from pydantic import (
 from orchestrator.errors import ManifestError, did_you_mean
 from orchestrator.spec import (
     MAX_NAME_LENGTH,
+    Limits,
     Mount,
     Resources,
     SessionSpec,
@@ -177,6 +178,22 @@ class ResourcesModel(BaseModel):
     pids: int | None = Field(default=None, gt=0)
 
 
+class LimitsModel(BaseModel):
+    """What the session's agent daemon enforces; see `orchestrator.limits`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokens: int | None = Field(default=None, gt=0)
+    turn_seconds: float | None = Field(default=None, gt=0, lt=1e9)
+    stall_seconds: float | None = Field(default=None, gt=0, lt=1e9)
+
+
+def _check_notify(value: list[str]) -> list[str]:
+    if any(not part or "\x00" in part for part in value):
+        raise ValueError("must be a list of non-empty strings (an argv, never run by a shell)")
+    return value
+
+
 class MountConfig(BaseModel):
     """An extra bind mount: `{source, target, read_only}`, or `SOURCE:TARGET[:ro]` as text."""
 
@@ -253,6 +270,11 @@ class AgentSessionConfig(BaseModel):
     known_hosts: HostPath | None = None
     # UID:GID the container runs as; default: the caller's, or 10001:10001 when that is root.
     user: Annotated[str | None, AfterValidator(_check_user)] = None
+    limits: LimitsModel = Field(default_factory=LimitsModel)
+    # An argv `session.watch` runs once per event of the session; a string is one program name.
+    notify: Annotated[list[str], BeforeValidator(_as_list), AfterValidator(_check_notify)] = Field(
+        default_factory=list
+    )
     manifest_path: Path | None = None
 
     @field_validator("owner")
@@ -275,6 +297,8 @@ class AgentSessionConfig(BaseModel):
         data = self.model_dump()
         data["tags"] = tuple(self.tags)
         data["resources"] = Resources(**self.resources.model_dump())
+        data["limits"] = Limits(**self.limits.model_dump())
+        data["notify"] = tuple(self.notify)
         data["mounts"] = tuple(Mount(m.source, m.target, m.read_only) for m in self.mounts)
         return SessionSpec(**data)
 
@@ -315,7 +339,10 @@ def validate_manifest(manifest: Path, data: bytes) -> tuple[list[SessionSpec], b
 def _load(manifest: Path, data: bytes) -> tuple[list[AgentSessionConfig], bool]:
     raw = _parse_yaml(manifest, data)
     defaults, entries = _split_shapes(manifest, raw)
-    merged = [{**defaults, **entry} | _merged_resources(defaults, entry) for entry in entries]
+    merged = [
+        {**defaults, **entry} | _merged_resources(defaults, entry) | _merged_limits(defaults, entry)
+        for entry in entries
+    ]
     sessions: list[AgentSessionConfig] = []
     problems: list[str] = []
     for index, fields in enumerate(merged, 1):
@@ -400,6 +427,14 @@ def _merged_resources(defaults: Mapping[str, Any], entry: Mapping[str, Any]) -> 
     base, own = defaults.get("resources"), entry.get("resources")
     if isinstance(base, dict) and isinstance(own, dict):
         return {"resources": {**base, **own}}
+    return {}
+
+
+def _merged_limits(defaults: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A session's `limits` override the defaults' one by one, as `resources` do."""
+    base, own = defaults.get("limits"), entry.get("limits")
+    if isinstance(base, dict) and isinstance(own, dict):
+        return {"limits": {**base, **own}}
     return {}
 
 

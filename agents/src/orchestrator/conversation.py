@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from orchestrator import engine, transcript
+from orchestrator import engine, limits, transcript
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.listing import SessionView, survey
 from orchestrator.plan import CONTAINER_WORKSPACE
@@ -192,6 +192,7 @@ def send_each(
     views = _running_views(registry, list(messages))
     for view in views:
         _check_idle(registry, view)
+        _check_budget(registry, view)
 
     def start(view: SessionView) -> Sent:
         message = messages[view.session_id]
@@ -255,6 +256,13 @@ def _check_idle(registry: Registry, view: SessionView) -> None:
             f"{busy.record.started_at:%H:%M:%S}; wait for it (session.wait) or end it "
             "(session.interrupt)"
         )
+
+
+def _check_budget(registry: Registry, view: SessionView) -> None:
+    """The host's own check of the token budget, at every send (the daemon checks it too)."""
+    assert view.state is not None
+    folder = registry.session_dir(view.role, view.session_id)
+    limits.check_budget(view.session_id, folder, transcript_folder(registry, view.state))
 
 
 def _start_turn(
@@ -457,6 +465,10 @@ def turn_status(registry: Registry, view: SessionView, record: TurnRecord) -> Tu
         )
     if end.problem is not None:
         return TurnStatus(record, "failed", end.problem, end)
+    if end.reason is not None:
+        session_dir = registry.session_dir(view.role, view.session_id)
+        reason = limits.end_reason(end.reason, limits.current(session_dir))
+        return TurnStatus(record, end.reason, reason, end)
     if end.interrupted:
         return TurnStatus(record, "interrupted", "interrupted by session.interrupt", end)
     if end.exit_code == 0:
@@ -502,9 +514,10 @@ LAST_MESSAGE_TURNS = 2
 
 def agent_json(registry: Registry, view: SessionView) -> dict[str, object]:
     """The agent fields of `session.list --json`: `agent` (`idle`, `working`, `failed`,
-    `interrupted` or `none` before the first turn), `agent_since`, `agent_reason`, `turns`
-    (ended turns), `last_message` (short) and `transcript_skipped` (lines of what was read that
-    are not well-formed events).
+    `interrupted`, `timed out`, `over budget`, `stalled`, or `none` before the first turn),
+    `agent_since`, `agent_reason`, `turns` (ended turns), `last_message` (short),
+    `transcript_skipped` (lines of what was read that are not well-formed events), and the
+    figures of `orchestrator.limits.agent_fields`.
 
     `session.list` and every dashboard refresh come here for each session: it reads the newest
     turn record and the end (`transcript.MAX_TAIL_BYTES`) of the newest transcripts only, never
@@ -512,26 +525,31 @@ def agent_json(registry: Registry, view: SessionView) -> dict[str, object]:
     """
     if view.state is None:
         return {}
-    numbers = _record_numbers(registry.session_dir(view.role, view.session_id) / TURNS)
+    folder = registry.session_dir(view.role, view.session_id)
+    numbers = _record_numbers(folder / TURNS)
     record = latest_record(registry, view.role, view.session_id)
+    transcripts = transcript_folder(registry, view.state)
     if record is None:
-        return _agent("none", None, None, 0, None, 0)
+        return _agent("none", None, None, 0, None, 0) | limits.agent_fields(
+            {}, folder, transcripts, None
+        )
     latest = turn_status(registry, view, record)
     done = len(numbers) - (0 if latest.done else 1)
-    folder = transcript_folder(registry, view.state)
     last, skipped = None, 0
     for number in list(reversed(numbers))[:LAST_MESSAGE_TURNS]:
-        reader = EventReader(folder, number)
+        reader = EventReader(transcripts, number)
         last = _last_message(view.session_id, number, reader.tail())
         skipped += reader.skipped
         if last:
             break
     since = latest.end.ended_at if latest.end else None
     if latest.status == "working":
-        started = latest.record.started_at.isoformat()
-        return _agent("working", started, None, done, last, skipped)
-    state = "idle" if latest.status == "completed" else latest.status
-    return _agent(state, since, latest.reason, done, last, skipped)
+        agent = _agent("working", latest.record.started_at.isoformat(), None, done, last, skipped)
+    else:
+        state = "idle" if latest.status == "completed" else latest.status
+        agent = _agent(state, since, latest.reason, done, last, skipped)
+    working = latest.record.number if latest.status == "working" else None
+    return agent | limits.agent_fields(agent, folder, transcripts, working)
 
 
 def _agent(

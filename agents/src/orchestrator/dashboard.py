@@ -25,7 +25,7 @@ from orchestrator.untrusted import json_text
 
 # Session statuses and agent states that need a person's eyes.
 FAILED_STATUSES = frozenset({"error", "stale", "orphan", "exited", "unhealthy"})
-FAILED_AGENT = frozenset({"failed", "interrupted"})
+FAILED_AGENT = frozenset({"failed", "interrupted", "timed out", "over budget", "stalled"})
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import engine, hostpaths, session_folders, skills
+from orchestrator import engine, hostpaths, limits, session_folders, skills
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.plan import (
     SESSION_NETWORK,
@@ -232,6 +232,7 @@ def _launch(
                 session_skills=skills.session_skills_dir(tool_checkout()),
                 session_config=skills.session_skills_config(tool_checkout()),
             )
+            limits.install(registry.session_dir(session.role, session.id), session.limits)
             held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
             container, warnings = _run_container(plan, registry, held)
         except BaseException as exc:

@@ -132,6 +132,9 @@ def agent_cell(agent: dict[str, object]) -> str:
     if state == "working" and isinstance(since, str):
         started = datetime.fromisoformat(since)
         cell = f"working {human_age(int((now() - started).total_seconds()))}"
+    spent, budget = agent.get("tokens_conversation"), agent.get("tokens_budget")
+    if isinstance(budget, int):
+        cell += f" {spent if isinstance(spent, int) else 0}/{budget} tok"
     return f"{cell} (bad transcript)" if agent.get("transcript_skipped") else cell
 
 

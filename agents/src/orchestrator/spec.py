@@ -45,6 +45,15 @@ class Resources:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """What a session's agent may spend and how long a turn may run; see `orchestrator.limits`."""
+
+    tokens: int | None = None
+    turn_seconds: float | None = None
+    stall_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Mount:
     """An extra bind mount: a host folder or file shown at `target` in the container."""
 
@@ -79,6 +88,9 @@ class SessionSpec:
     seed_from: Path | None = None
     known_hosts: Path | None = None
     user: str | None = None
+    limits: Limits = Limits()
+    # The argv `session.watch` runs once per event of the session (never through a shell).
+    notify: tuple[str, ...] = ()
     manifest_path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +99,7 @@ class SessionSpec:
             if data[name] is not None:
                 data[name] = str(data[name])
         data["tags"] = list(self.tags)
+        data["notify"] = list(self.notify)
         data["mounts"] = [
             {"source": str(m.source), "target": m.target, "read_only": m.read_only}
             for m in self.mounts
@@ -101,6 +114,8 @@ class SessionSpec:
                 data[name] = Path(data[name])
         data["tags"] = tuple(data.get("tags", ()))
         data["resources"] = Resources(**data.get("resources", {}))
+        data["limits"] = Limits(**(data.get("limits") or {}))
+        data["notify"] = tuple(data.get("notify") or ())
         data["mounts"] = tuple(
             Mount(Path(m["source"]), m["target"], m["read_only"]) for m in data.get("mounts", ())
         )

@@ -66,6 +66,8 @@ class TurnEnd:
     ended_at: str | None
     # Why the record could not be read: the turn then counts as failed, for that reason.
     problem: str | None = None
+    # A limit that ended it, as the agent daemon says: `over budget` or `timed out` (else None).
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,13 @@ def turn_end(folder: Path, turn: str) -> TurnEnd | None:
     if not isinstance(data, dict) or type(code) is not int or not -(1 << 31) <= code < 1 << 31:
         return TurnEnd(-1, False, None, f"{turn}.exit is not a well-formed end record")
     ended = data.get("ended_at")
-    return TurnEnd(code, data.get("interrupted") is True, ended if isinstance(ended, str) else None)
+    reason = data.get("reason")
+    return TurnEnd(
+        code,
+        data.get("interrupted") is True,
+        ended if isinstance(ended, str) else None,
+        reason=reason if reason in {"over budget", "timed out"} else None,
+    )
 
 
 class EventReader:

@@ -64,6 +64,7 @@ __all__ = [
     "shell",
     "slow",
     "sse",
+    "tokens",
     "write_codex_home",
 ]
 
@@ -113,14 +114,15 @@ class Reply:
         return self.delay > 0 or self.release is not None
 
 
-def _usage() -> JSON:
-    """Fixed token counts: Codex adds them up per thread in `turn.completed.usage`."""
+def _usage(input_tokens: int = 10, output_tokens: int = 5) -> JSON:
+    """Token counts of one response (15 unless scripted with `tokens`): Codex adds them up per
+    thread in `turn.completed.usage` and the app-server's `thread/tokenUsage/updated`."""
     return {
-        "input_tokens": 10,
+        "input_tokens": input_tokens,
         "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": 5,
+        "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": 15,
+        "total_tokens": input_tokens + output_tokens,
     }
 
 
@@ -285,6 +287,25 @@ def slow(
         delay=delay,
         release=release,
         hold_after=1 if base.status == 200 and base.events else 0,
+    )
+
+
+def tokens(reply: Reply, input_tokens: int, output_tokens: int = 0) -> Reply:
+    """`reply` reporting the token counts given in its `response.completed` event (a token
+    budget's tests script what each response costs)."""
+    events = tuple(
+        {**event, "response": {**event["response"], "usage": _usage(input_tokens, output_tokens)}}
+        if event.get("type") == "response.completed"
+        else event
+        for event in reply.events
+    )
+    return Reply(
+        events,
+        status=reply.status,
+        error_body=reply.error_body,
+        delay=reply.delay,
+        release=reply.release,
+        hold_after=reply.hold_after,
     )
 
 

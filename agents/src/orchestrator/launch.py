@@ -236,6 +236,14 @@ def _launch(
             container, warnings = _run_container(plan, registry, held)
         except BaseException as exc:
             _undo(registry, session)
+            if isinstance(exc, OSError):
+                # A session's folders it could write (its Codex home): its own failure, one line.
+                error = OrchestratorError(
+                    f"session {session.id!r}: cannot prepare its folders: {exc.strerror or exc}"
+                    + (f": {exc.filename}" if exc.filename else "")
+                )
+                registry.write(state.replace(status="error", error=str(error)))
+                raise error from None
             reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
             registry.write(state.replace(status="error", error=reason))
             raise

@@ -143,7 +143,8 @@ def dry_run(
 @dataclass(frozen=True)
 class _SeedContext:
     """What no seeding may copy: every workspace known (the manifest's, the registry's), the
-    registry itself, and every secret file the manifest names."""
+    registry itself, and every secret the manifest names (env files, keys, known hosts, and
+    Codex folders, which hold a login)."""
 
     registry: Registry
     excludes: tuple[Path, ...]
@@ -153,7 +154,12 @@ class _SeedContext:
     def of(cls, registry: Registry, sessions: Sequence[SessionSpec]) -> _SeedContext:
         workspaces = {hostpaths.resolved(s.workspace) for s in sessions}
         workspaces |= {hostpaths.resolved(state.workspace) for state in registry.states()}
-        secrets = {path for s in sessions for path in (s.env_file, s.ssh_key, s.known_hosts)}
+        secrets = {
+            path
+            for s in sessions
+            for path in (s.env_file, s.ssh_key, s.known_hosts, s.codex_dir)
+            if path != Path()
+        }
         return cls(
             registry,
             tuple(sorted(workspaces | {registry.root})),

@@ -74,9 +74,7 @@ def prepare(plan: LaunchPlan, *, session_skills: Path | None, session_config: st
     if catalog is not None:
         owned += _replace_file(home, catalog, _read_text(source / catalog), 0o600)
     owned += _copy_auth(source / AUTH_FILE, home, folders.state_dir / AUTH_DIGEST_FILE)
-    copied = [
-        tree for name in COPIED_FOLDERS for tree in _replace_folder(home, name, source / name)
-    ]
+    copied = [tree for name in COPIED_FOLDERS for tree in _replace_folder(home, name, source)]
     if session_skills is not None and session_skills.is_dir():
         owned += _make_folder(home / "skills")
         copied += _merge_folder(home / "skills", session_skills)

@@ -697,14 +697,22 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
     status = latest_status(registry, view)
     if status is None or status.done:
         raise InputError(f"session {session_id!r} has no turn working")
-    assert view.container is not None
+    assert view.container is not None and view.state is not None
     record = status.record
     folder = registry.session_dir(view.role, view.session_id)
     inbox = folder / INBOX
     asked = "the session did not end it"
     if record.sent_to_daemon or (inbox / f"{record.number}.json").is_file():
-        # A turn sent to the agent daemon: it ends the turn when this file appears.
+        # A turn sent to the agent daemon: it ends the turn when this file appears (written
+        # first, so a daemon taking the turn right now still sees it).
         atomic_write(inbox / f"{record.number}.interrupt", "", mode=0o644)
+        with registry.lock(view.role, view.session_id):
+            (inbox / f"{record.number}.json").unlink(missing_ok=True)
+            if not _taken(folder, view.state, record):
+                # Withdrawn before the daemon took it: it never will.
+                return _end_by_host(
+                    folder, record, view, registry, "before the session's agent daemon took it"
+                )
     else:
         try:
             engine.exec_in(
@@ -726,13 +734,24 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
         if status.done:
             return status
         (inbox / f"{record.number}.json").unlink(missing_ok=True)
-        reason = (
-            f"interrupted by session.interrupt; {asked} within {timeout:g} s, so the host ended "
-            "the turn (what it started in the container may run on until the session stops)"
+        return _end_by_host(
+            folder,
+            record,
+            view,
+            registry,
+            f"after {asked} within {timeout:g} s (what the turn started in the container may "
+            "run on until the session stops)",
         )
-        ended = {"reason": reason, "at": now().isoformat()}
-        atomic_write(folder / TURNS / f"{record.number}.{HOST_END_SUFFIX}", json.dumps(ended))
-        return turn_status(registry, view, record)
+
+
+def _end_by_host(
+    folder: Path, record: TurnRecord, view: SessionView, registry: Registry, why: str
+) -> TurnStatus:
+    """Record the turn as interrupted by the host (`turns/N.ended`); under the session's lock."""
+    reason = f"interrupted by session.interrupt: the host ended the turn {why}"
+    ended = {"reason": reason, "at": now().isoformat()}
+    atomic_write(folder / TURNS / f"{record.number}.{HOST_END_SUFFIX}", json.dumps(ended))
+    return turn_status(registry, view, record)
 
 
 # --- the transcript -----------------------------------------------------------------------------

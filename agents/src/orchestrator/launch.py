@@ -243,11 +243,9 @@ def _launch(
         except BaseException as exc:
             _undo(registry, session)
             if isinstance(exc, OSError):
-                # A session's folders it could write (its Codex home): its own failure, one line.
-                error = OrchestratorError(
-                    f"session {session.id!r}: cannot prepare its folders: {exc.strerror or exc}"
-                    + (f": {exc.filename}" if exc.filename else "")
-                )
+                # Its folders could not be made or filled: this session's failure, in one line;
+                # the others go on.
+                error = OrchestratorError(f"session {session.id!r}: {_folder_fault(exc)}")
                 registry.write(state.replace(status="error", error=str(error)))
                 raise error from None
             reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
@@ -258,6 +256,11 @@ def _launch(
             return StartOutcome(session, adopted, already_running=True, warnings=warnings)
         started = state.replace(status="running", container_id=container, started_at=now())
         return StartOutcome(session, registry.write(started), warnings=warnings)
+
+
+def _folder_fault(exc: OSError) -> str:
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"cannot prepare its folders: {exc.strerror or exc}{where}"
 
 
 def _check_same_manifest(session: SessionSpec, record: SessionState) -> None:

@@ -142,6 +142,8 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (FileNotFoundError, IsADirectoryError):
         return ""
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
 
 
 def _replace_file(folder: Path, name: str, text: str, mode: int) -> list[Path]:
@@ -177,7 +179,11 @@ def _copy_auth(source: Path, home: Path, digest_file: Path) -> list[Path]:
         return []
     if _is_folder(target):
         _remove(target)
-    atomic_write(target, data.decode("utf-8"), mode=0o600)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{source}: not UTF-8 text") from None
+    atomic_write(target, text, mode=0o600)
     atomic_write(digest_file, digest + "\n", mode=0o600)
     return [target]
 

@@ -154,7 +154,9 @@ def test_only_what_a_session_needs_is_copied_from_the_users_codex_folder(
     ok(task(registry, "session.start", "--manifest", str(manifest)))
     without_canary(registry, "filare-coder-one", "filare-coder-two")
     home = "/home/agent/.codex"
-    assert agent("filare-coder-one", f"ls -A {home}").split() == ["auth.json", "config.toml"]
+    # `skills/` holds the sessions' own skills (the tool's), none of the user's here.
+    listed = agent("filare-coder-one", f"ls -A {home}").split()
+    assert listed == ["auth.json", "config.toml", "skills"]
     # The agent refreshes its token and sets a time far ahead on it; a new login on the host
     # still reaches it at the next start, and the unchanged one never overwrote its refresh.
     agent("filare-coder-one", f'echo \'{{"token": "refreshed"}}\' > {home}/auth.json')

@@ -9,6 +9,12 @@ network down), and removes all of it afterwards.
 Entered with `nsenter --net` and a private mount namespace: `ip netns exec` remounts /sys and
 hides the cgroup mounts, and dockerd then refuses to start. Needs root, as the engine itself does.
 
+Its containers reach this machine as on the machine's engine: `--add-host
+host.docker.internal:host-gateway` names the machine's end of the veth (`--host-gateway-ip`),
+not the namespace's own bridge, so a server listening on all of the machine's addresses (the
+tests' fake model) answers them. `claimed_engine` gives a test run the first free index of a
+range, held by an flock, so two runs on one machine never share an engine.
+
 Usable by hand too, for a developer who wants an engine to try things on:
 `python -m filare_testing.engines start 3` prints the `DOCKER_HOST` to export; `stop 3` ends it.
 """

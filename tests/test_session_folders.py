@@ -129,3 +129,24 @@ def test_what_a_session_planted_where_the_host_writes_is_replaced(
     assert (home / planted).is_dir() is (planted == "skills")
     assert (outside / "keep").read_text() == "host file\n"
     assert (home / "config.toml").read_text().startswith('model = "m"')
+
+
+def test_what_an_earlier_version_copied_is_removed_and_codexs_own_files_stay(
+    tmp_path: Path, codex_dir: Path
+) -> None:
+    """Earlier versions copied every `*.json`: a copy still equal to the user's file goes."""
+    plan = make_plan(tmp_path, codex_dir)
+    home = plan.folders.codex_home
+    home.mkdir(parents=True)
+    (home / ".credentials.json").write_bytes((codex_dir / ".credentials.json").read_bytes())
+    (home / "other.json").write_text('{"written": "by Codex in the session"}\n')
+    prepare(plan)
+    assert not (home / ".credentials.json").exists()
+    assert (home / "other.json").read_text() == '{"written": "by Codex in the session"}\n'
+
+
+def test_a_configuration_codex_cannot_read_names_no_catalog(codex_dir: Path) -> None:
+    assert session_folders.model_catalog(codex_dir, "profiles = [1]\n") is None
+    assert session_folders.model_catalog(codex_dir, "not = [toml\n") is None
+    named = '[profiles.p]\nmodel_catalog_json = "~/.codex/catalog.json"\n'
+    assert session_folders.model_catalog(codex_dir, named) == "catalog.json"

@@ -47,7 +47,10 @@ COPIED_FOLDERS = ("skills", "rules")
 CATALOG_KEY = "model_catalog_json"
 # In the session's host-only folder: the digest of the `auth.json` the host last gave it.
 AUTH_DIGEST_FILE = "auth.sha256"
-MAX_CONFIG_BYTES = 1 << 20
+# What earlier versions copied besides the list (every top-level `*.toml` and `*.json`): such a
+# copy, still the same as the user's file, is removed from a session's Codex home.
+EARLIER_SUFFIXES = (".toml", ".json")
+MAX_EARLIER_COPY_BYTES = 4 << 20
 
 
 def prepare(plan: LaunchPlan, *, session_skills: Path | None, session_config: str) -> None:
@@ -62,7 +65,7 @@ def prepare(plan: LaunchPlan, *, session_skills: Path | None, session_config: st
     _make_folder(folders.inbox, mode=0o755)
     home = folders.codex_home
     source = plan.session.codex_dir
-    config = _read_text(source / CONFIG_FILE)
+    user_config = config = _read_text(source / CONFIG_FILE)
     if session_config:
         config = f"{config.rstrip()}\n\n{session_config}" if config.strip() else session_config
     # The session's user owns its folders and what is copied in; the inbox stays the host's.
@@ -70,9 +73,10 @@ def prepare(plan: LaunchPlan, *, session_skills: Path | None, session_config: st
     owned += _replace_file(home, CONFIG_FILE, config, 0o600)
     for name in ("AGENTS.md", "AGENTS.override.md"):
         owned += _replace_file(home, name, _read_text(source / name), 0o644)
-    catalog = model_catalog(source, _read_text(source / CONFIG_FILE))
+    catalog = model_catalog(source, user_config)
     if catalog is not None:
         owned += _replace_file(home, catalog, _read_text(source / catalog), 0o600)
+    _remove_earlier_copies(source, home, keep={*COPIED_FILES, catalog})
     owned += _copy_auth(source / AUTH_FILE, home, folders.state_dir / AUTH_DIGEST_FILE)
     copied = [tree for name in COPIED_FOLDERS for tree in _replace_folder(home, name, source)]
     if session_skills is not None and session_skills.is_dir():
@@ -105,7 +109,10 @@ def model_catalog(source: Path, config: str) -> str | None:
         data = tomllib.loads(config)
     except tomllib.TOMLDecodeError:
         return None
-    tables = [data, *(p for p in (data.get("profiles") or {}).values() if isinstance(p, dict))]
+    profiles = data.get("profiles")
+    tables = [data]
+    if isinstance(profiles, dict):
+        tables += [table for table in profiles.values() if isinstance(table, dict)]
     homes = {CONTAINER_CODEX_HOME, "~/.codex", str(source), str(source.absolute())}
     for table in tables:
         named = table.get(CATALOG_KEY)
@@ -144,6 +151,26 @@ def _read_text(path: Path) -> str:
         return ""
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
+
+
+def _remove_earlier_copies(source: Path, home: Path, keep: set[str | None]) -> None:
+    """Remove what an earlier version copied from the user's folder and this one no longer
+    does (`.credentials.json`, say): a top-level file of the session's Codex home with the name
+    and the very content of a user's `*.toml` or `*.json` off the list. What Codex wrote there
+    itself differs, and stays."""
+    from orchestrator.untrusted import read_limited
+
+    try:
+        entries = [e for e in source.iterdir() if e.suffix in EARLIER_SUFFIXES]
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        copy = home / entry.name
+        if entry.name in keep or not entry.is_file() or not copy.is_file():
+            continue
+        theirs = read_limited(copy, MAX_EARLIER_COPY_BYTES + 1)
+        if len(theirs) <= MAX_EARLIER_COPY_BYTES and theirs == entry.read_bytes():
+            _remove(copy)
 
 
 def _replace_file(folder: Path, name: str, text: str, mode: int) -> list[Path]:

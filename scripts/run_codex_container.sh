@@ -338,9 +338,10 @@ url_without_credentials() {
 }
 
 drop_credentials() {
-  # The seeded repository's configuration files (its own, its submodules') keep no credential:
-  # keys that hold one are removed, as are sections whose name holds user info (`url.<base>`
-  # with a token in its base), and user info in URL values. Values are never printed.
+  # The seeded repository's configuration files (its own, its worktree's, its submodules') keep
+  # no credential: keys that hold one are removed, as are sections whose name holds user info
+  # (`url.<base>` with a token in its base), and user info in URL values. Values are never
+  # printed.
   local config entry key i changed=0
   while IFS= read -r -d '' config; do
     local keys=() values=() sections=() rewrite=()
@@ -378,7 +379,8 @@ drop_credentials() {
       git config --file "$config" --remove-section "$key" 2>/dev/null || true
       changed=1
     done
-  done < <(find "$seeding/.git" \( -path "$seeding/.git/config" -o -path "$seeding/.git/modules/*/config" \) \
+  done < <(find "$seeding/.git" \( -path "$seeding/.git/config" -o -path "$seeding/.git/config.worktree" \
+    -o -path "$seeding/.git/modules/*/config" -o -path "$seeding/.git/modules/*/config.worktree" \) \
     -type f -print0 2>/dev/null)
   ((changed == 0)) ||
     warn "not seeding credentials from the repository configuration (extraheader, credential helpers, tokens, user info in URLs); the workspace's copy has none"

@@ -407,3 +407,21 @@ def test_a_repository_configuration_without_credentials_is_copied_as_it_is(
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ws" / ".git" / "config").read_text() == before
     assert "warning" not in result.stderr
+
+
+def test_a_linked_worktrees_own_configuration_keeps_no_credential(
+    repo: Path, tmp_path: Path
+) -> None:
+    git(repo, "config", "extensions.worktreeConfig", "true")
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(linked))
+    git(linked, "config", "--worktree", "http.extraheader", "AUTHORIZATION: bearer CANARY7")
+    git(repo, "config", "remote.origin.url", "https://CANARY8@example.com/r.git")
+    workspace = tmp_path / "ws"
+    result = seed(linked, workspace, "agent/a")
+    assert result.returncode == 0, result.stderr
+    found = subprocess.run(
+        ["grep", "-r", "CANARY", str(workspace / ".git")], capture_output=True, check=False
+    )
+    assert found.stdout == b""
+    assert git(workspace, "config", "remote.origin.url") == "https://example.com/r.git"

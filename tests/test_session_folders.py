@@ -150,3 +150,24 @@ def test_a_configuration_codex_cannot_read_names_no_catalog(codex_dir: Path) -> 
     assert session_folders.model_catalog(codex_dir, "not = [toml\n") is None
     named = '[profiles.p]\nmodel_catalog_json = "~/.codex/catalog.json"\n'
     assert session_folders.model_catalog(codex_dir, named) == "catalog.json"
+
+
+def test_a_tree_thousands_of_folders_deep_is_removed(tmp_path: Path) -> None:
+    """`shutil.rmtree` dies with RecursionError on a tree an agent makes in a moment."""
+    top = tmp_path / "config.toml"
+    top.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("host file\n")
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(3000):  # deeper than PATH_MAX allows a path to name
+        os.mkdir("a", dir_fd=fd)
+        inner = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.symlink(outside, "link", dir_fd=fd)
+    os.close(fd)
+    (top / ".filare-removing-0").write_text("a name the removal would use\n")
+    session_folders.remove_tree(top)
+    assert not top.exists()
+    assert (outside / "keep").read_text() == "host file\n"

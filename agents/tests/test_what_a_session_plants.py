@@ -94,7 +94,9 @@ def test_folders_planted_where_the_host_rewrites_do_not_break_resume(
         "filare-coder-planter",
         "cd ~/.codex && rm -rf config.toml auth.json AGENTS.md skills && "
         "mkdir -p config.toml/x auth.json/x AGENTS.md/x && "
-        f"ln -s {outside} config.toml/x/link && ln -s {outside} skills",
+        f"ln -s {outside} config.toml/x/link && ln -s {outside} skills && "
+        # Deeper than a recursive removal (shutil.rmtree) can go.
+        "cd AGENTS.md/x && i=0 && while [ $i -lt 2000 ]; do mkdir a && cd a && i=$((i+1)); done",
     )
     ok(task(registry, "session.stop", "--manifest", str(manifest)))
     resumed = task(registry, "session.resume", "--session", "planter", "--session", "bystander")

@@ -244,9 +244,47 @@ def _remove(path: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(status.st_mode):
-        shutil.rmtree(path)
+        remove_tree(path)
     else:
         path.unlink()
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder a session could write, whatever its depth, never following a link.
+
+    `shutil.rmtree` recurses once per level and fails (`RecursionError`) on a tree a thousand
+    folders deep, which an agent can make in a moment; here the entries of each subfolder are
+    moved up into `path` and the emptied subfolder removed, one folder open at a time.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    top = os.open(path, flags)
+    lifted = 0
+    try:
+        while entries := list(os.scandir(top)):
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    os.unlink(entry.name, dir_fd=top)
+                    continue
+                folder = os.open(entry.name, flags, dir_fd=top)
+                try:
+                    for inner in list(os.scandir(folder)):
+                        while _exists_in(top, name := f".filare-removing-{lifted}"):
+                            lifted += 1
+                        os.rename(inner.name, name, src_dir_fd=folder, dst_dir_fd=top)
+                finally:
+                    os.close(folder)
+                os.rmdir(entry.name, dir_fd=top)
+    finally:
+        os.close(top)
+    path.rmdir()
+
+
+def _exists_in(folder_fd: int, name: str) -> bool:
+    try:
+        os.lstat(name, dir_fd=folder_fd)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _is_folder(path: Path) -> bool:

@@ -115,7 +115,15 @@ def test_folders_planted_where_the_host_rewrites_do_not_break_resume(
         for row in json.loads(ok(task(registry, "session.list", "--json")))
     }
     assert listed == {"planter": "running", "bystander": "running"}
+    # The same tree in its Codex home does not stop its record from being deleted.
+    agent(
+        "filare-coder-planter",
+        "mkdir ~/.codex/deep && cd ~/.codex/deep && i=0 && "
+        "while [ $i -lt 2000 ]; do mkdir a && cd a && i=$((i+1)); done",
+    )
     ok(task(registry, "session.stop", "--all"))
+    ok(task(registry, "session.prune", "--records"))
+    assert not registry.session_dir("coder", "planter").exists()
 
 
 def test_a_session_whose_folders_cannot_be_filled_fails_alone_in_one_line(

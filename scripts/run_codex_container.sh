@@ -7,7 +7,9 @@
 #
 # An empty workspace is seeded from a git repository with rsync: tracked and untracked-but-not-
 # ignored files plus `.git`, never ignored build products (`.venv`, `outputs/`), never a file
-# holding a private key, never a path given with --exclude or --secret. A linked worktree
+# holding a private key, never a path given with --exclude or --secret. The copied repository
+# configuration loses what holds credentials (`http.<url>.extraheader`, credential helpers,
+# tokens, user info in URLs). A linked worktree
 # (`git worktree add`) seeds too: the workspace gets a repository of its own. Seeding fills a
 # fresh folder beside the workspace and renames it into place, so a workspace exists only once it
 # is whole, and a workspace an agent has written to is never seeded over.
@@ -304,18 +306,84 @@ seed_workspace() {
   } >"$rules"
   for path in ${secrets[@]+"${secrets[@]}"}; do
     if rel="$(relative_inside "$src" "$path")" && ! git -C "$src" check-ignore -q -- "$rel"; then
-      warn "not seeding $rel: a session's secret file, and git does not ignore it (add it to .gitignore)"
+      warn "not seeding $rel: a session's secret (env file, key or Codex folder), and git does not ignore it (add it to .gitignore)"
     fi
   done
   rsync -a --from0 --exclude-from="$rules" "$src/" "$seeding/"
   rm -f "$rules"  # `exec docker run` below would skip the EXIT trap
   ((linked == 0)) || copy_linked_repository "$src"
+  drop_credentials
   [[ -z "$branch" ]] || switch_branch
   give_to_session -R "$seeding"
   if [[ -d "$workspace" ]]; then
     rmdir "$workspace" || die "workspace $workspace stopped being empty while it was seeded"
   fi
   mv -T "$seeding" "$workspace"
+}
+
+# Keys of a repository configuration that hold credentials: dropped from a seeded copy.
+readonly CREDENTIAL_KEY='^(credential\..*|http\..*extraheader|.*(token|password|passwd|secret|smtppass|oauth)[^.]*)$'
+# `scheme://userinfo@`: user info in a URL (a token, often), dropped from a seeded copy; only
+# a bare user name of an SSH URL (`ssh://git@host/…`) stays, since it holds no secret.
+readonly URL_USERINFO='^([A-Za-z][A-Za-z0-9+.-]*)://([^/@]*)@'
+
+url_without_credentials() {
+  # The URL $1 without its user info, in REPLY; fails when it has none to drop.
+  [[ "$1" =~ $URL_USERINFO ]] || return 1
+  local scheme="${BASH_REMATCH[1]}" userinfo="${BASH_REMATCH[2]}" rest="${1:${#BASH_REMATCH[0]}}"
+  case "${scheme,,}" in
+    ssh | git+ssh | ssh+git) [[ "$userinfo" == *:* ]] || return 1 ;;
+  esac
+  REPLY="${scheme}://${rest}"
+}
+
+drop_credentials() {
+  # The seeded repository's configuration files (its own, its worktree's, its submodules') keep
+  # no credential: keys that hold one are removed, as are sections whose name holds user info
+  # (`url.<base>` with a token in its base), and user info in URL values. Values are never
+  # printed.
+  local config entry key i changed=0
+  while IFS= read -r -d '' config; do
+    local keys=() values=() sections=() rewrite=()
+    while IFS= read -r -d '' entry; do
+      keys+=("${entry%%$'\n'*}")
+      if [[ "$entry" == *$'\n'* ]]; then values+=("${entry#*$'\n'}"); else values+=(""); fi
+    done < <(git config --file "$config" --no-includes --null --list 2>/dev/null || true)
+    for ((i = 0; i < ${#keys[@]}; i++)); do
+      key="${keys[i]}"
+      if [[ "$key" == *.*.* && "${key%.*}" =~ ://[^/]*@ ]]; then
+        sections+=("${key%.*}")
+      elif [[ "${key,,}" =~ $CREDENTIAL_KEY ]]; then
+        git config --file "$config" --unset-all "$key" 2>/dev/null || true
+        changed=1
+      elif url_without_credentials "${values[i]}"; then
+        rewrite+=("$key")
+      fi
+    done
+    # A key with a URL to clean gets all its values back, in their order, without user info.
+    for key in ${rewrite[@]+"${rewrite[@]}"}; do
+      git config --file "$config" --unset-all "$key" 2>/dev/null || true
+    done
+    for ((i = 0; i < ${#keys[@]}; i++)); do
+      key="${keys[i]}"
+      for entry in ${rewrite[@]+"${rewrite[@]}"}; do
+        [[ "$entry" == "$key" ]] || continue
+        REPLY="${values[i]}"
+        url_without_credentials "${values[i]}" || true
+        git config --file "$config" --add "$key" "$REPLY"
+        changed=1
+        break
+      done
+    done
+    for key in ${sections[@]+"${sections[@]}"}; do
+      git config --file "$config" --remove-section "$key" 2>/dev/null || true
+      changed=1
+    done
+  done < <(find "$seeding/.git" \( -path "$seeding/.git/config" -o -path "$seeding/.git/config.worktree" \
+    -o -path "$seeding/.git/modules/*/config" -o -path "$seeding/.git/modules/*/config.worktree" \) \
+    -type f -print0 2>/dev/null)
+  ((changed == 0)) ||
+    warn "not seeding credentials from the repository configuration (extraheader, credential helpers, tokens, user info in URLs); the workspace's copy has none"
 }
 
 copy_linked_repository() {

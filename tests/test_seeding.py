@@ -366,3 +366,62 @@ def test_no_seed_refuses_an_empty_workspace(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "there is no repository to seed it from" in result.stderr
     assert not (tmp_path / "ws").exists()
+
+
+def test_credentials_in_the_repository_configuration_are_not_seeded(
+    repo: Path, tmp_path: Path
+) -> None:
+    """CI checkouts keep their token in `http.<url>.extraheader`, people in remote URLs."""
+    git(repo, "config", "http.https://github.com/.extraheader", "AUTHORIZATION: basic CANARY1")
+    git(repo, "config", "credential.helper", "store --file /host/CANARY2")
+    git(repo, "remote", "add", "origin", "https://x-access-token:CANARY3@github.com/o/r.git")
+    git(repo, "config", "--add", "remote.origin.url", "https://mirror.example/r.git")
+    git(repo, "config", "remote.origin.pushurl", "ssh://git@host/r.git")
+    git(repo, "config", "url.https://u:CANARY4@github.com/.insteadOf", "https://github.com/")
+    git(repo, "config", "github.token", "CANARY5")
+    git(repo, "config", "remote.other.url", "ssh://me:CANARY6@host/x.git")
+    workspace = tmp_path / "ws"
+    result = seed(repo, workspace, "agent/a")
+    assert result.returncode == 0, result.stderr
+    config = (workspace / ".git" / "config").read_text()
+    assert "CANARY" not in config
+    assert "extraheader" not in config and "credential" not in config
+    assert git(workspace, "config", "--get-all", "remote.origin.url").splitlines() == [
+        "https://github.com/o/r.git",
+        "https://mirror.example/r.git",
+    ]
+    assert git(workspace, "config", "remote.origin.pushurl") == "ssh://git@host/r.git"
+    assert git(workspace, "config", "remote.other.url") == "ssh://host/x.git"
+    assert "CANARY" in (repo / ".git" / "config").read_text()  # the source is left as it was
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "credentials" in warnings[0]
+    assert "CANARY" not in result.stderr + result.stdout
+
+
+def test_a_repository_configuration_without_credentials_is_copied_as_it_is(
+    repo: Path, tmp_path: Path
+) -> None:
+    git(repo, "remote", "add", "origin", "git@github.com:o/r.git")
+    before = (repo / ".git" / "config").read_text()
+    result = seed(repo, tmp_path / "ws", "main")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ws" / ".git" / "config").read_text() == before
+    assert "warning" not in result.stderr
+
+
+def test_a_linked_worktrees_own_configuration_keeps_no_credential(
+    repo: Path, tmp_path: Path
+) -> None:
+    git(repo, "config", "extensions.worktreeConfig", "true")
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(linked))
+    git(linked, "config", "--worktree", "http.extraheader", "AUTHORIZATION: bearer CANARY7")
+    git(repo, "config", "remote.origin.url", "https://CANARY8@example.com/r.git")
+    workspace = tmp_path / "ws"
+    result = seed(linked, workspace, "agent/a")
+    assert result.returncode == 0, result.stderr
+    found = subprocess.run(
+        ["grep", "-r", "CANARY", str(workspace / ".git")], capture_output=True, check=False
+    )
+    assert found.stdout == b""
+    assert git(workspace, "config", "remote.origin.url") == "https://example.com/r.git"

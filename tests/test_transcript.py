@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +276,34 @@ def test_log_tail_keeps_the_last_events(
         "turn_completed",
     ]
     assert [e.type for e in conversation.log(registry, "a", tail=2)] == everything[-2:]
+
+
+def test_a_turn_the_daemon_never_takes_fails_and_the_hosts_end_wins(
+    session: tuple[Registry, SessionState],
+) -> None:
+    """A ready file the session forged (or a daemon stopped) sends a turn nowhere: it is
+    working only for `PICKUP_SECONDS`, then failed with the reason."""
+    registry, record = session
+    folder = registry.session_dir("coder", "a") / conversation.TURNS
+    folder.mkdir(parents=True)
+    sent = datetime.now(UTC) - timedelta(seconds=conversation.PICKUP_SECONDS + 1)
+    turn = conversation.TurnRecord(
+        "a", "coder", "0001", "message", sent, "c1", None, agentd="deadbeefdeadbeef"
+    )
+    (folder / "0001.json").write_text(turn.to_json())
+    status = conversation.latest_status(registry, view(registry, record))
+    assert status is not None and status.status == "failed"
+    assert "did not take the turn" in (status.reason or "")
+    # Once it wrote anything of the turn, the daemon has it: working until it ends it.
+    transcripts = conversation.transcript_folder(registry, record)
+    transcripts.mkdir(parents=True, exist_ok=True)
+    (transcripts / "0001.stderr").write_text("")
+    assert conversation.latest_status(registry, view(registry, record)).status == "working"  # type: ignore[union-attr]
+    # The host's own end of a turn (session.interrupt) wins over whatever the session writes.
+    (folder / "0001.ended").write_text(json.dumps({"reason": "ended by the host", "at": "x"}))
+    status = conversation.latest_status(registry, view(registry, record))
+    assert status is not None and (status.status, status.reason) == (
+        "interrupted",
+        "ended by the host",
+    )
+    assert conversation.TurnRecord.from_json(turn.to_json().encode()).agentd == "deadbeefdeadbeef"

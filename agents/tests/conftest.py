@@ -19,6 +19,7 @@ import pytest
 import yaml
 from agent_helpers import CODEX_TEST_IMAGE, REPOSITORY, SMOKE_TAG, MakeManifest, docker, inv, sh
 
+from filare_testing.engines import OwnEngine, claimed_engine
 from filare_testing.fake_model import FakeModel
 from orchestrator.registry import Registry
 
@@ -54,6 +55,28 @@ def smoke_image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -
     assert result.returncode == 0, result.stderr
     assert f"built {SMOKE_TAG}" in result.stdout
     return SMOKE_TAG
+
+
+# Test engines these tests may start (others on the machine use other indices).
+TEST_ENGINE_INDICES = range(1, 10)
+
+
+@pytest.fixture(scope="session")
+def test_engine(docker_engine: None) -> Iterator[OwnEngine]:
+    """A Docker engine of the tests' own, for tests that restart an engine: never the machine's.
+
+    The tool is pointed at it with `DOCKER_HOST=test_engine.host`; its containers reach this
+    machine (a fake model server, say) at `host.docker.internal`, as on the machine's engine.
+    """
+    with claimed_engine(TEST_ENGINE_INDICES) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def test_engine_smoke_image(test_engine: OwnEngine, smoke_image: str) -> str:
+    """The smoke image, copied into the test engine."""
+    test_engine.load_image(smoke_image)
+    return smoke_image
 
 
 @pytest.fixture
@@ -171,3 +194,10 @@ def codex_image(docker_engine: None) -> BuiltCodexImage:
     assert lines[0].startswith("base image: "), explain(build)
     assert lines[-1].startswith(f"built {CODEX_TEST_IMAGE}  id sha256:"), explain(build)
     return BuiltCodexImage(CODEX_TEST_IMAGE, lines[0].split()[2], build.stdout)
+
+
+@pytest.fixture(scope="session")
+def test_engine_codex_image(test_engine: OwnEngine, codex_image: BuiltCodexImage) -> str:
+    """The real Codex image, copied into the test engine."""
+    test_engine.load_image(codex_image.tag)
+    return codex_image.tag

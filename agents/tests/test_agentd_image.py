@@ -274,3 +274,31 @@ def test_a_daemon_that_stops_answering_makes_its_session_unhealthy(
 
 def health(name: str) -> str:
     return docker("inspect", "--format", "{{.State.Health.Status}}", name).strip()
+
+
+def test_a_stopped_daemon_never_wedges_the_sessions_turns(
+    start_session: StartSession, registry: Registry, fake: FakeModel
+) -> None:
+    """The agent stops its own daemon (same user): a turn sent to it is never taken.
+    `session.interrupt` withdraws it at once, the next turn goes through `filare-turn`, and the
+    daemon, once it runs again, never takes the withdrawn turn."""
+    name = start_session("stopped")
+    pid = (ready(registry, "stopped") or {})["pid"]
+    docker("exec", name, "kill", "-STOP", str(pid))
+    try:
+        assert send(registry, "stopped", "never taken", wait=False)["status"] == "started"
+        code, out, err = task(registry, "session.interrupt", "--session", "stopped")
+        assert code == 0, out + err
+        assert out.split() == ["stopped", "turn", "0001", "interrupted"]
+        fake.enqueue(message("through filare-turn"))
+        row = send(registry, "stopped", "second")
+        assert (row["status"], row["final_message"]) == ("completed", "through filare-turn")
+        record = registry.session_dir(ROLE, "stopped") / "turns" / "0002.json"
+        assert json.loads(record.read_text())["agentd"] is None
+    finally:
+        docker("exec", name, "kill", "-CONT", str(pid))
+    fake.enqueue(message("through the daemon again"))
+    row = send(registry, "stopped", "third")
+    assert (row["status"], row["final_message"]) == ("completed", "through the daemon again")
+    transcripts = registry.session_dir(ROLE, "stopped") / "agent" / "transcript"
+    assert not list(transcripts.glob("0001.*"))

@@ -1,9 +1,9 @@
-"""A real restart of the Docker daemon under running sessions.
+"""A real restart of a Docker daemon under running sessions, on an engine of the tests' own.
 
 Ours come back as `exited` and a start brings them up again; a container that is not ours is
-neither restarted nor removed. The test restarts the daemon the way it runs here: through
-systemd when systemd manages it, else by stopping the process and starting it again with its
-own command line.
+neither restarted nor removed. The restarted engine is the `test_engine` fixture's (a second
+`dockerd` in a network namespace of its own), never the machine's: the tool reaches it through
+`DOCKER_HOST`, the launch script's `docker run` included.
 """
 
 from __future__ import annotations
@@ -12,41 +12,56 @@ import json
 import uuid
 
 import pytest
-from agent_helpers import MakeManifest, docker, inspect, inv, our_containers, restart_daemon
+from agent_helpers import MakeManifest, inv, our_containers
 
 from filare_testing.commands import results
+from filare_testing.engines import OwnEngine
 from orchestrator.registry import Registry
 
 pytestmark = pytest.mark.agent
 
 
 def test_daemon_restart_under_running_sessions(
-    registry: Registry, make_manifest: MakeManifest, smoke_image: str
+    registry: Registry,
+    make_manifest: MakeManifest,
+    test_engine: OwnEngine,
+    test_engine_smoke_image: str,
 ) -> None:
+    def task(*args: str) -> tuple[int, str, str]:
+        result = inv(*args, state=registry.root, DOCKER_HOST=test_engine.host)
+        return result.returncode, result.stdout, result.stderr
+
     manifest = make_manifest(ids=("alpha", "beta"))
-    assert inv("session.start", "--manifest", str(manifest), state=registry.root).returncode == 0
+    code, _, err = task("session.start", "--manifest", str(manifest))
+    assert code == 0, err
+    # On the test engine only: DOCKER_HOST reached every docker call, `docker run` included.
+    assert our_containers(registry, host=test_engine.host) == [
+        "filare-coder-alpha",
+        "filare-reviewer-beta",
+    ]
+    assert our_containers(registry) == []
     foreign = f"not-filare-{uuid.uuid4().hex[:8]}"
-    docker("run", "-d", "--name", foreign, smoke_image, "sleep", "infinity")
-    live_restore = docker("info", "--format", "{{.LiveRestoreEnabled}}") == "true"
+    test_engine.docker("run", "-d", "--name", foreign, test_engine_smoke_image, "sleep", "1d")
     try:
-        restart_daemon()
-        listed = json.loads(inv("session.list", "--json", state=registry.root).stdout)
-        expected = "running" if live_restore else "exited"
-        assert [(v["session"], v["status"]) for v in listed] == [
-            ("alpha", expected),
-            ("beta", expected),
+        test_engine.restart()
+        code, out, err = task("session.list", "--json")
+        assert code == 0, err
+        assert [(v["session"], v["status"]) for v in json.loads(out)] == [
+            ("alpha", "exited"),
+            ("beta", "exited"),
         ]
-        again = inv("session.start", "--manifest", str(manifest), state=registry.root)
-        assert again.returncode == 0, again.stderr
-        verb = "already running" if live_restore else "started"
-        assert results(again.stdout) == {"alpha": verb, "beta": verb}
-        assert our_containers(registry, all_states=False) == [
+        code, out, err = task("session.start", "--manifest", str(manifest))
+        assert code == 0, err
+        assert results(out) == {"alpha": "started", "beta": "started"}
+        assert our_containers(registry, all_states=False, host=test_engine.host) == [
             "filare-coder-alpha",
             "filare-reviewer-beta",
         ]
-        assert inv("session.prune", state=registry.root).returncode == 0
-        assert inspect(foreign)["State"]["Running"] is live_restore
+        assert task("session.prune")[0] == 0
+        state = json.loads(test_engine.docker("inspect", foreign))[0]["State"]
+        assert state["Running"] is False
+        assert state["Status"] == "exited"
     finally:
-        docker("rm", "-f", foreign)
-    assert inv("session.stop", "--all", state=registry.root).returncode == 0
-    assert our_containers(registry) == []
+        test_engine.docker("rm", "-f", foreign)
+    assert task("session.stop", "--all")[0] == 0
+    assert our_containers(registry, host=test_engine.host) == []

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 import yaml
-from agent_helpers import REPOSITORY, MakeManifest, docker, restart_daemon, wait_until
+from agent_helpers import REPOSITORY, MakeManifest, docker, wait_until
 
 from conftest import BuiltCodexImage
 from filare_testing.commands import inv, results
+from filare_testing.engines import OwnEngine
 from filare_testing.fake_model import API_KEY_ENV, FakeModel, message, shell
 from filare_testing.fake_model import write_codex_home as write_fake_codex_home
 from orchestrator.registry import Registry
@@ -29,11 +30,12 @@ from orchestrator.registry import Registry
 pytestmark = pytest.mark.agent
 
 
-def task(registry: Registry, *args: str, health_interval: str = "") -> tuple[int, str, str]:
+def task(
+    registry: Registry, *args: str, health_interval: str = "", **env: str
+) -> tuple[int, str, str]:
     if health_interval:
-        result = inv(*args, state=registry.root, FILARE_HEALTH_INTERVAL=health_interval)
-    else:
-        result = inv(*args, state=registry.root)
+        env["FILARE_HEALTH_INTERVAL"] = health_interval
+    result = inv(*args, state=registry.root, environment=env)
     return result.returncode, result.stdout, result.stderr
 
 
@@ -42,8 +44,8 @@ def without_age(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "age_seconds"} for row in rows]
 
 
-def as_json(registry: Registry, *args: str) -> Any:
-    code, out, err = task(registry, *args, "--json")
+def as_json(registry: Registry, *args: str, **env: str) -> Any:
+    code, out, err = task(registry, *args, "--json", **env)
     assert code == 0, err
     return json.loads(out)
 
@@ -226,9 +228,16 @@ def test_a_planted_question_is_read_as_untrusted_input(
 
 @pytest.mark.image
 def test_sessions_come_back_after_a_daemon_restart_and_continue_their_conversations(
-    registry: Registry, codex_manifest: Path, fake: FakeModel
+    registry: Registry,
+    codex_manifest: Path,
+    fake: FakeModel,
+    test_engine: OwnEngine,
+    test_engine_codex_image: str,
 ) -> None:
-    assert task(registry, "session.start", "--manifest", str(codex_manifest))[0] == 0
+    """On the tests' own engine, which the test restarts (never the machine's); its Codex
+    reaches the fake model on this machine at `host.docker.internal`, as on any engine."""
+    on = {"DOCKER_HOST": test_engine.host}
+    assert task(registry, "session.start", "--manifest", str(codex_manifest), **on)[0] == 0
     try:
         fake.enqueue(message("first answer"), message("first answer"))
         code, out, err = task(
@@ -241,28 +250,36 @@ def test_sessions_come_back_after_a_daemon_restart_and_continue_their_conversati
             "--message",
             "remember the word tangerine",
             "--wait",
+            **on,
         )
         assert code == 0, out + err
-        restart_daemon()
-        rows = {row["session"]: row["status"] for row in as_json(registry, "session.list")}
+        test_engine.restart()
+        rows = {row["session"]: row["status"] for row in as_json(registry, "session.list", **on)}
         assert rows == {"asker": "exited", "other": "exited"}
 
-        code, out, err = task(registry, "session.resume", "--all")
+        code, out, err = task(registry, "session.resume", "--all", **on)
         assert code == 0, out + err
         assert results(out) == {"asker": "started", "other": "started"}
-        code, out, err = task(registry, "session.resume", "--all")
+        code, out, err = task(registry, "session.resume", "--all", **on)
         assert code == 0 and "no sessions to resume" in out
-        code, out, err = task(registry, "session.resume", "--session", "asker")
+        code, out, err = task(registry, "session.resume", "--session", "asker", **on)
         assert code == 0 and results(out) == {"asker": "already running"}
 
         fake.enqueue(message("tangerine"))
         code, out, err = task(
-            registry, "session.send", "--session", "asker", "--message", "which word?", "--wait"
+            registry,
+            "session.send",
+            "--session",
+            "asker",
+            "--message",
+            "which word?",
+            "--wait",
+            **on,
         )
         assert code == 0, out + err
         assert "remember the word tangerine" in fake.model_requests[-1].texts("user")
     finally:
-        task(registry, "session.stop", "--manifest", str(codex_manifest), "--timeout", "1")
+        task(registry, "session.stop", "--manifest", str(codex_manifest), "--timeout", "1", **on)
 
 
 @pytest.mark.image

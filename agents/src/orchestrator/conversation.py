@@ -22,10 +22,19 @@ the conversation.
 One rule for a busy session: a turn is refused (bad input, exit 2) while the session's previous
 turn is still working; `session.wait` waits for it and `session.interrupt` ends it.
 
+The ready file is the session's to write, so a daemon that says it is up may be forged, stopped
+or stuck. The host never waits on it forever: a turn sent to the daemon that it has not taken
+within `PICKUP_SECONDS` (no `N.stderr`, `N.jsonl` or `N.exit` in the transcript folder) has
+failed, saying so, and its request is withdrawn from the inbox when the next turn is sent; the
+next turn then goes through `filare-turn` instead. `session.interrupt` always ends what the host
+started: when the session does not end the turn within its grace time, the host records the
+turn as interrupted itself (`turns/N.ended`), and the session can take turns again.
+
 Host-only files of a session (`<registry>/<role>/<id>/`): `turns/N.json` (when and what turn N
-was sent), `inbox/N.message`, `inbox/N.instructions`, `inbox/N.json` and `inbox/N.interrupt`
-(mounted read-only into the container). The transcript folder and the agent folder hold what
-the container wrote; see `orchestrator.transcript`.
+was sent, and to which daemon), `turns/N.ended` (a turn the host ended), `inbox/N.message`,
+`inbox/N.instructions`, `inbox/N.json` and `inbox/N.interrupt` (mounted read-only into the
+container). The transcript folder and the agent folder hold what the container wrote; see
+`orchestrator.transcript`.
 """
 
 from __future__ import annotations
@@ -60,6 +69,13 @@ AGENTD_PROTOCOL = 1
 MAX_AGENTD_BYTES = 4096
 _BOOT_ID = re.compile(r"[0-9a-f]{8,64}")
 _HOSTNAME = re.compile(r"[0-9a-f]{12,64}")
+# How long the agent daemon may take to take a turn sent to it before the turn has failed.
+PICKUP_SECONDS = 10.0
+# What the daemon writes in the transcript folder once it has taken a turn (or refused it).
+TAKEN_SUFFIXES = ("stderr", "jsonl", "exit")
+# A turn the host ended itself: `session.interrupt` when the session did not end it in time.
+HOST_END_SUFFIX = "ended"
+MAX_HOST_END_BYTES = 4096
 # How often a waiting command looks for the end of a turn.
 POLL_SECONDS = 0.02
 # How often a waiting command asks the engine whether the containers still run.
@@ -88,6 +104,8 @@ class TurnRecord:
     thread_id: str | None
     # The operator's question whose answer this turn carried (`feedback.answer`).
     question: str | None = None
+    # The boot id of the agent daemon the turn was sent to; None for a `filare-turn` turn.
+    agentd: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -100,6 +118,7 @@ class TurnRecord:
                 "container_id": self.container_id,
                 "thread_id": self.thread_id,
                 "question": self.question,
+                "agentd": self.agentd,
             },
             indent=2,
         )
@@ -109,6 +128,10 @@ class TurnRecord:
         data = json.loads(text)
         data["started_at"] = datetime.fromisoformat(data["started_at"])
         return cls(**data)
+
+    @property
+    def sent_to_daemon(self) -> bool:
+        return self.agentd is not None
 
 
 @dataclass(frozen=True)
@@ -274,6 +297,14 @@ def _start_turn(
         state = registry.read(view.role, view.session_id) or state
         thread = conversation_of(registry, state)
         folder = registry.session_dir(view.role, view.session_id)
+        boot = agentd_boot(registry, view)
+        previous = latest_record(registry, view.role, view.session_id)
+        if previous is not None and previous.sent_to_daemon and not _taken(folder, state, previous):
+            # Never taken: a late daemon must not run it after the turns that follow it, and a
+            # daemon that did not take it will not take the next one either.
+            (folder / INBOX / f"{previous.number}.json").unlink(missing_ok=True)
+            if previous.agentd == boot:
+                boot = None
         number = _next_turn(folder / TURNS)
         inbox = folder / INBOX
         atomic_write(inbox / f"{number}.message", message, mode=0o644)
@@ -281,10 +312,17 @@ def _start_turn(
         if instructions is not None:
             atomic_write(inbox / f"{number}.instructions", _toml_string(instructions), mode=0o644)
         record = TurnRecord(
-            view.session_id, view.role, number, kind, now(), view.container.id, thread, question
+            view.session_id,
+            view.role,
+            number,
+            kind,
+            now(),
+            view.container.id,
+            thread,
+            question,
+            agentd=boot,
         )
         atomic_write(folder / TURNS / f"{number}.json", record.to_json() + "\n")
-        boot = agentd_boot(registry, view)
         if boot is not None:
             # Written last: the daemon takes the turn when this file appears, so it never reads a
             # message or instructions half written.
@@ -394,6 +432,7 @@ def _forget_old_turns(folder: Path, state: SessionState) -> None:
     for number in numbers[:-MAX_TURNS]:
         for path in (
             folder / TURNS / f"{number}.json",
+            folder / TURNS / f"{number}.{HOST_END_SUFFIX}",
             folder / INBOX / f"{number}.message",
             folder / INBOX / f"{number}.instructions",
             folder / INBOX / f"{number}.json",
@@ -447,9 +486,15 @@ def turn_status(registry: Registry, view: SessionView, record: TurnRecord) -> Tu
     """Whether a turn still works, and how it ended if it did.
 
     A turn with no end recorded whose container is gone, or is another one now, was cut off (by
-    `session.stop`, a crash or a daemon restart): it is interrupted, never working forever.
+    `session.stop`, a crash or a daemon restart): it is interrupted, never working forever. So
+    is a turn the host ended (`session.interrupt` when the session did not); a turn sent to the
+    agent daemon that it did not take in time has failed.
     """
     assert view.state is not None
+    state_dir = registry.session_dir(view.role, view.session_id)
+    host_end = _host_end(state_dir, record)
+    if host_end is not None:
+        return host_end
     folder = transcript_folder(registry, view.state)
     end = transcript.turn_end(folder, record.number)
     if end is None:
@@ -458,11 +503,19 @@ def turn_status(registry: Registry, view: SessionView, record: TurnRecord) -> Tu
             and view.container.running
             and view.container.id == record.container_id
         )
-        if alive:
-            return TurnStatus(record, "working", None, None)
-        return TurnStatus(
-            record, "interrupted", "the container stopped before the turn ended", None
-        )
+        if not alive:
+            return TurnStatus(
+                record, "interrupted", "the container stopped before the turn ended", None
+            )
+        if _overdue(record) and not _taken(state_dir, view.state, record):
+            return TurnStatus(
+                record,
+                "failed",
+                f"the session's agent daemon did not take the turn within {PICKUP_SECONDS:g} s "
+                "(its ready file may be stale or forged); the next turn goes through filare-turn",
+                None,
+            )
+        return TurnStatus(record, "working", None, None)
     if end.problem is not None:
         return TurnStatus(record, "failed", end.problem, end)
     if end.reason is not None:
@@ -474,6 +527,31 @@ def turn_status(registry: Registry, view: SessionView, record: TurnRecord) -> Tu
     if end.exit_code == 0:
         return TurnStatus(record, "completed", None, end)
     return TurnStatus(record, "failed", _failure(folder, record.number, end), end)
+
+
+def _overdue(record: TurnRecord) -> bool:
+    return (now() - record.started_at).total_seconds() > PICKUP_SECONDS
+
+
+def _taken(state_dir: Path, state: SessionState, record: TurnRecord) -> bool:
+    """Whether the turn's runner has begun it: always for a `filare-turn` turn, which the host
+    started itself; for the daemon's, once it wrote anything of the turn in the transcripts."""
+    if not record.sent_to_daemon:
+        return True
+    folder = transcript_folder_of(state_dir, state)
+    return any(os.path.lexists(folder / f"{record.number}.{suffix}") for suffix in TAKEN_SUFFIXES)
+
+
+def _host_end(state_dir: Path, record: TurnRecord) -> TurnStatus | None:
+    """The turn as the host ended it (`turns/N.ended`), if it did."""
+    raw = read_limited(state_dir / TURNS / f"{record.number}.{HOST_END_SUFFIX}", MAX_HOST_END_BYTES)
+    if not raw:
+        return None
+    data = loads(raw)
+    reason, at = (data.get("reason"), data.get("at")) if isinstance(data, dict) else (None, None)
+    if not isinstance(reason, str) or not isinstance(at, str):
+        reason, at = "ended by the host", None
+    return TurnStatus(record, "interrupted", reason, TurnEnd(1, True, at))
 
 
 def _failure(folder: Path, number: str, end: TurnEnd) -> str:
@@ -651,31 +729,72 @@ def _known_views(registry: Registry, session_ids: Sequence[str]) -> list[Session
 
 
 def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> TurnStatus:
-    """End the session's working turn; the container and the conversation stay."""
+    """End the session's working turn; the container and the conversation stay.
+
+    The session is asked to end it (the daemon through `N.interrupt`, else `filare-turn
+    --interrupt`). When it has not within `timeout` seconds (a daemon that is stuck, stopped or
+    never was), the host ends the turn itself: it withdraws the request, records the turn as
+    interrupted, and the session can take turns again.
+    """
     (view,) = _running_views(registry, [session_id])
     status = latest_status(registry, view)
     if status is None or status.done:
         raise InputError(f"session {session_id!r} has no turn working")
-    assert view.container is not None
-    number = status.record.number
-    inbox = registry.session_dir(view.role, view.session_id) / INBOX
-    if (inbox / f"{number}.json").is_file():
-        # A turn the agent daemon took: it ends the turn when this file appears.
-        atomic_write(inbox / f"{number}.interrupt", "", mode=0o644)
+    assert view.container is not None and view.state is not None
+    record = status.record
+    folder = registry.session_dir(view.role, view.session_id)
+    inbox = folder / INBOX
+    asked = "the session did not end it"
+    if record.sent_to_daemon or (inbox / f"{record.number}.json").is_file():
+        # A turn sent to the agent daemon: it ends the turn when this file appears (written
+        # first, so a daemon taking the turn right now still sees it).
+        atomic_write(inbox / f"{record.number}.interrupt", "", mode=0o644)
+        with registry.lock(view.role, view.session_id):
+            (inbox / f"{record.number}.json").unlink(missing_ok=True)
+            if not _taken(folder, view.state, record):
+                # Withdrawn before the daemon took it: it never will.
+                return _end_by_host(
+                    folder, record, view, registry, "before the session's agent daemon took it"
+                )
     else:
         try:
             engine.exec_in(
-                view.container.id, ["agent-entrypoint", "filare-turn", "--interrupt", number]
+                view.container.id,
+                ["agent-entrypoint", "filare-turn", "--interrupt", record.number],
             )
         except EngineError as exc:
-            raise EngineError(f"session {session_id!r}: cannot interrupt: {exc}") from None
+            asked = f"filare-turn --interrupt failed ({exc})"
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = turn_status(registry, view, status.record)
+    while True:
+        status = turn_status(registry, view, record)
         if status.done:
             return status
+        if time.monotonic() >= deadline:
+            break
         time.sleep(POLL_SECONDS)
-    raise EngineError(f"session {session_id!r}: the turn did not end within {timeout:g} s")
+    with registry.lock(view.role, view.session_id):
+        status = turn_status(registry, view, record)
+        if status.done:
+            return status
+        (inbox / f"{record.number}.json").unlink(missing_ok=True)
+        return _end_by_host(
+            folder,
+            record,
+            view,
+            registry,
+            f"after {asked} within {timeout:g} s (what the turn started in the container may "
+            "run on until the session stops)",
+        )
+
+
+def _end_by_host(
+    folder: Path, record: TurnRecord, view: SessionView, registry: Registry, why: str
+) -> TurnStatus:
+    """Record the turn as interrupted by the host (`turns/N.ended`); under the session's lock."""
+    reason = f"interrupted by session.interrupt: the host ended the turn {why}"
+    ended = {"reason": reason, "at": now().isoformat()}
+    atomic_write(folder / TURNS / f"{record.number}.{HOST_END_SUFFIX}", json.dumps(ended))
+    return turn_status(registry, view, record)
 
 
 # --- the transcript -----------------------------------------------------------------------------

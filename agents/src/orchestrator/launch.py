@@ -143,7 +143,8 @@ def dry_run(
 @dataclass(frozen=True)
 class _SeedContext:
     """What no seeding may copy: every workspace known (the manifest's, the registry's), the
-    registry itself, and every secret file the manifest names."""
+    registry itself, and every secret the manifest names (env files, keys, known hosts, and
+    Codex folders, which hold a login)."""
 
     registry: Registry
     excludes: tuple[Path, ...]
@@ -153,7 +154,12 @@ class _SeedContext:
     def of(cls, registry: Registry, sessions: Sequence[SessionSpec]) -> _SeedContext:
         workspaces = {hostpaths.resolved(s.workspace) for s in sessions}
         workspaces |= {hostpaths.resolved(state.workspace) for state in registry.states()}
-        secrets = {path for s in sessions for path in (s.env_file, s.ssh_key, s.known_hosts)}
+        secrets = {
+            path
+            for s in sessions
+            for path in (s.env_file, s.ssh_key, s.known_hosts, s.codex_dir)
+            if path != Path()
+        }
         return cls(
             registry,
             tuple(sorted(workspaces | {registry.root})),
@@ -237,6 +243,12 @@ def _launch(
             container, warnings = _run_container(plan, registry, held)
         except BaseException as exc:
             _undo(registry, session)
+            if isinstance(exc, OSError):
+                # Its folders could not be made or filled: this session's failure, in one line;
+                # the others go on.
+                error = OrchestratorError(f"session {session.id!r}: {_folder_fault(exc)}")
+                registry.write(state.replace(status="error", error=str(error)))
+                raise error from None
             reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
             registry.write(state.replace(status="error", error=reason))
             raise
@@ -245,6 +257,11 @@ def _launch(
             return StartOutcome(session, adopted, already_running=True, warnings=warnings)
         started = state.replace(status="running", container_id=container, started_at=now())
         return StartOutcome(session, registry.write(started), warnings=warnings)
+
+
+def _folder_fault(exc: OSError) -> str:
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"cannot prepare its folders: {exc.strerror or exc}{where}"
 
 
 def _check_same_manifest(session: SessionSpec, record: SessionState) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -258,7 +257,7 @@ def _remove_session_folder(registry: Registry, view: SessionView) -> None:
         if entry.name == "lock":
             continue
         if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
+            session_folders.remove_tree(entry)
         else:
             entry.unlink()
     with contextlib.suppress(OSError):

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,13 @@ def inv(
     cwd: Path = REPOSITORY,
     check: bool = False,
     timeout: float = 300,
+    environment: Mapping[str, str] | None = None,
     **env: str,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `inv ARGS` as a user would; `state` is the registry folder, `env` adds variables."""
+    """Run `inv ARGS` as a user would; `state` is the registry folder, `environment` and `env`
+    add variables."""
     extra = {STATE_ENV: str(state)} if state is not None else {}
+    extra.update(environment or {})
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         capture_output=True,

@@ -9,6 +9,12 @@ network down), and removes all of it afterwards.
 Entered with `nsenter --net` and a private mount namespace: `ip netns exec` remounts /sys and
 hides the cgroup mounts, and dockerd then refuses to start. Needs root, as the engine itself does.
 
+Its containers reach this machine as on the machine's engine: `--add-host
+host.docker.internal:host-gateway` names the machine's end of the veth (`--host-gateway-ip`),
+not the namespace's own bridge, so a server listening on all of the machine's addresses (the
+tests' fake model) answers them. `claimed_engine` gives a test run the first free index of a
+range, held by an flock, so two runs on one machine never share an engine.
+
 Usable by hand too, for a developer who wants an engine to try things on:
 `python -m filare_testing.engines start 3` prints the `DOCKER_HOST` to export; `stop 3` ends it.
 """
@@ -16,13 +22,14 @@ Usable by hand too, for a developer who wants an engine to try things on:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +112,7 @@ class OwnEngine:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if Path(f"/proc/{pid}").exists() else None
+        return pid if _alive(pid) else None
 
     def start(self, timeout: float = 60) -> None:
         """Make the namespace and link (when absent), start the daemon, return once it answers."""
@@ -122,6 +129,12 @@ class OwnEngine:
             "--pidfile", str(self.pidfile),
             "-H", self.host,
             "--bip", self.bridge,
+            # `--add-host host.docker.internal:host-gateway` then names this machine (the veth's
+            # far end), as it does on the machine's engine, not the namespace's own bridge.
+            "--host-gateway-ip", self.host_address,
+            # Its own containerd namespaces, should it find a containerd the machine's engine uses.
+            "--containerd-namespace", self.name,
+            "--containerd-plugins-namespace", f"{self.name}-plugins",
             "--default-address-pool", f"base=172.31.{self.index}.0/24,size=28",
         ]  # fmt: skip
         subprocess.Popen(  # the daemon outlives this call; `stop` ends it by its pidfile
@@ -157,7 +170,7 @@ class OwnEngine:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while Path(f"/proc/{pid}").exists():
+        while _alive(pid):
             if time.monotonic() > deadline:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -221,6 +234,43 @@ def own_engine(index: int) -> Iterator[OwnEngine]:
         yield engine
     finally:
         engine.stop()
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs; one that has exited is reaped when it is this process's child
+    (the daemon started by `start` is: it would stay a zombie, seemingly alive, until then)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+# Where a test run claims an engine index, so two runs on one machine never share one.
+CLAIMS = Path("/run/lock")
+
+
+@contextlib.contextmanager
+def claimed_engine(indices: Sequence[int]) -> Iterator[OwnEngine]:
+    """A started test engine at the first of `indices` no other process holds, held (by an
+    flock) and removed with everything it made when the block ends."""
+    CLAIMS.mkdir(parents=True, exist_ok=True)
+    for index in indices:
+        claim = os.open(CLAIMS / f"filare-test-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(claim)
+            continue
+        try:
+            with own_engine(index) as engine:
+                yield engine
+            return
+        finally:
+            os.close(claim)
+    raise RuntimeError(f"every test engine index of {list(indices)} is in use")
 
 
 def main(argv: list[str]) -> int:

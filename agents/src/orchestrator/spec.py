@@ -54,6 +54,14 @@ class Mount:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineSlot:
+    """One engine of a pool: a Docker context, and how many live sessions it takes at most."""
+
+    context: str
+    max_sessions: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionSpec:
     """One validated session, every path absolute; see `config.AgentSessionConfig` for the rules."""
 
@@ -79,6 +87,9 @@ class SessionSpec:
     seed_from: Path | None = None
     known_hosts: Path | None = None
     user: str | None = None
+    # The Docker context the session runs on (None: the current one), or a pool to place it in.
+    engine: str | None = None
+    engines: tuple[EngineSlot, ...] = ()
     manifest_path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +101,9 @@ class SessionSpec:
         data["mounts"] = [
             {"source": str(m.source), "target": m.target, "read_only": m.read_only}
             for m in self.mounts
+        ]
+        data["engines"] = [
+            {"context": e.context, "max_sessions": e.max_sessions} for e in self.engines
         ]
         return data
 
@@ -104,6 +118,7 @@ class SessionSpec:
         data["mounts"] = tuple(
             Mount(Path(m["source"]), m["target"], m["read_only"]) for m in data.get("mounts", ())
         )
+        data["engines"] = tuple(EngineSlot(**e) for e in data.get("engines", ()))
         return cls(**data)
 
 

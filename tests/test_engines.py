@@ -1,0 +1,243 @@
+"""Engines by name, without an engine: the manifest's `engine` and `engines`, the argv and
+environment of a call on a context, the launch's `--context`, and placement over a pool."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestrator import engine, placement
+from orchestrator.engine import Container
+from orchestrator.errors import InputError, ManifestError
+from orchestrator.manifest import load_manifest
+from orchestrator.plan import launch_script, plan_launch
+from orchestrator.registry import Registry, SessionState, now
+from orchestrator.spec import EngineSlot
+from tests.conftest import WriteManifest, session
+
+POOL = [{"context": "build1", "max_sessions": 2}, {"context": "build2", "max_sessions": 1}]
+
+
+def test_no_engine_field_is_the_current_context(write_manifest: WriteManifest) -> None:
+    (one,) = load_manifest(write_manifest(session()))
+    assert one.engine is None
+    assert one.engines == ()
+
+
+def test_engine_in_defaults_and_per_session(write_manifest: WriteManifest) -> None:
+    manifest = write_manifest(
+        {"defaults": {"engine": "build1"}, "sessions": [session("a"), session("b", engine="b2")]}
+    )
+    a, b = load_manifest(manifest)
+    assert (a.engine, b.engine) == ("build1", "b2")
+
+
+def test_pool_in_defaults_and_a_session_pinned_out_of_it(write_manifest: WriteManifest) -> None:
+    manifest = write_manifest(
+        {"defaults": {"engines": POOL}, "sessions": [session("a"), session("b", engine="solo")]}
+    )
+    a, b = load_manifest(manifest)
+    assert a.engine is None
+    assert a.engines == (EngineSlot("build1", 2), EngineSlot("build2", 1))
+    assert (b.engine, b.engines) == ("solo", ())
+
+
+def test_pool_survives_the_manifest_cache(write_manifest: WriteManifest, tmp_path: Path) -> None:
+    manifest = write_manifest({"defaults": {"engines": POOL}, "sessions": [session("a")]})
+    first = load_manifest(manifest, cache_dir=tmp_path / "cache")
+    again = load_manifest(manifest, cache_dir=tmp_path / "cache")
+    assert first == again
+    assert again[0].engines == (EngineSlot("build1", 2), EngineSlot("build2", 1))
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (
+            {"defaults": {"engine": "a", "engines": POOL}, "sessions": [session()]},
+            "defaults: fields 'engine' and 'engines': give one engine or a pool",
+        ),
+        (
+            {"sessions": [session(engines=POOL)]},
+            "session 'alpha': field 'engines': a pool is given in 'defaults'",
+        ),
+        (
+            {"sessions": [session(engine="-H tcp://x")]},
+            "field 'engine': '-H tcp://x' is not a Docker context name",
+        ),
+        (
+            {
+                "defaults": {"engines": [{"context": "a", "max_sessions": 0}]},
+                "sessions": [session()],
+            },
+            "field 'engines.0.max_sessions': must be greater than 0",
+        ),
+        (
+            {"defaults": {"engines": [POOL[0], POOL[0]]}, "sessions": [session()]},
+            "engine 'build1' is in the pool twice",
+        ),
+    ],
+)
+def test_engine_fields_refused_with_the_field_named(
+    write_manifest: WriteManifest, data: object, problem: str
+) -> None:
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write_manifest(data))
+    assert problem in str(caught.value), caught.value
+
+
+def test_plan_names_the_context_in_labels_and_argv(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    (one,) = load_manifest(write_manifest(session(engine="build1")))
+    plan = plan_launch(one, registry_root=tmp_path / "state", script=Path("/s.sh"))
+    assert plan.labels["filare.engine"] == "build1"
+    at = plan.argv.index("--context")
+    assert plan.argv[at + 1] == "build1"
+    (local,) = load_manifest(write_manifest(session(), name="local.yml"))
+    plan = plan_launch(local, registry_root=tmp_path / "state", script=Path("/s.sh"))
+    assert "--context" not in plan.argv
+    assert "filare.engine" not in plan.labels
+
+
+def test_a_call_on_a_context_names_it_and_ignores_docker_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://elsewhere:2375")
+    monkeypatch.setenv("DOCKER_CONTEXT", "other")
+    assert engine.docker_argv("ps", context="build1") == ["docker", "--context", "build1", "ps"]
+    env = engine.docker_env("build1")
+    assert env is not None
+    assert "DOCKER_HOST" not in env and "DOCKER_CONTEXT" not in env
+    assert env["PATH"] == os.environ["PATH"]
+    # The current context is what the caller's environment says, as before engines had names.
+    assert engine.docker_argv("ps") == ["docker", "ps"]
+    assert engine.docker_env(None) is None
+    assert engine.Engine("build1").argv("info") == ["docker", "--context", "build1", "info"]
+
+
+def test_failures_name_the_engine() -> None:
+    dead = "Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?"
+    assert engine.describe_failure("ps", dead, context="build1") == (
+        "engine 'build1' does not answer: its Docker daemon is not running or not reachable"
+    )
+    assert "no Docker context named 'nope'" in engine.describe_failure(
+        "ps", 'context "nope": context not found: open …', context="nope"
+    )
+    assert engine.missing_image_hint("filare-codex", context="b1").startswith(
+        "image 'filare-codex' not found on engine 'b1': build it with "
+        "'uv run inv codex.build --engine b1'"
+    )
+
+
+def test_only_a_socket_on_this_machine_shares_its_files() -> None:
+    assert engine.shares_files("unix:///run/filare-test-10/docker.sock")
+    assert not engine.shares_files("ssh://agent@build1")
+    assert not engine.shares_files("tcp://build1:2376")
+
+
+def test_launch_script_runs_docker_on_the_context(session_files: Path) -> None:
+    argv = [
+        "bash",
+        str(launch_script()),
+        "--workspace",
+        str(session_files / "ws"),
+        "--env-file",
+        str(session_files / "a.env"),
+        "--ssh-key",
+        str(session_files / "id_test"),
+        "--context",
+        "build1",
+        "--dry-run",
+    ]
+    env = {**os.environ, "DOCKER_HOST": "tcp://elsewhere:2375"}
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env, check=True)
+    assert out.stdout.startswith("docker --context build1 run ")
+    bad = [*argv[:-3], "--context", "-H", "--dry-run"]
+    refused = subprocess.run(bad, capture_output=True, text=True, timeout=30, check=False)
+    assert refused.returncode == 2
+    assert "'-H' is not a Docker context name" in refused.stderr
+
+
+# --- placement ------------------------------------------------------------------------------------
+
+
+def _running(names: list[str], context: str) -> list[Container]:
+    return [Container(n, n, "running", "img", None, {}, None, context) for n in names]
+
+
+@pytest.fixture
+def live(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str] | str]:
+    """What each engine runs (container names), or the error it answers with."""
+    answers: dict[str, list[str] | str] = {}
+
+    def list_containers(
+        filters: list[str], *, context: str | None = None, timeout: float = 0
+    ) -> list[Container]:
+        assert context is not None
+        assert filters == ["label=filare.session", "status=running"]
+        answer = answers[context]
+        if isinstance(answer, str):
+            raise engine.EngineError(answer)
+        return _running(answer, context)
+
+    monkeypatch.setattr(engine, "list_containers", list_containers)
+    return answers
+
+
+def test_pool_places_by_room_then_fewest_live_sessions(
+    write_manifest: WriteManifest, tmp_path: Path, live: dict[str, list[str] | str]
+) -> None:
+    pool = [{"context": "b1", "max_sessions": 3}, {"context": "b2", "max_sessions": 2}]
+    ids = ("a", "b", "c", "d", "e")
+    manifest = write_manifest(
+        {"defaults": {"engines": pool}, "sessions": [session(i) for i in ids]}
+    )
+    sessions = load_manifest(manifest)
+    live["b1"] = ["someone-else"]
+    live["b2"] = []
+    decided = placement.place(sessions, Registry(tmp_path / "state"))
+    # b2 is emptier, then they tie (b1 first in the pool), then b2 is full and b1 takes the rest.
+    assert decided.engines == {"a": "b2", "b": "b1", "c": "b2", "d": "b1"}
+    assert decided.refused == {"e": "no engine of the pool has room: b1 3/3 live; b2 2/2 live"}
+
+
+def test_an_unreachable_engine_of_the_pool_has_no_room(
+    write_manifest: WriteManifest, tmp_path: Path, live: dict[str, list[str] | str]
+) -> None:
+    manifest = write_manifest({"defaults": {"engines": POOL}, "sessions": [session("a")]})
+    live["build1"] = "engine 'build1' does not answer"
+    live["build2"] = []
+    decided = placement.place(load_manifest(manifest), Registry(tmp_path / "state"))
+    assert decided.engines == {"a": "build2"}
+
+
+def test_a_session_stays_on_the_engine_it_ran_on(
+    write_manifest: WriteManifest, tmp_path: Path, live: dict[str, list[str] | str]
+) -> None:
+    registry = Registry(tmp_path / "state")
+    manifest = write_manifest({"defaults": {"engines": POOL}, "sessions": [session("a")]})
+    (one,) = load_manifest(manifest)
+    registry.write(
+        SessionState(
+            session_id="a",
+            role="coder",
+            owner="me",
+            status="stopped",
+            container_name="filare-coder-a",
+            image="img",
+            workspace=one.workspace,
+            ssh_dir=tmp_path,
+            engine="build2",
+            started_at=now(),
+        )
+    )
+    live["build1"] = []
+    live["build2"] = ["x"]  # full: the session goes back there all the same
+    assert placement.place([one], registry).engines == {"a": "build2"}
+    pinned = write_manifest({"sessions": [session("a", engine="build1")]}, name="pinned.yml")
+    with pytest.raises(InputError, match="the session lives on engine 'build2'"):
+        placement.place(load_manifest(pinned), registry)

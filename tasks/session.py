@@ -133,6 +133,8 @@ def stop(
         timeout=timeout,
     )
     print(report.stop_text(stopped))
+    if stopped.unreachable:
+        raise Exit(code=1)
 
 
 @task(
@@ -158,6 +160,8 @@ def list_(c: Context, json: bool = False, all_: bool = False) -> None:
         print(report.sessions_table(fleet.sessions, hidden=fleet.hidden))
     for line in fleet.foreign:
         print(f"warning: {line}", file=sys.stderr)
+    for why in fleet.unreachable.values():
+        print(f"warning: {why}; its sessions show as unreachable", file=sys.stderr)
 
 
 @task(

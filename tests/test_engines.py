@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator import engine, placement
 from orchestrator.engine import Container
-from orchestrator.errors import InputError, ManifestError
+from orchestrator.errors import EngineError, InputError, ManifestError
 from orchestrator.manifest import load_manifest
 from orchestrator.plan import launch_script, plan_launch
 from orchestrator.registry import Registry, SessionState, now
@@ -116,7 +116,12 @@ def test_a_call_on_a_context_names_it_and_ignores_docker_host(
     # The current context is what the caller's environment says, as before engines had names.
     assert engine.docker_argv("ps") == ["docker", "ps"]
     assert engine.docker_env(None) is None
-    assert engine.Engine("build1").argv("info") == ["docker", "--context", "build1", "info"]
+    # A process run (or exec'd) by the caller drops them too.
+    assert engine.Engine("build1").argv("info") == [
+        *("env", "-u", "DOCKER_HOST", "-u", "DOCKER_CONTEXT"),
+        *("docker", "--context", "build1", "info"),
+    ]
+    assert engine.Engine().argv("info") == ["docker", "info"]
 
 
 def test_failures_name_the_engine() -> None:
@@ -181,7 +186,7 @@ def live(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str] | str]:
         assert filters == ["label=filare.session", "status=running"]
         answer = answers[context]
         if isinstance(answer, str):
-            raise engine.EngineError(answer)
+            raise EngineError(answer)
         return _running(answer, context)
 
     monkeypatch.setattr(engine, "list_containers", list_containers)
@@ -241,3 +246,96 @@ def test_a_session_stays_on_the_engine_it_ran_on(
     pinned = write_manifest({"sessions": [session("a", engine="build1")]}, name="pinned.yml")
     with pytest.raises(InputError, match="the session lives on engine 'build2'"):
         placement.place(load_manifest(pinned), registry)
+
+
+# --- surveys over engines -------------------------------------------------------------------------
+
+
+def _record(session_id: str, context: str | None, tmp_path: Path) -> SessionState:
+    return SessionState(
+        session_id=session_id,
+        role="coder",
+        owner="me",
+        status="running",
+        container_name=f"filare-coder-{session_id}",
+        image="img",
+        workspace=tmp_path / session_id,
+        ssh_dir=tmp_path,
+        container_id=f"id-{session_id}",
+        engine=context,
+    )
+
+
+def _ours(session_id: str, context: str | None, labels: dict[str, str] | None = None) -> Container:
+    own = {"filare.session": session_id, "filare.role": "coder", "filare.owner": "me"}
+    return Container(
+        f"id-{session_id}", f"filare-coder-{session_id}", "running", "img", None,
+        own | (labels or {}), None, context,
+    )  # fmt: skip
+
+
+def test_an_engine_that_does_not_answer_marks_only_its_sessions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.listing import survey
+
+    registry = Registry(tmp_path / "state")
+    for one, context in (("here", None), ("there", "b1"), ("gone", "b2")):
+        registry.write(_record(one, context, tmp_path))
+    asked: list[str | None] = []
+
+    def list_containers(
+        filters: list[str], *, context: str | None = None, timeout: float = 0
+    ) -> list[Container]:
+        asked.append(context)
+        if context == "b2":
+            raise EngineError("engine 'b2' does not answer")
+        return [_ours("here" if context is None else "there", context)]
+
+    monkeypatch.setattr(engine, "list_containers", list_containers)
+    fleet = survey(registry)
+    assert sorted(asked, key=str) == [None, "b1", "b2"]
+    views = {v.session_id: v for v in fleet.sessions}
+    assert {k: (v.status, v.engine) for k, v in views.items()} == {
+        "here": ("running", None),
+        "there": ("running", "b1"),
+        "gone": ("unreachable", "b2"),
+    }
+    assert fleet.unreachable == {"b2": "engine 'b2' does not answer"}
+    assert views["gone"].as_json()["engine"] == "b2"
+
+
+def test_when_no_engine_answers_that_is_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.listing import survey
+
+    registry = Registry(tmp_path / "state")
+    registry.write(_record("there", "b1", tmp_path))
+
+    def list_containers(
+        filters: list[str], *, context: str | None = None, timeout: float = 0
+    ) -> list[Container]:
+        raise EngineError(f"down: {context}")
+
+    monkeypatch.setattr(engine, "list_containers", list_containers)
+    with pytest.raises(EngineError, match="down: None"):
+        survey(registry)
+
+
+def test_a_container_seen_through_two_contexts_of_one_engine_shows_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.listing import survey
+
+    registry = Registry(tmp_path / "state")
+    registry.write(_record("there", "b1", tmp_path))
+
+    def list_containers(
+        filters: list[str], *, context: str | None = None, timeout: float = 0
+    ) -> list[Container]:
+        return [_ours("there", context, {"filare.engine": "b1"})]
+
+    monkeypatch.setattr(engine, "list_containers", list_containers)
+    (view,) = survey(registry).sessions
+    assert view.container is not None and view.container.engine == "b1"

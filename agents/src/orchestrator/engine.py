@@ -82,6 +82,15 @@ def docker_argv(*args: str, context: str | None = None) -> list[str]:
     return ["docker", *(["--context", context] if context else []), *args]
 
 
+def command_argv(*args: str, context: str | None = None) -> list[str]:
+    """The argv of a docker process the caller runs (or execs) itself: on a named context,
+    through `env -u` so the variables that would pick another engine are gone there too."""
+    if not context:
+        return docker_argv(*args)
+    unset = [part for name in _ENGINE_ENV for part in ("-u", name)]
+    return ["env", *unset, *docker_argv(*args, context=context)]
+
+
 def docker_env(context: str | None) -> dict[str, str] | None:
     """The environment of a call on `context`: without what would choose another engine.
 
@@ -506,7 +515,7 @@ class Engine:
 
     def argv(self, *args: str) -> list[str]:
         """The argv of a docker call on this engine, for a process the caller runs itself."""
-        return docker_argv(*args, context=self.context)
+        return command_argv(*args, context=self.context)
 
     def env(self) -> Mapping[str, str] | None:
         return docker_env(self.context)

@@ -56,7 +56,7 @@ def start(
             print(f"# {one.id}: {runtime.dry_run(one, registry, manifest_sessions=every)}")
         return
     outcomes = runtime.start_sessions(
-        sessions, registry, parallel=parallel, manifest_sessions=every
+        sessions, registry, parallel=parallel, manifest_sessions=every, progress=_progress
     )
     for line in report.warnings_text(outcomes):
         print(line, file=sys.stderr)
@@ -66,6 +66,11 @@ def start(
         codes += _send_goals([o.session for o in outcomes if o.error is None], registry)
     if codes:
         raise Exit(code=max(codes))
+
+
+def _progress(line: str) -> None:
+    """How an image copy to a session's engine goes, on stderr as it goes."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _send_goals(sessions: list[SessionSpec], registry: Registry) -> list[int]:
@@ -418,6 +423,7 @@ def resume(
         session_ids=session or (),
         manifest=Path(manifest) if manifest else None,
         parallel=parallel,
+        progress=_progress,
     )
     for line in report.warnings_text(outcomes):
         print(line, file=sys.stderr)

@@ -495,9 +495,7 @@ def test_with_the_daemon_up_a_turn_is_only_files_in_the_inbox(
     # Without it, the turn starts the other way, and no request is left for a daemon.
     (registry.session_dir("coder", "a") / "agent" / "agentd.json").unlink()
     execs: list[list[str]] = []
-    monkeypatch.setattr(
-        engine, "exec_detached", lambda c, argv, workdir, context=None: execs.append(list(argv))
-    )
+    monkeypatch.setattr(engine, "exec_detached", lambda c, argv, workdir: execs.append(list(argv)))
     second = conversation._start_turn(registry, view(registry, record), "again", "message")
     assert execs == [
         ["agent-entrypoint", "filare-turn", second, "01a22205-3385-7810-b62b-3e8143142500"]

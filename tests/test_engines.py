@@ -339,3 +339,30 @@ def test_a_container_seen_through_two_contexts_of_one_engine_shows_once(
     monkeypatch.setattr(engine, "list_containers", list_containers)
     (view,) = survey(registry).sessions
     assert view.container is not None and view.container.engine == "b1"
+
+
+# --- images on an engine --------------------------------------------------------------------------
+
+
+def test_a_build_on_an_engine_names_its_context() -> None:
+    from orchestrator.images import build_argv
+
+    argv = build_argv(Path("/c/Dockerfile"), Path("/c"), "t:1", {}, on_engine="build1")
+    assert argv[:8] == [
+        *("env", "-u", "DOCKER_HOST", "-u", "DOCKER_CONTEXT"),
+        *("docker", "--context", "build1"),
+    ]
+    assert argv[8:10] == ["build", "--force-rm"]
+    assert build_argv(Path("/c/Dockerfile"), Path("/c"), "t:1", {})[:2] == ["docker", "build"]
+
+
+def test_an_image_copy_reports_each_tenth_once() -> None:
+    from orchestrator.launch import copy_progress
+
+    said: list[str] = []
+    report = copy_progress("img:1", "b1", said.append)
+    for sent in range(0, 101_000_001, 5_000_000):
+        report(sent, 100_000_000)
+    assert len(said) == 11
+    assert said[0] == "copying image img:1 to engine 'b1': 0 of 100 MB"
+    assert said[-1] == "copying image img:1 to engine 'b1': 100 of 100 MB"

@@ -50,15 +50,17 @@ class NamedEngine:
 
 
 @contextlib.contextmanager
-def named_engine(index: int, image: str) -> Iterator[NamedEngine]:
-    """A started test engine holding `image`, named by a context `filare-test-<index>`; the
-    engine, the context and everything they made are gone afterwards."""
+def named_engine(index: int, image: str | None) -> Iterator[NamedEngine]:
+    """A started test engine (holding `image`, when given), named by a context
+    `filare-test-<index>`; the engine, the context and everything they made are gone
+    afterwards."""
     with own_engine(index) as started:
         context = f"filare-test-{index}"
         sh("docker", "context", "rm", "--force", context, check=False)
         sh("docker", "context", "create", context, "--docker", f"host={started.host}")
         try:
-            started.load_image(image)
+            if image is not None:
+                started.load_image(image)
             yield NamedEngine(started, context)
         finally:
             sh("docker", "context", "rm", "--force", context, check=False)
@@ -67,6 +69,13 @@ def named_engine(index: int, image: str) -> Iterator[NamedEngine]:
 @pytest.fixture
 def second(smoke_image: str) -> Iterator[NamedEngine]:
     with named_engine(FIRST_INDEX, smoke_image) as engine:
+        yield engine
+
+
+@pytest.fixture
+def empty(smoke_image: str) -> Iterator[NamedEngine]:
+    """A test engine with no image at all."""
+    with named_engine(FIRST_INDEX + 2, None) as engine:
         yield engine
 
 
@@ -229,3 +238,44 @@ def test_an_engine_that_stops_answering_marks_only_its_sessions_then_they_resume
     assert second.names(registry, running=True) == ["filare-coder-alpha"]
     stop_all = inv("session.stop", "--all", state=registry.root)
     assert stop_all.returncode == 0, stop_all.stderr
+
+
+def test_an_image_the_engine_lacks_is_copied_there_with_progress_or_refused(
+    registry: Registry, make_manifest: MakeManifest, empty: NamedEngine, smoke_image: str
+) -> None:
+    missing = make_manifest(("ghost",), name="ghost.yml", engine=empty.context)
+    data = yaml.safe_load(missing.read_text())
+    data["defaults"]["image"] = "filare-codex:nowhere"
+    missing.write_text(yaml.safe_dump(data, sort_keys=False))
+    refused = inv("session.start", "--manifest", str(missing), state=registry.root)
+    assert refused.returncode == 1
+    assert (
+        f"image 'filare-codex:nowhere' not found on engine {empty.context!r}: build it with "
+        f"'uv run inv codex.build --tag filare-codex:nowhere --engine {empty.context}'"
+    ) in refused.stdout + refused.stderr
+    assert empty.names(registry) == []
+
+    manifest = make_manifest(("alpha",), engine=empty.context)
+    start = inv("session.start", "--manifest", str(manifest), state=registry.root)
+    assert start.returncode == 0, start.stdout + start.stderr
+    progress = [line for line in start.stderr.splitlines() if "image" in line]
+    assert progress[0].startswith(f"copying image {smoke_image} to engine {empty.context!r}: 0 of")
+    assert progress[-1] == f"copied image {smoke_image} to engine {empty.context!r}"
+    assert empty.names(registry, running=True) == ["filare-coder-alpha"]
+    assert inv("session.stop", "--all", state=registry.root).returncode == 0
+
+
+def test_codex_build_builds_on_the_engine_named(empty: NamedEngine) -> None:
+    tag = "filare-codex:engine-build-test"
+    result = inv(
+        "codex.build", "--dockerfile", "docker/Dockerfile.smoke", "--tag", tag,
+        "--engine", empty.context,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert f"built {tag}" in result.stdout
+    assert empty.engine.docker("image", "inspect", "--format", "{{.Id}}", tag).startswith("sha256:")
+    here = sh("docker", "image", "inspect", tag, check=False)
+    assert here.returncode != 0  # never on the machine's own engine
+    unknown = inv("codex.build", "--dockerfile", "docker/Dockerfile.smoke", "--engine", "nope-x")
+    assert unknown.returncode == 2
+    assert "no Docker context named 'nope-x'" in unknown.stderr

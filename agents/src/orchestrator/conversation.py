@@ -281,8 +281,8 @@ def _start_turn(
             atomic_write(inbox / f"{number}.json", json.dumps(request) + "\n", mode=0o644)
         else:
             argv = ["agent-entrypoint", "filare-turn", number, *([thread] if thread else [])]
-            engine.exec_detached(
-                view.container.id, argv, workdir=CONTAINER_WORKSPACE, context=view.engine
+            engine.Engine(view.engine).exec_detached(
+                view.container.id, argv, workdir=CONTAINER_WORKSPACE
             )
         _forget_old_turns(folder, state)
         return number
@@ -621,10 +621,8 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
         atomic_write(inbox / f"{number}.interrupt", "", mode=0o644)
     else:
         try:
-            engine.exec_in(
-                view.container.id,
-                ["agent-entrypoint", "filare-turn", "--interrupt", number],
-                context=view.engine,
+            engine.Engine(view.engine).exec(
+                view.container.id, ["agent-entrypoint", "filare-turn", "--interrupt", number]
             )
         except EngineError as exc:
             raise EngineError(f"session {session_id!r}: cannot interrupt: {exc}") from None

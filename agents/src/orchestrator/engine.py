@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 from orchestrator.errors import EngineError
 
@@ -457,7 +458,7 @@ def copy_image(
     load = subprocess.Popen(
         docker_argv("load", "--quiet", context=target),
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=docker_env(target),
     )
@@ -467,6 +468,8 @@ def copy_image(
         import time
 
         deadline = time.monotonic() + timeout
+        if progress is not None:
+            progress(0, size)
         while chunk := save.stdout.read(_CHUNK):
             load.stdin.write(chunk)
             sent += len(chunk)
@@ -475,8 +478,10 @@ def copy_image(
             if time.monotonic() > deadline:
                 raise EngineError(f"copying {image} did not finish within {timeout:g} s")
         load.stdin.close()
-        _, load_err = load.communicate(timeout=timeout)
-        save_err = save.communicate(timeout=timeout)[1]
+        load_err = load.stderr.read() if load.stderr else b""
+        load.wait(timeout=timeout)
+        save_err = save.stderr.read() if save.stderr else b""
+        save.wait(timeout=timeout)
     except (BrokenPipeError, EngineError, subprocess.TimeoutExpired):
         load.kill()
         save.kill()
@@ -498,6 +503,10 @@ def copy_image(
         )
 
 
+class _Where(TypedDict, total=False):
+    context: str
+
+
 @dataclass(frozen=True)
 class Engine:
     """One Docker engine, by the name of its context: every operation a command needs from an
@@ -506,12 +515,18 @@ class Engine:
     context: str | None = None
 
     @property
+    def _where(self) -> _Where:
+        """The `context` argument of a call on this engine: none for the current engine, whose
+        calls stay exactly what they were before engines had names."""
+        return {"context": self.context} if self.context else {}
+
+    @property
     def label(self) -> str:
         """How messages and tables name it."""
         return self.context or "current"
 
     def docker(self, *args: str, timeout: float = DEFAULT_TIMEOUT) -> str:
-        return docker(*args, timeout=timeout, context=self.context)
+        return docker(*args, timeout=timeout, **self._where)
 
     def argv(self, *args: str) -> list[str]:
         """The argv of a docker call on this engine, for a process the caller runs itself."""
@@ -521,41 +536,49 @@ class Engine:
         return docker_env(self.context)
 
     def list_containers(
-        self, filters: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT
+        self, filters: Sequence[str], *, timeout: float | None = None
     ) -> list[Container]:
-        return list_containers(filters, context=self.context, timeout=timeout)
+        if timeout is None:
+            return list_containers(filters, **self._where)
+        return list_containers(filters, timeout=timeout, **self._where)
 
     def inspect(self, container: str) -> dict[str, object]:
-        return inspect_container(container, context=self.context)
+        return inspect_container(container, **self._where)
 
     def labels(self, container: str) -> dict[str, str]:
-        return container_labels(container, context=self.context)
+        return container_labels(container, **self._where)
 
     def stop(self, ids: Sequence[str], timeout: float) -> None:
-        stop_containers(ids, timeout, context=self.context)
+        stop_containers(ids, timeout, **self._where)
 
     def remove(self, ids: Sequence[str]) -> None:
-        remove_containers(ids, context=self.context)
+        remove_containers(ids, **self._where)
 
     def exec(self, container: str, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> str:
-        return exec_in(container, argv, timeout=timeout, context=self.context)
+        return exec_in(container, argv, timeout=timeout, **self._where)
 
     def exec_detached(
         self, container: str, argv: Sequence[str], *, workdir: str | None = None
     ) -> None:
-        exec_detached(container, argv, workdir=workdir, context=self.context)
+        exec_detached(container, argv, workdir=workdir, **self._where)
 
     def copy_in(self, container: str, source: Path, target: str) -> None:
-        copy_in(container, source, target, context=self.context)
+        copy_in(container, source, target, **self._where)
 
     def copy_out(self, container: str, source: str, target: Path) -> None:
-        copy_out(container, source, target, context=self.context)
+        copy_out(container, source, target, **self._where)
 
     def missing_images(self, images: Sequence[str]) -> set[str]:
-        return missing_images(images, context=self.context)
+        return missing_images(images, **self._where)
 
     def image_exists(self, image: str) -> bool:
-        return image_exists(image, context=self.context)
+        return image_exists(image, **self._where)
+
+    def pull(self, image: str) -> None:
+        if self.context:
+            pull_image(image, context=self.context)
+        else:
+            pull_image(image)
 
     def create_session_network(self, name: str) -> None:
-        create_session_network(name, context=self.context)
+        create_session_network(name, **self._where)

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +62,12 @@ def start_sessions(
     *,
     parallel: int = MAX_PARALLEL_STARTS,
     manifest_sessions: Sequence[SessionSpec] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> list[StartOutcome]:
     """Start sessions concurrently (at most `parallel` at once), results in manifest order.
+
+    With `progress`, an image a session's engine lacks and the current engine has is copied
+    there, `progress` told how far it is; without, such a session is refused with what to run.
 
     Inputs of every session, the engine and the images are checked before any starts.
     `manifest_sessions` are every session of the manifest (default: `sessions`): no seeding copies
@@ -76,7 +80,7 @@ def start_sessions(
     check_start(sessions, registry, engine_too=False)
     engine.require_cli()
     sessions, refused = place_sessions(sessions, registry)
-    refused |= _missing_images(sessions)
+    refused |= _missing_images(sessions, progress)
     context = _SeedContext.of(registry, [*sessions, *manifest_sessions])
     cancelled = threading.Event()
 
@@ -138,11 +142,15 @@ def _pool(session: SessionSpec) -> set[str]:
     return {slot.context for slot in session.engines}
 
 
-def _missing_images(sessions: Sequence[SessionSpec]) -> dict[str, str]:
+def _missing_images(
+    sessions: Sequence[SessionSpec], progress: Callable[[str], None] | None = None
+) -> dict[str, str]:
     """Sessions whose engine lacks their image, each with what to run; engines asked at once.
 
-    With one engine, an engine that does not answer fails the whole start, before anything is
-    written; with several, only the sessions of that engine fail.
+    An image a named engine lacks and the current engine has is copied there first (`docker
+    save | docker load`, no registry needed), with `progress` told how far it is. With one
+    engine, an engine that does not answer fails the whole start, before anything is written;
+    with several, only the sessions of that engine fail.
     """
     by_engine: dict[str | None, list[SessionSpec]] = {}
     for session in sessions:
@@ -151,7 +159,10 @@ def _missing_images(sessions: Sequence[SessionSpec]) -> dict[str, str]:
     def check(context: str | None) -> set[str] | EngineError:
         images = sorted({s.image for s in by_engine[context]})
         try:
-            return engine.missing_images(images, context=context)
+            missing = engine.Engine(context).missing_images(images)
+            if context is None or not missing or progress is None:
+                return missing
+            return missing - _copied(sorted(missing), context, progress)
         except EngineError as exc:
             if len(by_engine) == 1:
                 raise
@@ -167,6 +178,33 @@ def _missing_images(sessions: Sequence[SessionSpec]) -> dict[str, str]:
             elif session.image in answer:
                 refused[session.id] = engine.missing_image_hint(session.image, context=context)
     return refused
+
+
+def _copied(images: Sequence[str], context: str, progress: Callable[[str], None]) -> set[str]:
+    """The images copied from the current engine to `context`: those the current one has."""
+    here = set(images) - engine.missing_images(images)
+    for image in sorted(here):
+        engine.copy_image(image, target=context, progress=copy_progress(image, context, progress))
+        progress(f"copied image {image} to engine {context!r}")
+    return here
+
+
+def copy_progress(
+    image: str, context: str, say: Callable[[str], None]
+) -> Callable[[int, int], None]:
+    """Tell `say` how far a copy is, each tenth of the image's size once."""
+    told = [-1]
+
+    def report(sent: int, size: int) -> None:
+        tenth = min(10, sent * 10 // size) if size else 0
+        if tenth > told[0]:
+            told[0] = tenth
+            say(
+                f"copying image {image} to engine {context!r}: {sent / 1e6:.0f} of "
+                f"{size / 1e6:.0f} MB"
+            )
+
+    return report
 
 
 def _refuse(session: SessionSpec, registry: Registry, reason: str) -> StartOutcome:
@@ -298,7 +336,7 @@ def _launch(
             if running is not None:
                 _check_same_manifest(session, record)
                 return StartOutcome(session, _adopt(registry, plan, running), already_running=True)
-            engine.remove_containers([c.id for c in existing], context=session.engine)
+            engine.Engine(session.engine).remove([c.id for c in existing])
         _check_workspace_free(session, plan.workspace, registry)
         state = registry.write(_new_state(plan, record))
         try:
@@ -357,7 +395,7 @@ def _run_container(
             return output.strip().splitlines()[-1], warnings
         except _NoNetwork:
             with registry.named_lock("network"):
-                engine.create_session_network(SESSION_NETWORK, context=plan.session.engine)
+                engine.Engine(plan.session.engine).create_session_network(SESSION_NETWORK)
         except _NameTaken:
             session = plan.session
             existing = _session_containers(registry, session.role, session.id, session.engine)
@@ -366,13 +404,13 @@ def _run_container(
                 return running, ()
             if not existing or attempt == 2:
                 raise _name_taken_by(plan) from None
-            engine.remove_containers([c.id for c in existing], context=plan.session.engine)
+            engine.Engine(plan.session.engine).remove([c.id for c in existing])
     raise AssertionError("unreachable")
 
 
 def _name_taken_by(plan: LaunchPlan) -> EngineError:
     """Say whose container holds the name: another state folder's session, or not ours."""
-    labels = engine.container_labels(plan.name, context=plan.session.engine)
+    labels = engine.Engine(plan.session.engine).labels(plan.name)
     prefix = f"session {plan.session.id!r}: container name {plan.name!r} is taken"
     other = labels.get("filare.registry")
     if other and labels.get("filare.session") == plan.session.id:
@@ -408,7 +446,7 @@ def _check_workspace_free(session: SessionSpec, workspace: Path, registry: Regis
     for other in (
         container
         for context in sorted(contexts, key=str)
-        for container in engine.list_containers(session_filters(registry.root), context=context)
+        for container in engine.Engine(context).list_containers(session_filters(registry.root))
     ):
         if other.running and (other.role, other.session_id) in candidates:
             theirs = candidates[(other.role, other.session_id)]
@@ -523,7 +561,7 @@ def _undo(registry: Registry, session: SessionSpec) -> None:
     """Remove what a failed start of this session created: its containers and secret copies."""
     with contextlib.suppress(OrchestratorError):
         containers = _session_containers(registry, session.role, session.id, session.engine)
-        engine.remove_containers([c.id for c in containers], context=session.engine)
+        engine.Engine(session.engine).remove([c.id for c in containers])
     session_folders.remove_secrets(registry.session_dir(session.role, session.id))
 
 
@@ -531,7 +569,7 @@ def _session_containers(
     registry: Registry, role: str, session_id: str, context: str | None = None
 ) -> list[engine.Container]:
     filters = session_filters(registry.root, session=session_id, role=role)
-    return engine.list_containers(filters, context=context)
+    return engine.Engine(context).list_containers(filters)
 
 
 # --- coming back ----------------------------------------------------------------------------------
@@ -547,6 +585,7 @@ def resume_sessions(
     session_ids: Sequence[str] = (),
     manifest: Path | None = None,
     parallel: int = MAX_PARALLEL_STARTS,
+    progress: Callable[[str], None] | None = None,
 ) -> list[StartOutcome]:
     """Start recorded sessions again from their manifests: the same workspace, Codex home,
     conversation and questions. A session whose container runs is reported, never doubled.
@@ -594,7 +633,9 @@ def resume_sessions(
             error = InputError(f"session {session_id!r} is no longer in its manifest {path}")
             outcomes.append(StartOutcome(_placeholder(views, session_id), error=error))
         if specs:
-            outcomes += start_sessions(specs, registry, parallel=parallel, manifest_sessions=every)
+            outcomes += start_sessions(
+                specs, registry, parallel=parallel, manifest_sessions=every, progress=progress
+            )
     return outcomes
 
 

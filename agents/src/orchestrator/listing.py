@@ -163,9 +163,9 @@ def _survey_engines(
     contexts: list[str | None], filters: list[str]
 ) -> dict[str | None, list[engine.Container] | EngineError]:
     def one(context: str | None) -> list[engine.Container] | EngineError:
-        timeout = SURVEY_TIMEOUT if context else engine.DEFAULT_TIMEOUT
+        timeout = SURVEY_TIMEOUT if context else None
         try:
-            return engine.list_containers(filters, context=context, timeout=timeout)
+            return engine.Engine(context).list_containers(filters, timeout=timeout)
         except EngineError as exc:
             return exc
 

@@ -90,10 +90,8 @@ def _live_counts(contexts: Sequence[str]) -> dict[str, LiveCount | str]:
 
     def count(context: str) -> LiveCount | str:
         try:
-            running = engine.list_containers(
-                [f"label={SESSION_LABEL}", "status=running"],
-                context=context,
-                timeout=COUNT_TIMEOUT,
+            running = engine.Engine(context).list_containers(
+                [f"label={SESSION_LABEL}", "status=running"], timeout=COUNT_TIMEOUT
             )
         except EngineError as exc:
             return str(exc)

@@ -121,9 +121,7 @@ def stop_report(
         fresh = [v for v in selected(list_sessions(registry)) if v.key in keys]
         dark = {v.session_id: v.engine or "current" for v in fresh if v.status == "unreachable"}
         fresh = [v for v in fresh if v.session_id not in dark]
-        on_each_engine(
-            fresh, lambda context, ids: engine.stop_containers(ids, timeout, context=context)
-        )
+        on_each_engine(fresh, lambda context, ids: engine.Engine(context).stop(ids, timeout))
         for view in fresh:
             forget(registry, view)
     outcomes = [
@@ -252,7 +250,7 @@ def prune(
         views = [v for v in list_sessions(registry) if v.key in keys]
         actions = _prune_actions(registry, views, records, holding_locks=True, keys=keys)
         dead = [v for v in views if _is_dead(registry, v, holding_locks=True)]
-        on_each_engine(dead, lambda context, ids: engine.remove_containers(ids, context=context))
+        on_each_engine(dead, lambda context, ids: engine.Engine(context).remove(ids))
         for view in dead:
             forget(registry, view)
         for key in keys:

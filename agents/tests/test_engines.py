@@ -279,3 +279,51 @@ def test_codex_build_builds_on_the_engine_named(empty: NamedEngine) -> None:
     unknown = inv("codex.build", "--dockerfile", "docker/Dockerfile.smoke", "--engine", "nope-x")
     assert unknown.returncode == 2
     assert "no Docker context named 'nope-x'" in unknown.stderr
+
+
+def test_turns_and_questions_go_through_the_sessions_own_engine(
+    registry: Registry, make_manifest: MakeManifest, second: NamedEngine
+) -> None:
+    manifest = make_manifest(("alpha",), engine=second.context)
+    assert inv("session.start", "--manifest", str(manifest), state=registry.root).returncode == 0
+    try:
+        second.engine.docker(
+            "exec", "filare-coder-alpha", "agent-entrypoint", "filare-ask", "--reason", "from there"
+        )
+        questions = inv("feedback.list", "--json", state=registry.root)
+        assert questions.returncode == 0, questions.stderr
+        (question,) = json.loads(questions.stdout)
+        assert (question["session_id"], question["reason"]) == ("alpha", "from there")
+
+        # The smoke image has no Codex: the turn starts in the container on the second engine
+        # (`docker --context … exec`) and ends there, failed, as its transcript on the host says.
+        sent = inv(
+            "session.send", "--session", "alpha", "--message", "hello", "--wait",
+            state=registry.root,
+        )  # fmt: skip
+        assert "0001" in sent.stdout, sent.stdout + sent.stderr
+        transcript = registry.session_dir("coder", "alpha") / "agent" / "transcript"
+        assert (transcript / "0001.exit").is_file()
+        log = inv("session.log", "--session", "alpha", "--json", state=registry.root)
+        assert log.returncode == 0, log.stderr
+        kinds = [json.loads(line)["type"] for line in log.stdout.splitlines()]
+        assert kinds[0] == "turn_started" and kinds[-1] in {"turn_ended", "turn_failed"}
+    finally:
+        inv("session.stop", "--all", state=registry.root)
+
+
+def test_an_engine_out_of_reach_of_this_machines_files_is_refused_before_anything_is_written(
+    registry: Registry, make_manifest: MakeManifest
+) -> None:
+    context = "filare-test-19-remote"
+    sh("docker", "context", "rm", "--force", context, check=False)
+    sh("docker", "context", "create", context, "--docker", "host=tcp://192.0.2.1:2376")
+    try:
+        manifest = make_manifest(("alpha",), engine=context)
+        result = inv("session.start", "--manifest", str(manifest), state=registry.root)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"engine {context!r} is at tcp://192.0.2.1:2376" in result.stderr
+        assert not registry.root.exists()
+        assert not (manifest.parent / "outputs" / "ws" / "alpha").exists()
+    finally:
+        sh("docker", "context", "rm", "--force", context, check=False)

@@ -36,13 +36,23 @@ def test_engine_in_defaults_and_per_session(write_manifest: WriteManifest) -> No
 
 
 def test_pool_in_defaults_and_a_session_pinned_out_of_it(write_manifest: WriteManifest) -> None:
+    own_pool = [{"context": "mine", "max_sessions": 1}]
     manifest = write_manifest(
-        {"defaults": {"engines": POOL}, "sessions": [session("a"), session("b", engine="solo")]}
+        {
+            "defaults": {"engines": POOL},
+            "sessions": [session("a"), session("b", engine="solo"), session("c", engines=own_pool)],
+        }
     )
-    a, b = load_manifest(manifest)
+    a, b, c = load_manifest(manifest)
     assert a.engine is None
     assert a.engines == (EngineSlot("build1", 2), EngineSlot("build2", 1))
     assert (b.engine, b.engines) == ("solo", ())
+    assert (c.engine, c.engines) == (None, (EngineSlot("mine", 1),))
+    pinned = write_manifest(
+        {"defaults": {"engine": "d"}, "sessions": [session("a", engines=own_pool)]}, name="p.yml"
+    )
+    (one,) = load_manifest(pinned)
+    assert (one.engine, one.engines) == (None, (EngineSlot("mine", 1),))
 
 
 def test_pool_survives_the_manifest_cache(write_manifest: WriteManifest, tmp_path: Path) -> None:
@@ -61,8 +71,8 @@ def test_pool_survives_the_manifest_cache(write_manifest: WriteManifest, tmp_pat
             "defaults: fields 'engine' and 'engines': give one engine or a pool",
         ),
         (
-            {"sessions": [session(engines=POOL)]},
-            "session 'alpha': field 'engines': a pool is given in 'defaults'",
+            {"sessions": [session(engine="a", engines=POOL)]},
+            "session 'alpha': fields 'engine' and 'engines': give one engine or a pool",
         ),
         (
             {"sessions": [session(engine="-H tcp://x")]},

@@ -275,8 +275,8 @@ class AgentSessionConfig(BaseModel):
     user: Annotated[str | None, AfterValidator(_check_user)] = None
     # The Docker context to run on; default: the current context, as `docker` alone uses.
     engine: Annotated[str | None, AfterValidator(_check_context)] = None
-    # A pool (in `defaults` only): each session goes to the engine with room and the fewest
-    # live sessions when it starts, and stays there.
+    # A pool (usually in `defaults`): each session goes to the engine with room and the fewest
+    # live sessions when it first starts, and stays there.
     engines: list[EngineSlotModel] = Field(default_factory=list)
     manifest_path: Path | None = None
 
@@ -432,32 +432,31 @@ def _entries(manifest: Path, items: list[Any]) -> list[dict[str, Any]]:
 
 
 def _merged(defaults: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
-    """A session's fields over the defaults; a session naming its `engine` leaves the pool."""
+    """A session's fields over the defaults; a session naming its own `engine` leaves the
+    defaults' pool, one naming its own pool leaves the defaults' engine."""
     fields = {**defaults, **entry} | _merged_resources(defaults, entry)
-    if "engine" in entry:
+    if "engine" in entry and "engines" not in entry:
         fields.pop("engines", None)
+    if "engines" in entry and "engine" not in entry:
+        fields.pop("engine", None)
     return fields
 
 
 def _engine_problems(
     manifest: Path, defaults: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]
 ) -> list[str]:
-    """A pool is the defaults' (one per manifest), and is not given beside a default engine."""
+    """One engine or one pool, never both in one place."""
+    both = "fields 'engine' and 'engines': give one engine or a pool"
     problems = []
     if defaults.get("engine") is not None and defaults.get("engines"):
-        problems.append(
-            f"{manifest}: defaults: fields 'engine' and 'engines': give one engine or a pool"
-        )
+        problems.append(f"{manifest}: defaults: {both}")
     for index, entry in enumerate(entries, 1):
-        if "engines" in entry:
+        if entry.get("engine") is not None and entry.get("engines"):
             given = entry.get("id")
-            label = (
-                f"session {str(given)!r}" if isinstance(given, str | int) else f"session #{index}"
-            )
-            problems.append(
-                f"{manifest}: {label}: field 'engines': a pool is given in 'defaults'; a session "
-                "names one engine with 'engine'"
-            )
+            label = f"session #{index}"
+            if isinstance(given, str | int):
+                label = f"session {str(given)!r}"
+            problems.append(f"{manifest}: {label}: {both}")
     return problems
 
 

@@ -3,6 +3,7 @@ environment of a call on a context, the launch's `--context`, and placement over
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -376,3 +377,43 @@ def test_an_image_copy_reports_each_tenth_once() -> None:
     assert len(said) == 11
     assert said[0] == "copying image img:1 to engine 'b1': 0 of 100 MB"
     assert said[-1] == "copying image img:1 to engine 'b1': 100 of 100 MB"
+
+
+def test_two_names_of_one_engine_are_asked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from orchestrator.listing import survey
+
+    config = tmp_path / "docker-config"
+    for name, host in (("same", engine.DEFAULT_HOST), ("other", "ssh://agent@build2")):
+        folder = config / "contexts" / "meta" / hashlib.sha256(name.encode()).hexdigest()
+        folder.mkdir(parents=True)
+        meta = {"Name": name, "Endpoints": {"docker": {"Host": host}}}
+        (folder / "meta.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    assert engine.endpoint(None) == engine.endpoint("same") == engine.endpoint("default")
+    assert engine.endpoint("other") == "ssh://agent@build2"
+    assert engine.endpoint("unknown") is None
+    monkeypatch.setenv("DOCKER_HOST", "tcp://elsewhere:2375")
+    assert engine.endpoint(None) == "tcp://elsewhere:2375"
+    monkeypatch.delenv("DOCKER_HOST")
+
+    registry = Registry(tmp_path / "state")
+    registry.write(_record("here", None, tmp_path))
+    registry.write(_record("there", "same", tmp_path))
+    asked: list[str | None] = []
+
+    def list_containers(
+        filters: list[str], *, context: str | None = None, timeout: float = 0
+    ) -> list[Container]:
+        asked.append(context)
+        return [_ours("here", context), _ours("there", context, {"filare.engine": "same"})]
+
+    monkeypatch.setattr(engine, "list_containers", list_containers)
+    views = {v.session_id: v for v in survey(registry).sessions}
+    assert asked == [None]
+    assert {k: v.status for k, v in views.items()} == {"here": "running", "there": "running"}

@@ -431,6 +431,48 @@ def context_hosts(contexts: Sequence[str]) -> dict[str, str]:
     return hosts
 
 
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+
+def endpoint(context: str | None) -> str | None:
+    """Where `context`'s engine is (`unix:///…`, `ssh://…`), read from the Docker CLI's own
+    files without running it, so that two names of one engine are asked once; None when that
+    cannot be told (then the context is asked on its own)."""
+    import hashlib
+    import json
+
+    if context is None:
+        if os.environ.get("DOCKER_HOST"):
+            return os.environ["DOCKER_HOST"]
+        context = os.environ.get("DOCKER_CONTEXT") or _current_context()
+    if context in {None, "default"}:
+        return DEFAULT_HOST
+    assert context is not None
+    folder = _config_dir() / "contexts" / "meta" / hashlib.sha256(context.encode()).hexdigest()
+    try:
+        data = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        host = data["Endpoints"]["docker"]["Host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return host if isinstance(host, str) and host else None
+
+
+def _config_dir() -> Path:
+    configured = os.environ.get("DOCKER_CONFIG")
+    return Path(configured) if configured else Path.home() / ".docker"
+
+
+def _current_context() -> str | None:
+    import json
+
+    try:
+        data = json.loads((_config_dir() / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    current = data.get("currentContext") if isinstance(data, dict) else None
+    return current if isinstance(current, str) and current else None
+
+
 def shares_files(host: str) -> bool:
     """Whether an engine at `host` sees this machine's files: a socket on this machine does, so
     bind mounts of host paths work there; an engine over ssh or TCP does not."""

@@ -145,7 +145,9 @@ def survey(registry: Registry | None = None) -> Fleet:
     failed = {c: a for c, a in answers.items() if isinstance(a, EngineError)}
     if len(failed) == len(contexts):
         raise failed[None]
-    containers = _one_each(c for a in answers.values() if isinstance(a, list) for c in a)
+    containers = _one_each(
+        c for context, a in answers.items() if isinstance(a, list) for c in a if c.engine == context
+    )
     ours, foreign = [], list(scan.foreign)
     for container in containers:
         if is_safe_name(container.role) and is_safe_name(container.session_id):
@@ -162,6 +164,13 @@ def survey(registry: Registry | None = None) -> Fleet:
 def _survey_engines(
     contexts: list[str | None], filters: list[str]
 ) -> dict[str | None, list[engine.Container] | EngineError]:
+    """Each context's containers, or its error; one call per engine, all at once: contexts
+    that name one engine (the current one and its name, say) share one answer."""
+    by_host: dict[str, list[str | None]] = {}
+    for context in contexts:
+        by_host.setdefault(engine.endpoint(context) or f"?{context}", []).append(context)
+    asked = [names[0] for names in by_host.values()]
+
     def one(context: str | None) -> list[engine.Container] | EngineError:
         timeout = SURVEY_TIMEOUT if context else None
         try:
@@ -169,10 +178,16 @@ def _survey_engines(
         except EngineError as exc:
             return exc
 
-    if len(contexts) == 1:
-        return {contexts[0]: one(contexts[0])}
-    with ThreadPoolExecutor(max_workers=len(contexts)) as pool:
-        return dict(zip(contexts, pool.map(one, contexts), strict=True))
+    if len(asked) == 1:
+        answers = [one(asked[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=len(asked)) as pool:
+            answers = list(pool.map(one, asked))
+    return {
+        context: answer
+        for names, answer in zip(by_host.values(), answers, strict=True)
+        for context in names
+    }
 
 
 def _one_each(containers: Iterable[engine.Container]) -> list[engine.Container]:

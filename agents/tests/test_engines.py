@@ -15,7 +15,10 @@ import pytest
 import yaml
 from agent_helpers import MakeManifest, inv, our_containers, sh, wait_until
 
+from conftest import BuiltCodexImage
 from filare_testing.engines import OwnEngine, own_engine
+from filare_testing.fake_model import API_KEY_ENV, FakeModel, message
+from filare_testing.fake_model import write_codex_home as write_fake_codex_home
 from orchestrator.registry import Registry
 
 pytestmark = pytest.mark.agent
@@ -327,3 +330,48 @@ def test_an_engine_out_of_reach_of_this_machines_files_is_refused_before_anythin
         assert not (manifest.parent / "outputs" / "ws" / "alpha").exists()
     finally:
         sh("docker", "context", "rm", "--force", context, check=False)
+
+
+@pytest.mark.image
+def test_a_codex_turn_on_a_second_engine_against_the_fake_model(
+    registry: Registry, project: Path, codex_image: BuiltCodexImage, fake: FakeModel
+) -> None:
+    """The real image, copied there by the start itself; Codex reaches the model on this host
+    through the engine's link (its `host-gateway` is the engine's own bridge)."""
+    with named_engine(FIRST_INDEX + 4, None) as there:
+        url = f"http://{there.engine.host_address}:{fake.port}/v1"
+        write_fake_codex_home(project / "outputs" / "codex-home", url)
+        (project / "outputs" / "model.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")
+        manifest = project / "far.yml"
+        manifest.write_text(
+            yaml.safe_dump(
+                {
+                    "defaults": {
+                        "image": codex_image.tag,
+                        "engine": there.context,
+                        "ssh_key": "outputs/keys/id_test",
+                        "env_file": "outputs/model.env",
+                        "codex_dir": "outputs/codex-home",
+                    },
+                    "sessions": [
+                        {"id": "far", "role": "coder", "branch": "agent/far", "workspace": "ws/far"}
+                    ],
+                }
+            )
+        )
+        try:
+            start = inv("session.start", "--manifest", str(manifest), state=registry.root)
+            assert start.returncode == 0, start.stdout + start.stderr[-3000:]
+            assert f"copied image {codex_image.tag} to engine {there.context!r}" in start.stderr
+            fake.enqueue(message("Hello from the second engine."))
+            sent = inv(
+                "session.send", "--session", "far", "--message", "Say hello.", "--wait",
+                state=registry.root,
+            )  # fmt: skip
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+            assert "Hello from the second engine." in sent.stdout
+            assert "Say hello." in fake.model_requests[-1].texts("user")
+            assert there.names(registry, running=True) == ["filare-coder-far"]
+            assert our_containers(registry) == []
+        finally:
+            inv("session.stop", "--all", state=registry.root)

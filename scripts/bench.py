@@ -12,6 +12,10 @@ against a scripted model this process serves (`agents/testing/filare_testing/fak
 the baseline types the same `codex exec` by hand in the same containers. Without `--only`, the
 group is left out, with a note, when that image is absent.
 
+The `engines` group (`--only engines`; root: it starts a Docker engine of its own, as the agent
+tests do) times eight sessions spread over two engines against the same eight on one: the
+tool on both sides, since spreading is what is measured.
+
 Tool and baseline alternate within every round, and the side that goes first alternates from
 round to round; one warm-up round is not counted. The report compares medians as ratios: absolute
 times depend on the machine and are never judged.
@@ -162,6 +166,18 @@ CASES = (
         None,
     ),
     Case(
+        "list-8-engines",
+        "inv session.list, 8 running over two engines (4 + 4)",
+        "inv session.list, the same 8 running on one engine",
+        1.2,
+    ),
+    Case(
+        "start-8-engines",
+        "inv session.start, 8 sessions placed over two engines (a pool)",
+        "inv session.start, the same 8 sessions on one engine",
+        None,
+    ),
+    Case(
         "start-32",
         "inv session.start, 32 sessions in one command",
         "32 docker run -d, one after another",
@@ -181,9 +197,16 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "inv-list": ("inv-list",),
     "seed": ("seed",),
     "transcript": ("list-64mb", "log-64mb"),
+    "engines": ("start-8-engines", "list-8-engines"),
 }
 # Groups that run the smoke image (built when absent).
-SMOKE_GROUPS = frozenset({"start-1", "fleet", "scale"})
+SMOKE_GROUPS = frozenset({"start-1", "fleet", "scale", "engines"})
+# Groups measured only when asked for with --only: they need root (an engine of their own).
+ASKED_ONLY = frozenset({"engines"})
+# The bench's own test engine (index of `filare_testing.engines.OwnEngine`) and its context.
+ENGINE_INDEX = 13
+ENGINE_CONTEXT = f"filare-test-{ENGINE_INDEX}"
+ENGINES_SESSIONS = 8
 
 
 @dataclass(frozen=True)
@@ -460,7 +483,7 @@ def select_groups(
     Without `--only`, every group runs, except `send` when the real Codex image is absent (the
     note says so); asking for `send` without the image is an error.
     """
-    groups = [g for g in GROUPS if only is None or g in only]
+    groups = [g for g in GROUPS if (g in only if only is not None else g not in ASKED_ONLY)]
     if "send" not in groups or codex_image_present:
         return groups, None
     if only is not None:
@@ -996,6 +1019,88 @@ def round_fleet(bench: Bench, fleet: Fleet, tool_first: bool, record: Record) ->
         pair(case, tool, baseline, tool_first=tool_first, record=record)
 
 
+@dataclass(frozen=True)
+class Spread:
+    """The engines group: the same sessions in two manifests, one on the current engine, one
+    placed over it and a second engine; a registry each."""
+
+    one: Path
+    two: Path
+    one_registry: Path
+    two_registry: Path
+
+
+def prepare_engines(bench: Bench, stack: contextlib.ExitStack) -> Spread:
+    """Start the bench's own engine (removed at the end), name it by a context, copy the smoke
+    image in, and write both manifests; each is started and stopped once, untimed, so the
+    workspaces are seeded before anything is timed."""
+    sys.path.insert(0, str(FAKE_MODEL_PATH))
+    from filare_testing.engines import OwnEngine
+
+    engine = OwnEngine(ENGINE_INDEX)
+    engine.stop()
+    stack.callback(engine.stop)
+    engine.start()
+    run(["docker", "context", "rm", "--force", ENGINE_CONTEXT], check=False)
+    run(["docker", "context", "create", ENGINE_CONTEXT, "--docker", f"host={engine.host}"])
+    stack.callback(run, ["docker", "context", "rm", "--force", ENGINE_CONTEXT], check=False)
+    engine.load_image(SMOKE_TAG)
+    half = ENGINES_SESSIONS // 2
+    pool = (
+        "  engines:\n"
+        f"    - {{context: default, max_sessions: 10000}}\n"
+        f"    - {{context: {ENGINE_CONTEXT}, max_sessions: {half}}}\n"
+    )
+    spread = Spread(
+        bench.project / "spread-one.yml",
+        bench.project / "spread-two.yml",
+        bench.root / "state-spread-one",
+        bench.root / "state-spread-two",
+    )
+    # Ids of their own: container names are per engine, and both sides share the current one.
+    spread.one.write_text(manifest_text("one", ENGINES_SESSIONS))
+    two = manifest_text("two", ENGINES_SESSIONS)
+    spread.two.write_text(two.replace("sessions:\n", pool + "sessions:\n", 1))
+    for manifest, registry in (
+        (spread.one, spread.one_registry),
+        (spread.two, spread.two_registry),
+    ):
+        engines_start(bench, manifest, registry)
+        bench.inv_run("session.stop", "--manifest", str(manifest), state=registry)
+    return spread
+
+
+def engines_start(bench: Bench, manifest: Path, registry: Path) -> Measurement:
+    result = bench.inv_run("session.start", "--manifest", str(manifest), state=registry)
+    started = sum("  started  " in line for line in result.stdout.splitlines())
+    if started != ENGINES_SESSIONS:
+        raise BenchError(f"session.start of {manifest.name}: {started} started")
+    return result.measurement
+
+
+def engines_list(bench: Bench, registry: Path) -> Measurement:
+    result = bench.inv_run("session.list", "--json", state=registry)
+    rows = json.loads(result.stdout)
+    if sum(row["status"] == "running" for row in rows) != ENGINES_SESSIONS:
+        raise BenchError(f"session.list does not show {ENGINES_SESSIONS} running sessions")
+    return result.measurement
+
+
+def round_engines(bench: Bench, spread: Spread, tool_first: bool, record: Record) -> None:
+    """start-8-engines, then list-8-engines on what it started; both stopped untimed."""
+    two = partial(engines_start, bench, spread.two, spread.two_registry)
+    one = partial(engines_start, bench, spread.one, spread.one_registry)
+    pair("start-8-engines", two, one, tool_first=tool_first, record=record)
+    two_list = partial(engines_list, bench, spread.two_registry)
+    one_list = partial(engines_list, bench, spread.one_registry)
+    pair("list-8-engines", two_list, one_list, tool_first=tool_first, record=record)
+    for manifest, registry in (
+        (spread.one, spread.one_registry),
+        (spread.two, spread.two_registry),
+    ):
+        bench.inv_run("session.stop", "--manifest", str(manifest), state=registry)
+
+
 def round_inv_list(bench: Bench, empty: Path, tool_first: bool, record: Record) -> None:
     def tool() -> Measurement:
         return bench.inv_run("--list").measurement
@@ -1143,6 +1248,9 @@ def prepare(
             hostile = make_transcript_registry(bench.root / "transcript-64mb", hostile=True)
             plain = make_transcript_registry(bench.root / "transcript-plain", hostile=False)
             rounds[group] = partial(round_transcript, bench, hostile, plain)
+        elif group == "engines":
+            print(f"starting a second engine ({ENGINE_CONTEXT}) ...", file=sys.stderr)
+            rounds[group] = partial(round_engines, bench, prepare_engines(bench, stack))
         elif group == "seed":
             print(f"making the {SEED_FILES}-file seed repository ...", file=sys.stderr)
             repository = make_seed_repository(bench.root / "seed-repository")
@@ -1313,7 +1421,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only",
         action="append",
         choices=list(GROUPS),
-        help="measure only this group of cases (repeatable; default: all)",
+        help="measure only this group of cases (repeatable; default: all but engines, which "
+        "needs root)",
     )
     parser.add_argument(
         "--codex-image",
@@ -1339,7 +1448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)  # clean up on `kill` as on Ctrl-C
     try:
-        wanted = args.only or list(GROUPS)
+        wanted = args.only or [g for g in GROUPS if g not in ASKED_ONLY]
         present = "send" in wanted and image_id(args.codex_image) is not None
         groups, note = select_groups(
             args.only, codex_image=args.codex_image, codex_image_present=present

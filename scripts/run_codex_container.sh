@@ -50,6 +50,8 @@ Options:
   --inbox-dir DIR      bound read-only at /run/filare/inbox (messages of the session's turns)
   --mount SRC:DST[:ro] extra bind mount (repeatable)
   --network NAME       network to join (created by the caller)
+  --context NAME       the Docker context of the engine to run on (`docker --context NAME`;
+                       DOCKER_HOST and DOCKER_CONTEXT are then ignored); default: the current one
   --pids-limit N       docker run --pids-limit
   --health-interval S  how often the image's health check runs (seconds; default: the image's)
   --seed-from DIR      repository to seed an empty workspace from (default: the current one)
@@ -100,6 +102,7 @@ agent_dir=""
 transcript_dir=""
 inbox_dir=""
 network=""
+context=""
 pids_limit=""
 health_interval=""
 user=""
@@ -132,7 +135,7 @@ while (($# > 0)); do
     --image | --name | --workspace | --env-file | --ssh-key | --ssh-dir | --codex-dir | \
       --seed-from | --branch | --cpus | --memory | --label | --user | --agent-dir | \
       --transcript-dir | --inbox-dir | --network | --pids-limit | --mount | --exclude | \
-      --secret | --known-hosts | --health-interval)
+      --secret | --known-hosts | --health-interval | --context)
       (($# >= 2)) || die "$1 needs a value"
       ;;
     *) die "unknown option: $1 (see --help)" ;;
@@ -150,6 +153,7 @@ while (($# > 0)); do
     --transcript-dir) transcript_dir="$2" ;;
     --inbox-dir) inbox_dir="$2" ;;
     --network) network="$2" ;;
+    --context) context="$2" ;;
     --pids-limit) pids_limit="$2" ;;
     --health-interval) health_interval="$2" ;;
     --user) user="$2" ;;
@@ -175,6 +179,15 @@ done
 # An image reference, never an option that docker would read (`--image -v/:/host`).
 [[ "$image" =~ ^[a-z0-9][a-z0-9._/:@-]*$ ]] || die "--image: '$image' is not an image reference"
 [[ -z "$pids_limit" || "$pids_limit" =~ ^[1-9][0-9]*$ ]] || die "--pids-limit expects a number"
+# A context name, never an option docker would read.
+[[ -z "$context" || "$context" =~ ^[A-Za-z0-9][A-Za-z0-9_.+-]*$ ]] ||
+  die "--context: '$context' is not a Docker context name"
+docker_cli=(docker)
+if [[ -n "$context" ]]; then
+  # The named engine and no other: what the caller's shell exports does not redirect the run.
+  unset DOCKER_HOST DOCKER_CONTEXT
+  docker_cli+=(--context "$context")
+fi
 [[ -z "$health_interval" || "$health_interval" =~ ^[1-9][0-9]*$ ]] ||
   die "--health-interval expects a number of seconds"
 if [[ -z "$user" ]]; then
@@ -528,7 +541,7 @@ if [[ -z "$ssh_dir" ]] && ((dry_run == 0 && seed_only == 0)); then
   ssh_dir="$(mktemp -d)"
   temporary+=("$ssh_dir")
 fi
-argv=(docker run "${run_mode[@]}" "${docker_args[@]}"
+argv=("${docker_cli[@]}" run "${run_mode[@]}" "${docker_args[@]}"
   --volume "${ssh_dir:-/tmp/ssh-folder}:${CONTAINER_HOME}/.ssh:ro" "$image" ${command[@]+"${command[@]}"})
 
 if ((dry_run)); then

@@ -40,6 +40,7 @@ from tasks.locations import repository_path
             "PEM CA bundle that apt, npm and pip trust during the build and that stays in the "
             "image's trust store (for TLS-intercepting proxies)"
         ),
+        "engine": "Docker context of the engine to build on (default: the current one)",
     },
 )
 def build(
@@ -50,6 +51,7 @@ def build(
     no_cache: bool = False,
     base_image: str = "",
     ca_bundle: str = "",
+    engine: str = "",
 ) -> None:
     """Build the Codex agent image, streaming Docker's output; prints base, id, tag and size.
 
@@ -57,6 +59,7 @@ def build(
     (docker/Dockerfile.smoke, tagged filare-codex:smoke) never replaces the real filare-codex.
     """
     from orchestrator.base_image import resolve_base
+    from orchestrator.engine import context_hosts
     from orchestrator.errors import InputError
     from orchestrator.images import (
         BASE_ARG,
@@ -70,17 +73,20 @@ def build(
     path = repository_path(dockerfile)
     bundle = Path(ca_bundle).expanduser() if ca_bundle else None
     check_build_inputs(path, bundle)
+    on_engine = engine or None
+    if on_engine is not None:
+        context_hosts([on_engine])  # an unknown context is bad input, before any build
     tag = tag or default_tag(path)
     args = parse_build_args(build_arg or [])
     default = base_image_default(path.read_text(encoding="utf-8"))
     requested = base_image or args.pop(BASE_ARG, "")
     if default is not None:
-        choice = resolve_base(requested or None, default)
+        choice = resolve_base(requested or None, default, on_engine=on_engine)
         print(choice.line(), flush=True)
         args[BASE_ARG] = choice.image
     elif requested:
         raise InputError(f"{path}: declares no ARG {BASE_ARG}, so --base-image has no use")
-    built = build_image(path, tag, args, no_cache=no_cache, ca_bundle=bundle)
+    built = build_image(path, tag, args, no_cache=no_cache, ca_bundle=bundle, on_engine=on_engine)
     print(built.summary())
 
 

@@ -56,7 +56,7 @@ def start(
             print(f"# {one.id}: {runtime.dry_run(one, registry, manifest_sessions=every)}")
         return
     outcomes = runtime.start_sessions(
-        sessions, registry, parallel=parallel, manifest_sessions=every
+        sessions, registry, parallel=parallel, manifest_sessions=every, progress=_progress
     )
     for line in report.warnings_text(outcomes):
         print(line, file=sys.stderr)
@@ -66,6 +66,11 @@ def start(
         codes += _send_goals([o.session for o in outcomes if o.error is None], registry)
     if codes:
         raise Exit(code=max(codes))
+
+
+def _progress(line: str) -> None:
+    """How an image copy to a session's engine goes, on stderr as it goes."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _send_goals(sessions: list[SessionSpec], registry: Registry) -> list[int]:
@@ -133,6 +138,8 @@ def stop(
         timeout=timeout,
     )
     print(report.stop_text(stopped))
+    if stopped.unreachable:
+        raise Exit(code=1)
 
 
 @task(
@@ -159,6 +166,8 @@ def list_(c: Context, json: bool = False, all_: bool = False) -> None:
         print(report.sessions_table(fleet.sessions, hidden=fleet.hidden))
     for line in fleet.foreign:
         print(f"warning: {printable(line)}", file=sys.stderr)
+    for why in fleet.unreachable.values():
+        print(f"warning: {printable(why)}; its sessions show as unreachable", file=sys.stderr)
 
 
 @task(
@@ -469,6 +478,7 @@ def resume(
         session_ids=session or (),
         manifest=Path(manifest) if manifest else None,
         parallel=parallel,
+        progress=_progress,
     )
     for line in report.warnings_text(outcomes):
         print(line, file=sys.stderr)

@@ -66,6 +66,7 @@ JSON_FIELDS = [
     "stopped_at",
     "age_seconds",
     "error",
+    "engine",
 ]
 
 

@@ -298,16 +298,19 @@ def no_base_message(image: str, default: str, reason: str, *, requested: bool) -
 # --- effects -----------------------------------------------------------------------------------
 
 
-def resolve_base(requested: str | None, default: str) -> BaseChoice:
-    """The base a build uses: present locally, else pulled; raises with what to do when neither."""
-    choice = choose_base(requested, default, engine.image_exists)
+def resolve_base(
+    requested: str | None, default: str, *, on_engine: str | None = None
+) -> BaseChoice:
+    """The base a build uses: present on the engine it builds on (`on_engine`, default the
+    current one), else pulled there; raises with what to do when neither."""
+    choice = choose_base(requested, default, engine.Engine(on_engine).image_exists)
     if choice is not None:
         return choice
     wanted = requested or default
     if not wanted:
         raise InputError("the Dockerfile names no default base image: pass --base-image IMAGE")
     try:
-        engine.pull_image(wanted)
+        engine.Engine(on_engine).pull(wanted)
     except EngineError as exc:
         message = no_base_message(wanted, default, _short(str(exc)), requested=bool(requested))
         raise InputError(message) from None

@@ -39,6 +39,7 @@ from pydantic import (
 from orchestrator.errors import ManifestError, did_you_mean
 from orchestrator.spec import (
     MAX_NAME_LENGTH,
+    EngineSlot,
     Limits,
     Mount,
     Resources,
@@ -217,6 +218,25 @@ class MountConfig(BaseModel):
         return target
 
 
+# A Docker context's name, as `docker context create` accepts it.
+_CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def _check_context(value: str | None) -> str | None:
+    if value is not None and (not _CONTEXT.fullmatch(value) or len(value) > 128):
+        raise ValueError(f"{value!r} is not a Docker context name (see 'docker context ls')")
+    return value
+
+
+class EngineSlotModel(BaseModel):
+    """One engine of a pool: `{context: build1, max_sessions: 6}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    context: Annotated[str, AfterValidator(_check_context)]
+    max_sessions: int = Field(gt=0)
+
+
 def _overlaps(a: str, b: str) -> bool:
     pa, pb = PurePosixPath(a), PurePosixPath(b)
     return pa == pb or pb in pa.parents or pa in pb.parents
@@ -275,7 +295,21 @@ class AgentSessionConfig(BaseModel):
     notify: Annotated[list[str], BeforeValidator(_as_list), AfterValidator(_check_notify)] = Field(
         default_factory=list
     )
+    # The Docker context to run on; default: the current context, as `docker` alone uses.
+    engine: Annotated[str | None, AfterValidator(_check_context)] = None
+    # A pool (usually in `defaults`): each session goes to the engine with room and the fewest
+    # live sessions when it first starts, and stays there.
+    engines: list[EngineSlotModel] = Field(default_factory=list)
     manifest_path: Path | None = None
+
+    @field_validator("engines")
+    @classmethod
+    def _engines_differ(cls, value: list[EngineSlotModel]) -> list[EngineSlotModel]:
+        seen = [slot.context for slot in value]
+        for name in seen:
+            if seen.count(name) > 1:
+                raise ValueError(f"engine {name!r} is in the pool twice")
+        return value
 
     @field_validator("owner")
     @classmethod
@@ -300,6 +334,7 @@ class AgentSessionConfig(BaseModel):
         data["limits"] = Limits(**self.limits.model_dump())
         data["notify"] = tuple(self.notify)
         data["mounts"] = tuple(Mount(m.source, m.target, m.read_only) for m in self.mounts)
+        data["engines"] = tuple(EngineSlot(e.context, e.max_sessions) for e in self.engines)
         return SessionSpec(**data)
 
 
@@ -339,12 +374,9 @@ def validate_manifest(manifest: Path, data: bytes) -> tuple[list[SessionSpec], b
 def _load(manifest: Path, data: bytes) -> tuple[list[AgentSessionConfig], bool]:
     raw = _parse_yaml(manifest, data)
     defaults, entries = _split_shapes(manifest, raw)
-    merged = [
-        {**defaults, **entry} | _merged_resources(defaults, entry) | _merged_limits(defaults, entry)
-        for entry in entries
-    ]
+    merged = [_merged(defaults, entry) for entry in entries]
     sessions: list[AgentSessionConfig] = []
-    problems: list[str] = []
+    problems = _engine_problems(manifest, defaults, entries)
     for index, fields in enumerate(merged, 1):
         try:
             sessions.append(_build_session(manifest, index, fields))
@@ -421,6 +453,36 @@ def _entries(manifest: Path, items: list[Any]) -> list[dict[str, Any]]:
     if problems:
         raise ManifestError(*problems)
     return items
+
+
+def _merged(defaults: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A session's fields over the defaults; a session naming its own `engine` leaves the
+    defaults' pool, one naming its own pool leaves the defaults' engine."""
+    fields = {**defaults, **entry} | _merged_resources(defaults, entry)
+    fields |= _merged_limits(defaults, entry)
+    if "engine" in entry and "engines" not in entry:
+        fields.pop("engines", None)
+    if "engines" in entry and "engine" not in entry:
+        fields.pop("engine", None)
+    return fields
+
+
+def _engine_problems(
+    manifest: Path, defaults: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """One engine or one pool, never both in one place."""
+    both = "fields 'engine' and 'engines': give one engine or a pool"
+    problems = []
+    if defaults.get("engine") is not None and defaults.get("engines"):
+        problems.append(f"{manifest}: defaults: {both}")
+    for index, entry in enumerate(entries, 1):
+        if entry.get("engine") is not None and entry.get("engines"):
+            given = entry.get("id")
+            label = f"session #{index}"
+            if isinstance(given, str | int):
+                label = f"session {str(given)!r}"
+            problems.append(f"{manifest}: {label}: {both}")
+    return problems
 
 
 def _merged_resources(defaults: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:

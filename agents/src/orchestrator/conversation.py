@@ -330,7 +330,9 @@ def _start_turn(
             atomic_write(inbox / f"{number}.json", json.dumps(request) + "\n", mode=0o644)
         else:
             argv = ["agent-entrypoint", "filare-turn", number, *([thread] if thread else [])]
-            engine.exec_detached(view.container.id, argv, workdir=CONTAINER_WORKSPACE)
+            engine.Engine(view.engine).exec_detached(
+                view.container.id, argv, workdir=CONTAINER_WORKSPACE
+            )
         _forget_old_turns(folder, state)
         return number
 
@@ -758,7 +760,7 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
                 )
     else:
         try:
-            engine.exec_in(
+            engine.Engine(view.engine).exec(
                 view.container.id,
                 ["agent-entrypoint", "filare-turn", "--interrupt", record.number],
             )
@@ -917,7 +919,7 @@ def attach_command(registry: Registry, session_id: str) -> list[str]:
             f"session {session_id!r} has no conversation yet; start one with session.send"
         )
     prefix = [
-        "docker",
+        *engine.command_argv(context=view.engine),
         "exec",
         "--interactive",
         "--tty",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import conversation, feedback
@@ -24,7 +24,7 @@ from orchestrator.report import agent_cell, human_age, table
 from orchestrator.untrusted import json_text
 
 # Session statuses and agent states that need a person's eyes.
-FAILED_STATUSES = frozenset({"error", "stale", "orphan", "exited", "unhealthy"})
+FAILED_STATUSES = frozenset({"error", "stale", "orphan", "exited", "unhealthy", "unreachable"})
 FAILED_AGENT = frozenset({"failed", "interrupted", "timed out", "over budget", "stalled"})
 
 
@@ -36,6 +36,8 @@ class Fleet:
     hidden: int
     questions: list[Prompt]
     foreign: list[str]
+    # Engines that did not answer (context -> what they answered with).
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[dict[str, str]]:
@@ -53,6 +55,10 @@ class Fleet:
                 why = f"{skipped} line(s) of its newest transcripts are not well-formed events"
                 found.append({"session": view.session_id, "what": "transcript", "why": why})
         found += [{"session": "", "what": "left alone", "why": line} for line in self.foreign]
+        found += [
+            {"session": "", "what": "engine unreachable", "why": why}
+            for why in self.unreachable.values()
+        ]
         return found
 
     def as_json(self) -> dict[str, object]:
@@ -73,7 +79,8 @@ def fleet(registry: Registry, *, include_ended: bool = False) -> Fleet:
         waiting.setdefault(prompt.session_id, []).append(prompt)
     shown = [v for v in surveyed.sessions if include_ended or v.status not in ENDED]
     views = [_with_agent(registry, view, waiting.get(view.session_id, [])) for view in shown]
-    return Fleet(views, len(surveyed.sessions) - len(shown), questions, surveyed.foreign)
+    hidden = len(surveyed.sessions) - len(shown)
+    return Fleet(views, hidden, questions, surveyed.foreign, surveyed.unreachable)
 
 
 def _with_agent(registry: Registry, view: SessionView, questions: Sequence[Prompt]) -> SessionView:

@@ -106,9 +106,11 @@ def build_argv(
     build_args: Mapping[str, str],
     *,
     no_cache: bool = False,
+    on_engine: str | None = None,
 ) -> list[str]:
     # --force-rm: a failed step's container is removed too, never left behind on the engine.
-    argv = ["docker", "build", "--force-rm", "--file", str(dockerfile), "--tag", tag]
+    build = ["build", "--force-rm", "--file", str(dockerfile), "--tag", tag]
+    argv = engine.command_argv(*build, context=on_engine)
     for key, value in build_args.items():
         argv += ["--build-arg", f"{key}={value}"]
     if no_cache:
@@ -208,12 +210,14 @@ def build_image(
     no_cache: bool = False,
     extra_files: Mapping[str, Path] | None = None,
     ca_bundle: Path | None = None,
+    on_engine: str | None = None,
 ) -> BuiltImage:
     """Build with the Dockerfile's folder as context (plus staged files); output streams through.
 
     `tag` defaults to the one the Dockerfile's name gives (`default_tag`). `ca_bundle` is staged
     as `extra-ca.crt` (an empty file when None); giving one to a Dockerfile that does not copy it
-    is an error rather than a silent no-op.
+    is an error rather than a silent no-op. `on_engine` names the Docker context to build on
+    (default: the current one).
     """
     dockerfile = dockerfile.resolve()
     tag = tag or default_tag(dockerfile)
@@ -226,7 +230,12 @@ def build_image(
         for name, source in files.items():
             shutil.copy2(source, context / name)
         argv = build_argv(
-            context / dockerfile.name, context, tag, build_args or {}, no_cache=no_cache
+            context / dockerfile.name,
+            context,
+            tag,
+            build_args or {},
+            no_cache=no_cache,
+            on_engine=on_engine,
         )
         result = run_streaming(
             argv, timeout=BUILD_TIMEOUT, what="docker build", install_hint=engine.INSTALL_HINT
@@ -234,9 +243,11 @@ def build_image(
     if not result.ok:
         reason = tls_failure_hint(result.tail) or "see the output above"
         raise EngineError(f"docker build of {dockerfile.name} as {tag} failed: {reason}")
-    return inspect_image(tag)
+    return inspect_image(tag) if on_engine is None else inspect_image(tag, on_engine=on_engine)
 
 
-def inspect_image(tag: str) -> BuiltImage:
-    image_id, size = engine.docker("image", "inspect", "--format", "{{.Id}} {{.Size}}", tag).split()
+def inspect_image(tag: str, *, on_engine: str | None = None) -> BuiltImage:
+    image_id, size = engine.docker(
+        "image", "inspect", "--format", "{{.Id}} {{.Size}}", tag, context=on_engine
+    ).split()
     return BuiltImage(tag, image_id, int(size))

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +62,12 @@ def start_sessions(
     *,
     parallel: int = MAX_PARALLEL_STARTS,
     manifest_sessions: Sequence[SessionSpec] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> list[StartOutcome]:
     """Start sessions concurrently (at most `parallel` at once), results in manifest order.
+
+    With `progress`, an image a session's engine lacks and the current engine has is copied
+    there, `progress` told how far it is; without, such a session is refused with what to run.
 
     Inputs of every session, the engine and the images are checked before any starts.
     `manifest_sessions` are every session of the manifest (default: `sessions`): no seeding copies
@@ -75,14 +79,15 @@ def start_sessions(
         raise InputError(f"--parallel must be at least 1, not {parallel}")
     check_start(sessions, registry, engine_too=False)
     engine.require_cli()
-    missing = engine.missing_images(sorted({s.image for s in sessions}))
+    sessions, refused = place_sessions(sessions, registry)
+    refused |= _missing_images(sessions, progress)
     context = _SeedContext.of(registry, [*sessions, *manifest_sessions])
     cancelled = threading.Event()
 
     def start_one(session: SessionSpec) -> StartOutcome:
         try:
-            if session.image in missing:
-                return _refuse(session, registry, engine.missing_image_hint(session.image))
+            if session.id in refused:
+                return _refuse(session, registry, refused[session.id])
             return _launch(session, registry, context, cancelled)
         except OrchestratorError as exc:
             return StartOutcome(session, error=exc)
@@ -104,8 +109,107 @@ def start_sessions(
             raise
 
 
+def place_sessions(
+    sessions: Sequence[SessionSpec], registry: Registry
+) -> tuple[list[SessionSpec], dict[str, str]]:
+    """Each session with its engine decided (`engine` set, the pool gone), and why the ones no
+    engine took were refused. Engines named but unknown, or out of this machine's reach for
+    bind mounts, are bad input found before anything is written."""
+    from orchestrator.placement import place
+
+    named = {s.engine for s in sessions if s.engine} | {
+        slot.context for s in sessions for slot in s.engines
+    }
+    for name, host in engine.context_hosts(sorted(named)).items():
+        if not engine.shares_files(host):
+            user = next(s for s in sessions if s.engine == name or name in _pool(s))
+            field = "engine" if user.engine == name else "engines"
+            raise InputError(
+                f"{user.manifest_path}: session {user.id!r}: field {field!r}: engine {name!r} "
+                f"is at {host}: sessions run on engines reached through a socket on this "
+                "machine (unix://…), whose daemon sees this machine's files, as their bind "
+                "mounts need"
+            )
+    placement = place(sessions, registry)
+    placed = [
+        dataclasses.replace(s, engine=placement.engines.get(s.id, s.engine), engines=())
+        for s in sessions
+    ]
+    return placed, dict(placement.refused)
+
+
+def _pool(session: SessionSpec) -> set[str]:
+    return {slot.context for slot in session.engines}
+
+
+def _missing_images(
+    sessions: Sequence[SessionSpec], progress: Callable[[str], None] | None = None
+) -> dict[str, str]:
+    """Sessions whose engine lacks their image, each with what to run; engines asked at once.
+
+    An image a named engine lacks and the current engine has is copied there first (`docker
+    save | docker load`, no registry needed), with `progress` told how far it is. With one
+    engine, an engine that does not answer fails the whole start, before anything is written;
+    with several, only the sessions of that engine fail.
+    """
+    by_engine: dict[str | None, list[SessionSpec]] = {}
+    for session in sessions:
+        by_engine.setdefault(session.engine, []).append(session)
+
+    def check(context: str | None) -> set[str] | EngineError:
+        images = sorted({s.image for s in by_engine[context]})
+        try:
+            missing = engine.Engine(context).missing_images(images)
+            if context is None or not missing or progress is None:
+                return missing
+            return missing - _copied(sorted(missing), context, progress)
+        except EngineError as exc:
+            if len(by_engine) == 1:
+                raise
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, len(by_engine))) as pool:
+        answers = dict(zip(by_engine, pool.map(check, list(by_engine)), strict=True))
+    refused = {}
+    for context, answer in answers.items():
+        for session in by_engine[context]:
+            if isinstance(answer, EngineError):
+                refused[session.id] = str(answer)
+            elif session.image in answer:
+                refused[session.id] = engine.missing_image_hint(session.image, context=context)
+    return refused
+
+
+def _copied(images: Sequence[str], context: str, progress: Callable[[str], None]) -> set[str]:
+    """The images copied from the current engine to `context`: those the current one has."""
+    here = set(images) - engine.missing_images(images)
+    for image in sorted(here):
+        engine.copy_image(image, target=context, progress=copy_progress(image, context, progress))
+        progress(f"copied image {image} to engine {context!r}")
+    return here
+
+
+def copy_progress(
+    image: str, context: str, say: Callable[[str], None]
+) -> Callable[[int, int], None]:
+    """Tell `say` how far a copy is, each tenth of the image's size once."""
+    told = [-1]
+
+    def report(sent: int, size: int) -> None:
+        tenth = min(10, sent * 10 // size) if size else 0
+        if tenth > told[0]:
+            told[0] = tenth
+            say(
+                f"copying image {image} to engine {context!r}: {sent / 1e6:.0f} of "
+                f"{size / 1e6:.0f} MB"
+            )
+
+    return report
+
+
 def _refuse(session: SessionSpec, registry: Registry, reason: str) -> StartOutcome:
-    """A session that cannot start (its image is missing): recorded as failed, nothing seeded."""
+    """A session that cannot start (its image is missing, no engine takes it): recorded as
+    failed, nothing seeded."""
     error = EngineError(f"session {session.id!r}: {reason}")
     with registry.lock(session.role, session.id):
         previous = registry.read(session.role, session.id)
@@ -124,7 +228,11 @@ def check_start(
     _check_ids(sessions, registry)
     if engine_too:
         engine.require_cli()
-        engine.missing_images(sorted({s.image for s in sessions}))
+        placed, refused = place_sessions(sessions, registry)
+        refused |= _missing_images(placed)
+        if refused:
+            session_id, reason = next(iter(refused.items()))
+            raise EngineError(f"session {session_id!r}: {reason}")
 
 
 def dry_run(
@@ -136,6 +244,11 @@ def dry_run(
     """The `docker run` command line a start would execute; creates and writes nothing."""
     registry = registry or Registry.default()
     context = _SeedContext.of(registry, [session, *manifest_sessions])
+    if session.engine or session.engines:
+        placed, refused = place_sessions([session], registry)
+        if refused:
+            raise EngineError(f"session {session.id!r}: {refused[session.id]}")
+        session = placed[0]
     plan = context.plan(session, dry_run=True)
     return _run_script(plan, timeout=engine.DEFAULT_TIMEOUT).strip()
 
@@ -224,12 +337,12 @@ def _launch(
             raise OrchestratorError(f"session {session.id!r}: start cancelled")
         record = registry.read(session.role, session.id)
         if record is not None and record.status in {"running", "starting"}:
-            existing = _session_containers(registry, session.role, session.id)
+            existing = _session_containers(registry, session.role, session.id, session.engine)
             running = next((c for c in existing if c.running), None)
             if running is not None:
                 _check_same_manifest(session, record)
                 return StartOutcome(session, _adopt(registry, plan, running), already_running=True)
-            engine.remove_containers([c.id for c in existing])
+            engine.Engine(session.engine).remove([c.id for c in existing])
         _check_workspace_free(session, plan.workspace, registry)
         state = registry.write(_new_state(plan, record))
         try:
@@ -300,21 +413,22 @@ def _run_container(
             return output.strip().splitlines()[-1], warnings
         except _NoNetwork:
             with registry.named_lock("network"):
-                engine.create_session_network(SESSION_NETWORK)
+                engine.Engine(plan.session.engine).create_session_network(SESSION_NETWORK)
         except _NameTaken:
-            existing = _session_containers(registry, plan.session.role, plan.session.id)
+            session = plan.session
+            existing = _session_containers(registry, session.role, session.id, session.engine)
             running = next((c for c in existing if c.running), None)
             if running is not None:
                 return running, ()
             if not existing or attempt == 2:
                 raise _name_taken_by(plan) from None
-            engine.remove_containers([c.id for c in existing])
+            engine.Engine(plan.session.engine).remove([c.id for c in existing])
     raise AssertionError("unreachable")
 
 
 def _name_taken_by(plan: LaunchPlan) -> EngineError:
     """Say whose container holds the name: another state folder's session, or not ours."""
-    labels = engine.container_labels(plan.name)
+    labels = engine.Engine(plan.session.engine).labels(plan.name)
     prefix = f"session {plan.session.id!r}: container name {plan.name!r} is taken"
     other = labels.get("filare.registry")
     if other and labels.get("filare.session") == plan.session.id:
@@ -346,7 +460,12 @@ def _check_workspace_free(session: SessionSpec, workspace: Path, registry: Regis
     }
     if not candidates:
         return
-    for other in engine.list_containers(session_filters(registry.root)):
+    contexts = {r.engine for r in registry.states() if (r.role, r.session_id) in candidates}
+    for other in (
+        container
+        for context in sorted(contexts, key=str)
+        for container in engine.Engine(context).list_containers(session_filters(registry.root))
+    ):
         if other.running and (other.role, other.session_id) in candidates:
             theirs = candidates[(other.role, other.session_id)]
             where = "" if theirs == workspace else f", whose workspace {theirs} overlaps it"
@@ -379,6 +498,7 @@ def _new_state(plan: LaunchPlan, previous: SessionState | None) -> SessionState:
         user=plan.user,
         transcript_dir=plan.folders.transcript_dir,
         thread_id=previous.thread_id if previous else None,
+        engine=session.engine,
     )
 
 
@@ -439,7 +559,8 @@ def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError
     reason = lines[-1] if lines else f"exit code {code}"
     prefix = f"session {plan.session.id!r}"
     if "No such image" in stderr:
-        return EngineError(f"{prefix}: {engine.missing_image_hint(plan.session.image)}")
+        hint = engine.missing_image_hint(plan.session.image, context=plan.session.engine)
+        return EngineError(f"{prefix}: {hint}")
     if "is already in use by container" in stderr:
         return _NameTaken(f"{prefix}: container name {plan.name!r} is taken")
     if (
@@ -449,19 +570,24 @@ def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError
         return _NoNetwork(f"{prefix}: no network {SESSION_NETWORK}")
     if reason.startswith("run_codex_container.sh:"):
         return InputError(f"{prefix}: {reason.removeprefix('run_codex_container.sh:').strip()}")
-    return EngineError(f"{prefix}: {engine.describe_failure('run', reason)}")
+    return EngineError(
+        f"{prefix}: {engine.describe_failure('run', reason, context=plan.session.engine)}"
+    )
 
 
 def _undo(registry: Registry, session: SessionSpec) -> None:
     """Remove what a failed start of this session created: its containers and secret copies."""
     with contextlib.suppress(OrchestratorError):
-        containers = _session_containers(registry, session.role, session.id)
-        engine.remove_containers([c.id for c in containers])
+        containers = _session_containers(registry, session.role, session.id, session.engine)
+        engine.Engine(session.engine).remove([c.id for c in containers])
     session_folders.remove_secrets(registry.session_dir(session.role, session.id))
 
 
-def _session_containers(registry: Registry, role: str, session_id: str) -> list[engine.Container]:
-    return engine.list_containers(session_filters(registry.root, session=session_id, role=role))
+def _session_containers(
+    registry: Registry, role: str, session_id: str, context: str | None = None
+) -> list[engine.Container]:
+    filters = session_filters(registry.root, session=session_id, role=role)
+    return engine.Engine(context).list_containers(filters)
 
 
 # --- coming back ----------------------------------------------------------------------------------
@@ -477,6 +603,7 @@ def resume_sessions(
     session_ids: Sequence[str] = (),
     manifest: Path | None = None,
     parallel: int = MAX_PARALLEL_STARTS,
+    progress: Callable[[str], None] | None = None,
 ) -> list[StartOutcome]:
     """Start recorded sessions again from their manifests: the same workspace, Codex home,
     conversation and questions. A session whose container runs is reported, never doubled.
@@ -524,7 +651,9 @@ def resume_sessions(
             error = InputError(f"session {session_id!r} is no longer in its manifest {path}")
             outcomes.append(StartOutcome(_placeholder(views, session_id), error=error))
         if specs:
-            outcomes += start_sessions(specs, registry, parallel=parallel, manifest_sessions=every)
+            outcomes += start_sessions(
+                specs, registry, parallel=parallel, manifest_sessions=every, progress=progress
+            )
     return outcomes
 
 

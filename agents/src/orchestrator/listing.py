@@ -2,19 +2,23 @@
 
 Docker labels say what runs; records say what was asked for. Listing reconciles the two, so a
 killed start, a removed container or a daemon restart shows up as an orphan or a stale record
-instead of being silently lost. Containers whose labels are not ours to act on (unsafe names,
-records that name another session) are reported as `foreign` and never acted on.
+instead of being silently lost. Every engine a record names is surveyed, all at once; one that
+does not answer marks its sessions `unreachable` and the others show as usual. Containers whose
+labels are not ours to act on (unsafe names, records that name another session) are reported
+as `foreign` and never acted on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from orchestrator import engine
-from orchestrator.plan import OWNER_LABEL, session_filters
+from orchestrator.errors import EngineError
+from orchestrator.plan import ENGINE_LABEL, OWNER_LABEL, session_filters
 from orchestrator.registry import Registry, SessionState, now
 from orchestrator.spec import is_safe_name
 
@@ -30,7 +34,10 @@ STATUSES = {
     "error": "its last start failed; the record says why",
     "stale": "the record says it runs, but no container is there",
     "orphan": "a container of ours that no record knows",
+    "unreachable": "its engine does not answer: what runs there is not known until it does",
 }
+# How long a named engine may take to answer a survey before its sessions show `unreachable`.
+SURVEY_TIMEOUT = 10.0
 # What `session.list` hides unless asked for everything.
 ENDED = frozenset({"stopped", "error"})
 
@@ -65,6 +72,13 @@ class SessionView:
         return Path(text) if text else None
 
     @property
+    def engine(self) -> str | None:
+        """The Docker context the session runs on; None: the current one."""
+        if self.state is not None:
+            return self.state.engine
+        return self.container.engine if self.container else None
+
+    @property
     def branch(self) -> str:
         if self.state is not None and self.state.branch:
             return self.state.branch
@@ -94,6 +108,7 @@ class SessionView:
             "stopped_at": _iso(self.stopped_at),
             "age_seconds": self.age_seconds(),
             "error": state.error if state and self.status == "error" else None,
+            "engine": self.engine,
             **self.agent,
         }
 
@@ -108,6 +123,8 @@ class Fleet:
 
     sessions: list[SessionView]
     foreign: list[str]
+    # Engines that did not answer, and what they answered with (one line each).
+    unreachable: dict[str, str] = field(default_factory=dict)
 
 
 def list_sessions(registry: Registry | None = None) -> list[SessionView]:
@@ -116,10 +133,21 @@ def list_sessions(registry: Registry | None = None) -> list[SessionView]:
 
 
 def survey(registry: Registry | None = None) -> Fleet:
-    """One engine call and one pass over the records."""
+    """One engine call per engine (all at once) and one pass over the records.
+
+    The engines are the current context and every context a record names. When none answers,
+    that is the engine fault it is; when some do, the others' sessions show `unreachable`.
+    """
     registry = registry or Registry.default()
-    containers = engine.list_containers(session_filters(registry.root))
     scan = registry.scan()
+    contexts = [None, *sorted({s.engine for s in scan.states if s.engine})]
+    answers = _survey_engines(contexts, session_filters(registry.root))
+    failed = {c: a for c, a in answers.items() if isinstance(a, EngineError)}
+    if len(failed) == len(contexts):
+        raise failed[None]
+    containers = _one_each(
+        c for context, a in answers.items() if isinstance(a, list) for c in a if c.engine == context
+    )
     ours, foreign = [], list(scan.foreign)
     for container in containers:
         if is_safe_name(container.role) and is_safe_name(container.session_id):
@@ -129,11 +157,54 @@ def survey(registry: Registry | None = None) -> Fleet:
                 f"container {container.name} ({container.id[:12]}): left alone: its labels name "
                 f"an unsafe session {container.role!r}/{container.session_id!r}"
             )
-    return Fleet(reconcile(scan.states, ours), foreign)
+    unreachable = {context or "current": str(error) for context, error in failed.items()}
+    return Fleet(reconcile(scan.states, ours, failed.keys()), foreign, unreachable)
+
+
+def _survey_engines(
+    contexts: list[str | None], filters: list[str]
+) -> dict[str | None, list[engine.Container] | EngineError]:
+    """Each context's containers, or its error; one call per engine, all at once: contexts
+    that name one engine (the current one and its name, say) share one answer."""
+    by_host: dict[str, list[str | None]] = {}
+    for context in contexts:
+        by_host.setdefault(engine.endpoint(context) or f"?{context}", []).append(context)
+    asked = [names[0] for names in by_host.values()]
+
+    def one(context: str | None) -> list[engine.Container] | EngineError:
+        timeout = SURVEY_TIMEOUT if context else None
+        try:
+            return engine.Engine(context).list_containers(filters, timeout=timeout)
+        except EngineError as exc:
+            return exc
+
+    if len(asked) == 1:
+        answers = [one(asked[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=len(asked)) as pool:
+            answers = list(pool.map(one, asked))
+    return {
+        context: answer
+        for names, answer in zip(by_host.values(), answers, strict=True)
+        for context in names
+    }
+
+
+def _one_each(containers: Iterable[engine.Container]) -> list[engine.Container]:
+    """A container seen through two contexts of one engine (the current one, and its name),
+    once: as found through the context its label names."""
+    by_id: dict[str, engine.Container] = {}
+    for container in containers:
+        seen = by_id.get(container.id)
+        if seen is None or container.engine == container.labels.get(ENGINE_LABEL):
+            by_id[container.id] = container
+    return list(by_id.values())
 
 
 def reconcile(
-    states: Iterable[SessionState], containers: Iterable[engine.Container]
+    states: Iterable[SessionState],
+    containers: Iterable[engine.Container],
+    unreachable: Iterable[str | None] = (),
 ) -> list[SessionView]:
     by_key_state = {(s.role, s.session_id): s for s in states}
     by_key_container: dict[Key, engine.Container] = {}
@@ -141,15 +212,23 @@ def reconcile(
         key = (container.role, container.session_id)
         if key not in by_key_container or container.running:
             by_key_container[key] = container
+    dark = frozenset(unreachable)
     return [
-        _view(key, by_key_state.get(key), by_key_container.get(key))
+        _view(key, by_key_state.get(key), by_key_container.get(key), dark)
         for key in sorted(by_key_state.keys() | by_key_container.keys())
     ]
 
 
-def _view(key: Key, state: SessionState | None, container: engine.Container | None) -> SessionView:
+def _view(
+    key: Key,
+    state: SessionState | None,
+    container: engine.Container | None,
+    unreachable: frozenset[str | None] = frozenset(),
+) -> SessionView:
     role, session_id = key
     status = _status(state, container)
+    if container is None and state is not None and state.engine in unreachable:
+        status = "unreachable" if status not in ENDED else status
     started = state.started_at if state else None
     if started is None and container is not None:
         started = container.created

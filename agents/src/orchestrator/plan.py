@@ -23,6 +23,8 @@ OWNER_LABEL = "filare.owner"
 REGISTRY_LABEL = "filare.registry"
 WORKSPACE_LABEL = "filare.workspace"
 SHARED_WORKSPACE_LABEL = "filare.shared-workspace"
+# The Docker context a session runs on, when it is not the current one: it stays there for life.
+ENGINE_LABEL = "filare.engine"
 CONTAINER_PREFIX = "filare"
 CONTAINER_HOME = "/home/agent"
 CONTAINER_WORKSPACE = f"{CONTAINER_HOME}/workspace"
@@ -117,6 +119,8 @@ def session_labels(session: SessionSpec, registry_root: Path) -> dict[str, str]:
         labels["filare.tags"] = ",".join(session.tags)
     if session.shared_workspace:
         labels[SHARED_WORKSPACE_LABEL] = "true"
+    if session.engine:
+        labels[ENGINE_LABEL] = session.engine
     return labels
 
 
@@ -233,6 +237,7 @@ def plan_launch(
         str(folders.inbox),
         "--network",
         SESSION_NETWORK,
+        *(["--context", session.engine] if session.engine else []),
         "--pids-limit",
         str(session.resources.pids or DEFAULT_PIDS_LIMIT),
     ]

@@ -74,6 +74,8 @@ class SessionState:
     transcript_dir: Path | None = None
     # The Codex conversation every turn of the session continues, once the first turn began it.
     thread_id: str | None = None
+    # The Docker context it runs on (None: the current one); a session stays on it for life.
+    engine: str | None = None
     created_at: datetime = field(default_factory=now)
     updated_at: datetime = field(default_factory=now)
     started_at: datetime | None = None

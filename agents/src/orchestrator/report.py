@@ -74,6 +74,11 @@ def stop_text(report: StopReport) -> str:
             f"left alone: {count} session{'s' if count != 1 else ''} of owner {owner!r} "
             "(--all stops your own; select them with --session, --role or --manifest)"
         )
+    for session_id, context in sorted(report.unreachable.items()):
+        lines.append(
+            f"not stopped: {session_id}: its engine {context!r} does not answer (stop it once "
+            "the engine is back)"
+        )
     return "\n".join(lines)
 
 

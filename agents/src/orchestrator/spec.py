@@ -63,6 +63,14 @@ class Mount:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineSlot:
+    """One engine of a pool: a Docker context, and how many live sessions it takes at most."""
+
+    context: str
+    max_sessions: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionSpec:
     """One validated session, every path absolute; see `config.AgentSessionConfig` for the rules."""
 
@@ -91,6 +99,9 @@ class SessionSpec:
     limits: Limits = Limits()
     # The argv `session.watch` runs once per event of the session (never through a shell).
     notify: tuple[str, ...] = ()
+    # The Docker context the session runs on (None: the current one), or a pool to place it in.
+    engine: str | None = None
+    engines: tuple[EngineSlot, ...] = ()
     manifest_path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +114,9 @@ class SessionSpec:
         data["mounts"] = [
             {"source": str(m.source), "target": m.target, "read_only": m.read_only}
             for m in self.mounts
+        ]
+        data["engines"] = [
+            {"context": e.context, "max_sessions": e.max_sessions} for e in self.engines
         ]
         return data
 
@@ -119,6 +133,7 @@ class SessionSpec:
         data["mounts"] = tuple(
             Mount(Path(m["source"]), m["target"], m["read_only"]) for m in data.get("mounts", ())
         )
+        data["engines"] = tuple(EngineSlot(**e) for e in data.get("engines", ()))
         return cls(**data)
 
 

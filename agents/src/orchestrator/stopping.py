@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import engine, session_folders
@@ -41,6 +42,8 @@ class StopReport:
 
     stopped: list[StopOutcome]
     other_owners: dict[str, int]
+    # Sessions selected but left as they are: their engine did not answer (id -> engine).
+    unreachable: dict[str, str] = field(default_factory=dict)
 
 
 def stop_sessions(
@@ -115,8 +118,9 @@ def stop_report(
     keys = sorted({v.key for v in chosen})
     with locked(registry, keys):
         fresh = [v for v in selected(list_sessions(registry)) if v.key in keys]
-        containers = [v.container for v in fresh if v.container is not None]
-        engine.stop_containers([c.id for c in containers], timeout)
+        dark = {v.session_id: v.engine or "current" for v in fresh if v.status == "unreachable"}
+        fresh = [v for v in fresh if v.session_id not in dark]
+        on_each_engine(fresh, lambda context, ids: engine.Engine(context).stop(ids, timeout))
         for view in fresh:
             forget(registry, view)
     outcomes = [
@@ -129,7 +133,26 @@ def stop_report(
         )
         for v in fresh
     ]
-    return StopReport(outcomes, others)
+    return StopReport(outcomes, others, dark)
+
+
+def on_each_engine(
+    views: Sequence[SessionView], act: Callable[[str | None, list[str]], None]
+) -> None:
+    """`act(context, container ids)` once per engine the views' containers are on, all engines
+    at once; the first engine fault is raised once every engine has been tried."""
+    by_engine: dict[str | None, list[str]] = {}
+    for view in views:
+        if view.container is not None:
+            by_engine.setdefault(view.container.engine, []).append(view.container.id)
+    if len(by_engine) <= 1:
+        for context, ids in by_engine.items():
+            act(context, ids)
+        return
+    with ThreadPoolExecutor(max_workers=len(by_engine)) as pool:
+        futures = [pool.submit(act, context, ids) for context, ids in by_engine.items()]
+    for future in futures:
+        future.result()
 
 
 def _check_selectors(
@@ -226,7 +249,7 @@ def prune(
         views = [v for v in list_sessions(registry) if v.key in keys]
         actions = _prune_actions(registry, views, records, holding_locks=True, keys=keys)
         dead = [v for v in views if _is_dead(registry, v, holding_locks=True)]
-        engine.remove_containers([v.container.id for v in dead if v.container is not None])
+        on_each_engine(dead, lambda context, ids: engine.Engine(context).remove(ids))
         for view in dead:
             forget(registry, view)
         for key in keys:

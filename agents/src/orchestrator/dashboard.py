@@ -72,12 +72,26 @@ def fleet(registry: Registry, *, include_ended: bool = False) -> Fleet:
 def _with_agent(registry: Registry, view: SessionView, questions: Sequence[Prompt]) -> SessionView:
     agent = conversation.agent_json(registry, view) if view.state is not None else {}
     agent["questions_waiting"] = len(questions)
+    if view.state is not None:
+        agent["work"] = _work(registry, view)
     blocking = [q for q in questions if q.severity == "block"]
     if blocking and agent.get("agent") != "working":
         agent["agent"] = "waiting"
         agent["agent_since"] = blocking[0].created_at
         agent["agent_reason"] = f"question {blocking[0].id}: {blocking[0].reason}"
     return dataclasses.replace(view, agent=agent)
+
+
+def _work(registry: Registry, view: SessionView) -> dict[str, object] | None:
+    """What the session's last collect found (`session.collect`), or None before the first."""
+    from orchestrator.homecoming.collect import last_result
+
+    assert view.state is not None
+    found = last_result(registry, view.state)
+    if found is None:
+        return None
+    keys = ("result", "at", "ahead", "files", "flagged", "conflicts")
+    return {key: found.get(key) for key in keys}
 
 
 def render(snapshot: Fleet) -> str:

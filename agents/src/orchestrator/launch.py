@@ -233,7 +233,9 @@ def _launch(
                 session_config=skills.session_skills_config(tool_checkout()),
             )
             held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
+            plan.folders.seed_record.unlink(missing_ok=True)
             container, warnings = _run_container(plan, registry, held)
+            state = _with_seed_record(plan, state)
         except BaseException as exc:
             _undo(registry, session)
             reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
@@ -244,6 +246,34 @@ def _launch(
             return StartOutcome(session, adopted, already_running=True, warnings=warnings)
         started = state.replace(status="running", container_id=container, started_at=now())
         return StartOutcome(session, registry.write(started), warnings=warnings)
+
+
+def _with_seed_record(plan: LaunchPlan, state: SessionState) -> SessionState:
+    """The record with the base the launch script wrote when it seeded the workspace just now.
+
+    The file is in the session's host-only folder and was written from the fresh copy before the
+    container started; a workspace that was not seeded this time keeps the base recorded before.
+    """
+    from orchestrator.homecoming.refs import parse_seed_record
+
+    try:
+        text = plan.folders.seed_record.read_text(encoding="ascii")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return state
+    seeded = parse_seed_record(text)
+    if seeded is None:
+        return state
+    commit, ref = seeded
+    return state.replace(
+        seed_repository=_seed_repository(plan), base_commit=commit, base_ref=ref
+    )
+
+
+def _seed_repository(plan: LaunchPlan) -> Path | None:
+    from orchestrator.plan import seed_source
+
+    source = seed_source(plan.session)
+    return hostpaths.resolved(source) if source is not None else None
 
 
 def _check_same_manifest(session: SessionSpec, record: SessionState) -> None:
@@ -361,6 +391,9 @@ def _new_state(plan: LaunchPlan, previous: SessionState | None) -> SessionState:
         user=plan.user,
         transcript_dir=plan.folders.transcript_dir,
         thread_id=previous.thread_id if previous else None,
+        seed_repository=previous.seed_repository if previous else None,
+        base_commit=previous.base_commit if previous else None,
+        base_ref=previous.base_ref if previous else None,
     )
 
 

@@ -73,6 +73,12 @@ class SessionState:
     transcript_dir: Path | None = None
     # The Codex conversation every turn of the session continues, once the first turn began it.
     thread_id: str | None = None
+    # Where the session's work comes home: the repository its workspace was seeded from, the
+    # commit it was seeded at and the source's ref that held it ("refs/heads/main"), all written
+    # by the host at seeding and never read back from the workspace.
+    seed_repository: Path | None = None
+    base_commit: str | None = None
+    base_ref: str | None = None
     created_at: datetime = field(default_factory=now)
     updated_at: datetime = field(default_factory=now)
     started_at: datetime | None = None
@@ -103,7 +109,7 @@ class SessionState:
             if not isinstance(data.get(name), str) or not is_safe_name(data[name]):
                 raise ValueError(f"unsafe {name} {data.get(name)!r}")
         data = {key: value for key, value in data.items() if key in _FIELDS}
-        for name in ("workspace", "ssh_dir", "manifest", "transcript_dir"):
+        for name in ("workspace", "ssh_dir", "manifest", "transcript_dir", "seed_repository"):
             if data.get(name) is not None:
                 data[name] = Path(data[name])
         for name in ("created_at", "updated_at", "started_at", "stopped_at"):

@@ -1,0 +1,287 @@
+"""`session.collect`: each session's work into `refs/agents/<id>/…` of its seed repository.
+
+The bundle the session's git made is checked before any of it reaches the repository: its
+header is parsed by the tool (ref names and commits, nothing else), then every object is
+indexed by `git index-pack --strict` in a quarantine folder that borrows the repository's
+objects (git's own `fetch` from a bundle runs no object checks, whatever `transfer.fsckObjects`
+says), and only a bundle that passes is fetched, with the checks on as well. The refs then move
+in one transaction, so a refused bundle changes nothing in the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from orchestrator import engine
+from orchestrator.errors import InputError, OrchestratorError, did_you_mean
+from orchestrator.homecoming import inside, refs
+from orchestrator.homecoming.hostgit import FSCK_ERRORS, Repository, last_line
+from orchestrator.plan import session_filters
+from orchestrator.registry import Registry, SessionState, atomic_write, now, read_no_follow
+from orchestrator.untrusted import loads
+
+COLLECT_FOLDER = "collect"
+ANSWER_FILE = "answer"
+BUNDLE_FILE = "work.bundle"
+RESULT_FILE = "result.json"
+MAX_PARALLEL = 4
+
+
+@dataclass(frozen=True)
+class Collected:
+    """One session's collect: what happened, and what its work holds."""
+
+    session: str
+    result: str  # collected | unchanged | failed
+    reason: str = ""
+    exit_code: int = 0
+    ahead: int = 0
+    files: int = 0
+    flagged: dict[str, list[str]] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+    base: str = ""
+    head: str = ""
+    worktree: str = ""
+    at: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def find_sessions(
+    registry: Registry,
+    *,
+    session_ids: Sequence[str] = (),
+    manifest: Path | None = None,
+    everything: bool = False,
+) -> list[SessionState]:
+    """The recorded sessions a command names: ids (unknown ones refused), a manifest's, or all."""
+    if not (session_ids or manifest or everything):
+        raise InputError("say which sessions: --session, --manifest or --all")
+    states = registry.states()
+    by_id = {state.session_id: state for state in states}
+    for session_id in session_ids:
+        if session_id not in by_id:
+            hint = did_you_mean(session_id, by_id)
+            raise InputError(f"no session with id {session_id!r} in {registry.root}{hint}")
+    wanted = manifest.expanduser().resolve() if manifest else None
+    chosen = [
+        state
+        for state in states
+        if everything or state.session_id in session_ids or (wanted and state.manifest == wanted)
+    ]
+    if wanted is not None and not chosen:
+        raise InputError(f"{manifest}: no recorded session of this manifest in {registry.root}")
+    return chosen
+
+
+def collect_sessions(
+    registry: Registry, states: Sequence[SessionState], *, parallel: int = MAX_PARALLEL
+) -> list[Collected]:
+    """Collect each session (a few at once); one session's failure is its own line."""
+    if not states:
+        return []
+    running = _running_containers(registry)
+
+    def one(state: SessionState) -> Collected:
+        try:
+            return collect(registry, state, running=running.get(state.session_id))
+        except OrchestratorError as exc:
+            return Collected(state.session_id, "failed", str(exc), exc.exit_code, at=_now())
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(states)))) as pool:
+        return list(pool.map(one, states))
+
+
+def _running_containers(registry: Registry) -> dict[str, str]:
+    """Session id -> id of its running container, from one `docker ps`."""
+    return {
+        container.session_id: container.id
+        for container in engine.list_containers(session_filters(registry.root))
+        if container.running and container.state == "running"
+    }
+
+
+def collect(registry: Registry, state: SessionState, *, running: str | None) -> Collected:
+    """Bring one session's work home; raises `OrchestratorError` (exit 2 for bad input)."""
+    session_id = state.session_id
+    names = refs.session_refs(session_id)
+    if state.base_commit is None or state.seed_repository is None:
+        raise InputError(
+            f"session {session_id!r}: no base recorded: it was never started from a seed "
+            "repository (start it with session.start; a workspace seeded before its base was "
+            "recorded needs a fresh workspace)"
+        )
+    if not refs.valid_branch(state.branch):
+        raise InputError(f"session {session_id!r}: its branch {state.branch!r} is not valid")
+    repo = Repository.open(state.seed_repository)
+    if repo.resolve(state.base_commit) is None:
+        raise InputError(
+            f"session {session_id!r}: its base {state.base_commit[:12]} is no longer in "
+            f"{state.seed_repository}"
+        )
+    folder = registry.session_dir(state.role, session_id) / COLLECT_FOLDER
+    with registry.lock(state.role, session_id):
+        known = inside.Known(
+            state.base_commit, repo.resolve(names["head"]), repo.resolve(names["worktree"])
+        )
+        answer, bundle = folder / ANSWER_FILE, folder / BUNDLE_FILE
+        bundle.unlink(missing_ok=True)
+        inside.run_collect(state, running=running, known=known, out=answer)
+        status, header = _read_answer(answer, bundle, session_id)
+        unchanged = (status.head, status.worktree) == (known.head, known.worktree)
+        if status.kind == "unchanged" and unchanged:
+            return _finish(registry, state, repo, status, "unchanged")
+        if header is not None:
+            _fetch_checked(repo, bundle, header, session_id)
+        _check_tips(repo, status, session_id)
+        _move_refs(repo, names, state.base_commit, status)
+        return _finish(registry, state, repo, status, "collected")
+
+
+def _read_answer(
+    answer: Path, bundle: Path, session_id: str
+) -> tuple[refs.CollectStatus, refs.BundleHeader | None]:
+    """The script's status line and, when it sent one, the bundle (moved to a file of its own,
+    as `git fetch` wants it) with its header checked."""
+    prefix = f"session {session_id!r}"
+    data = read_no_follow(answer, refs.MAX_HEADER_BYTES)
+    end = data.find(b"\n")
+    if not data.startswith(refs.STATUS_PREFIX) or end < 0:
+        raise InputError(f"{prefix}: the collect script gave no answer")
+    try:
+        status = refs.parse_status(data[: end + 1])
+        if status.kind != "bundle":
+            return status, None
+        header = refs.parse_bundle_header(data, end + 1)
+    except InputError as exc:
+        raise InputError(f"{prefix}: bundle refused: {exc}") from None
+    with answer.open("rb") as source, bundle.open("wb") as target:
+        source.seek(end + 1)
+        shutil.copyfileobj(source, target)
+    answer.unlink()
+    header = refs.BundleHeader(header.prerequisites, header.refs, header.pack_offset - (end + 1))
+    expected = {refs.BUNDLE_HEAD: status.head}
+    if status.worktree is not None:
+        expected[refs.BUNDLE_WORKTREE] = status.worktree
+    if any(expected.get(name) != sha for name, sha in header.refs.items()):
+        raise InputError(f"{prefix}: bundle refused: its refs are not the tips it announced")
+    return status, header
+
+
+def _fetch_checked(
+    repo: Repository, bundle: Path, header: refs.BundleHeader, session_id: str
+) -> None:
+    """Every object of the bundle checked in quarantine, then fetched with the checks on."""
+    prefix = f"session {session_id!r}"
+    objects = repo.git_dir / "objects"
+    strict = ",".join(f"{message}=error" for message in FSCK_ERRORS)
+    with tempfile.TemporaryDirectory(prefix="filare-quarantine.") as quarantine:
+        (Path(quarantine) / "pack").mkdir()
+        checked = repo.git(
+            "index-pack",
+            "--stdin",
+            "--fix-thin",
+            f"--strict={strict}",
+            check=False,
+            env={
+                "GIT_OBJECT_DIRECTORY": quarantine,
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects),
+            },
+            input_file=bundle,
+            input_offset=header.pack_offset,
+        )
+    if checked.code != 0:
+        raise InputError(f"{prefix}: bundle refused: {last_line(checked.stderr)}")
+    config = [
+        "transfer.fsckObjects=true",
+        "fetch.fsckObjects=true",
+        "protocol.file.allow=always",
+        *(f"fetch.fsck.{message}=error" for message in FSCK_ERRORS),
+    ]
+    fetched = repo.git(
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        "--no-auto-gc",
+        "--no-recurse-submodules",
+        str(bundle),
+        *header.refs,
+        config=config,
+        check=False,
+    )
+    if fetched.code != 0:
+        raise InputError(f"{prefix}: bundle refused: {last_line(fetched.stderr)}")
+
+
+def _check_tips(repo: Repository, status: refs.CollectStatus, session_id: str) -> None:
+    prefix = f"session {session_id!r}"
+    for sha in (status.head, status.worktree):
+        if sha is not None and repo.resolve(sha) != sha:
+            raise InputError(f"{prefix}: bundle refused: commit {sha[:12]} did not arrive")
+    if status.worktree is not None:
+        parent = repo.resolve(f"{status.worktree}^1")
+        if parent != status.head:
+            raise InputError(f"{prefix}: bundle refused: its uncommitted work is not on its head")
+
+
+def _move_refs(
+    repo: Repository, names: dict[str, str], base: str, status: refs.CollectStatus
+) -> None:
+    lines = [f"update {names['base']} {base}", f"update {names['head']} {status.head}"]
+    if status.worktree is not None:
+        lines.append(f"update {names['worktree']} {status.worktree}")
+    else:
+        lines.append(f"delete {names['worktree']}")
+    repo.git("update-ref", "--stdin", stdin=("\n".join(lines) + "\n").encode())
+
+
+def _finish(
+    registry: Registry,
+    state: SessionState,
+    repo: Repository,
+    status: refs.CollectStatus,
+    result: str,
+) -> Collected:
+    from orchestrator.homecoming import review
+
+    base = state.base_commit or ""
+    tip = status.worktree or status.head
+    changes = review.changes(repo, base, tip)
+    start_tip = repo.resolve(state.base_ref) if state.base_ref else None
+    conflicts = review.merge_conflicts(repo, start_tip, tip) if start_tip else []
+    collected = Collected(
+        state.session_id,
+        result,
+        ahead=int(repo.text("rev-list", "--count", f"{base}..{status.head}") or 0),
+        files=len(changes),
+        flagged={c.path: flags for c in changes if (flags := review.flags_of(c))},
+        conflicts=conflicts or [],
+        base=base,
+        head=status.head,
+        worktree=status.worktree or "",
+        at=_now(),
+    )
+    folder = registry.session_dir(state.role, state.session_id) / COLLECT_FOLDER
+    atomic_write(folder / RESULT_FILE, json.dumps(collected.as_json(), indent=2) + "\n")
+    return collected
+
+
+def last_result(registry: Registry, state: SessionState) -> dict[str, object] | None:
+    """The session's last collect as `session.list --json` shows it; None before the first."""
+    from orchestrator.untrusted import read_limited
+
+    path = registry.session_dir(state.role, state.session_id) / COLLECT_FOLDER / RESULT_FILE
+    data = loads(read_limited(path, 1 << 20))
+    return data if isinstance(data, dict) else None
+
+
+def _now() -> str:
+    return now().isoformat(timespec="seconds")

@@ -468,7 +468,7 @@ def dashboard(
 @task(
     klass=CatalogTask,
     category="session",
-    safe_for_agents=False,
+    safe_for_agents=True,
     runs_in="host",
     example="just session-collect --all",
     iterable=["session"],

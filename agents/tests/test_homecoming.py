@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from agent_helpers import SMOKE_TAG, docker, sh
+from agent_helpers import docker, sh
 
 from conftest import BuiltCodexImage
 from filare_testing.commands import inv
@@ -35,7 +35,9 @@ def task(registry: Registry, *args: str) -> tuple[int, str, str]:
 
 
 def refs_of(repo: Path) -> list[str]:
-    return sh("git", "-C", str(repo), "for-each-ref", "--format=%(objectname) %(refname)").stdout.splitlines()
+    return sh(
+        "git", "-C", str(repo), "for-each-ref", "--format=%(objectname) %(refname)"
+    ).stdout.splitlines()
 
 
 def objects_of(repo: Path) -> str:
@@ -55,14 +57,10 @@ COMMIT = "git -c user.name=agent -c user.email=agent@example.com commit -q"
 
 
 @pytest.fixture
-def home_manifest(
-    project: Path, codex_image: BuiltCodexImage, fake: FakeModel
-) -> Iterator[Path]:
+def home_manifest(project: Path, codex_image: BuiltCodexImage, fake: FakeModel) -> Iterator[Path]:
     write_fake_codex_home(project / "outputs" / "codex-home", fake.container_url)
     (project / "outputs" / "model.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")
     (project / "src" / "lines.txt").write_text("one\ntwo\nthree\nfour\nfive\n")
-    sh("git", "-C", str(project), "add", ".")
-    sh("git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lines")
     manifest = project / "home.yml"
 
     def write(ids: tuple[str, ...], image: str = codex_image.tag) -> Path:
@@ -86,7 +84,14 @@ def home_manifest(
         return manifest
 
     write(("alpha", "beta", "gamma"))
+    commit_all(project)
     yield manifest
+
+
+def commit_all(project: Path) -> None:
+    """Commit the project's files (manifests too), so a seeded workspace starts clean."""
+    sh("git", "-C", str(project), "add", ".")
+    sh("git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
 
 
 def start(registry: Registry, manifest: Path) -> None:
@@ -199,7 +204,14 @@ def test_nothing_the_agent_plants_runs_on_the_host(
         (project / ".gitattributes").write_text("* filter=evil diff=evil merge=evil\n")
         for key in ("filter.evil.clean", "filter.evil.smudge", "diff.evil.textconv"):
             sh("git", "-C", str(project), "config", key, f"touch {markers}/host-{key}; cat")
-        sh("git", "-C", str(project), "config", "merge.evil.driver", f"touch {markers}/host-merge; false")
+        sh(
+            "git",
+            "-C",
+            str(project),
+            "config",
+            "merge.evil.driver",
+            f"touch {markers}/host-merge; false",
+        )
         code, out, err = task(registry, "session.diff", "--session", "alpha")
         assert code == 0, err
         code, out, err = task(registry, "session.accept", "--session", "alpha", "--squash")
@@ -241,7 +253,9 @@ def test_conflicts_between_sessions_and_accept_refuses_one(
         same_line = "sed -i 's/^three$/THREE by {}/' src/lines.txt && git add -A && " + COMMIT
         agent("filare-builder-alpha", same_line.format("alpha") + " -m alpha")
         agent("filare-builder-beta", same_line.format("beta") + " -m beta")
-        agent("filare-builder-gamma", "printf 'g\\n' > gamma.txt && git add -A && " + COMMIT + " -m g")
+        agent(
+            "filare-builder-gamma", "printf 'g\\n' > gamma.txt && git add -A && " + COMMIT + " -m g"
+        )
         code, out, err = task(registry, "session.collect", "--manifest", str(home_manifest))
         assert code == 0, out + err
         code, out, err = task(registry, "session.conflicts", "--json")
@@ -287,9 +301,14 @@ def test_bad_input_is_one_line_and_changes_nothing(
             assert code == 2, text
             assert expected in text, text
         assert refs_of(project) == before
-        for args in (["session.diff", "--session", "gamma"], ["session.accept", "--session", "gamma"]):
+        for args in (
+            ["session.diff", "--session", "gamma"],
+            ["session.accept", "--session", "gamma"],
+        ):
             code, _, err = task(registry, *args)
-            assert code == 2 and "nothing collected yet" in err and len(err.strip().splitlines()) == 1
+            assert (
+                code == 2 and "nothing collected yet" in err and len(err.strip().splitlines()) == 1
+            )
     finally:
         stop_all(registry, home_manifest)
 
@@ -314,6 +333,7 @@ def test_an_image_without_git_is_refused(
     data["defaults"]["image"] = smoke_image
     data["sessions"] = [{"id": "smoky", "branch": "agent/smoky", "workspace": "outputs/ws/smoky"}]
     manifest.write_text(yaml.safe_dump(data))
+    commit_all(project)
     start(registry, manifest)
     try:
         code, out, err = task(registry, "session.collect", "--session", "smoky")
@@ -359,7 +379,9 @@ def test_an_accepted_branch_seeds_the_next_session_without_its_filters(
             "printf 'feature\\n' > feature.txt && git add -A && " + COMMIT + " -m feature",
         )
         assert task(registry, "session.collect", "--session", "alpha")[0] == 0
-        assert task(registry, "session.accept", "--session", "alpha", "--into", "feature/done")[0] == 0
+        assert (
+            task(registry, "session.accept", "--session", "alpha", "--into", "feature/done")[0] == 0
+        )
     finally:
         stop_all(registry, home_manifest)
     sh("git", "-C", str(project), "config", "filter.evil.smudge", f"touch {marker}; tr a-z A-Z")
@@ -369,6 +391,7 @@ def test_an_accepted_branch_seeds_the_next_session_without_its_filters(
     ]
     validator = project / "validator.yml"
     validator.write_text(yaml.safe_dump(data))
+    commit_all(project)
     start(registry, validator)
     try:
         seeded = project / "outputs" / "ws" / "validator"

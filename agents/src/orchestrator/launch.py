@@ -264,9 +264,7 @@ def _with_seed_record(plan: LaunchPlan, state: SessionState) -> SessionState:
     if seeded is None:
         return state
     commit, ref = seeded
-    return state.replace(
-        seed_repository=_seed_repository(plan), base_commit=commit, base_ref=ref
-    )
+    return state.replace(seed_repository=_seed_repository(plan), base_commit=commit, base_ref=ref)
 
 
 def _seed_repository(plan: LaunchPlan) -> Path | None:

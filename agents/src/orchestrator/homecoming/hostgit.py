@@ -108,8 +108,12 @@ class Repository:
 
 
 def last_line(stderr: str) -> str:
+    """git's reason in one printable line: its first `error:` line (which names the object and
+    the check it failed), else its last line."""
     lines = [line for line in stderr.splitlines() if line.strip()]
-    return printable(lines[-1] if lines else "no error output", limit=300)
+    errors = [line for line in lines if line.startswith("error: ")]
+    chosen = errors[0] if errors else lines[-1] if lines else "no error output"
+    return printable(chosen, limit=300)
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -131,18 +131,30 @@ def collect(registry: Registry, state: SessionState, *, running: str | None) -> 
         known = inside.Known(
             state.base_commit, repo.resolve(names["head"]), repo.resolve(names["worktree"])
         )
-        answer, bundle = folder / ANSWER_FILE, folder / BUNDLE_FILE
-        bundle.unlink(missing_ok=True)
-        inside.run_collect(state, running=running, known=known, out=answer)
-        status, header = _read_answer(answer, bundle, session_id)
-        unchanged = (status.head, status.worktree) == (known.head, known.worktree)
-        if status.kind == "unchanged" and unchanged:
+        (folder / BUNDLE_FILE).unlink(missing_ok=True)
+        inside.run_collect(state, running=running, known=known, out=folder / ANSWER_FILE)
+        status = receive(repo, folder, session_id, known)
+        if (status.head, status.worktree) == (known.head, known.worktree):
             return _finish(registry, state, repo, status, "unchanged")
-        if header is not None:
-            _fetch_checked(repo, bundle, header, session_id)
-        _check_tips(repo, status, session_id)
         _move_refs(repo, names, state.base_commit, status)
         return _finish(registry, state, repo, status, "collected")
+
+
+def receive(
+    repo: Repository, folder: Path, session_id: str, known: inside.Known
+) -> refs.CollectStatus:
+    """Read what the collect script wrote to `folder`; fetch its bundle's objects into `repo`
+    once every one passed the checks (no ref moves here). Raises `InputError` for a corrupt or
+    hostile answer, with nothing changed in `repo`."""
+    answer, bundle = folder / ANSWER_FILE, folder / BUNDLE_FILE
+    status, header = _read_answer(answer, bundle, session_id)
+    if (status.head, status.worktree) == (known.head, known.worktree):
+        return status
+    if header is not None:
+        _fetch_checked(repo, bundle, header, status, session_id)
+    else:
+        _check_tips(repo, status, session_id)
+    return status
 
 
 def _read_answer(
@@ -176,29 +188,36 @@ def _read_answer(
 
 
 def _fetch_checked(
-    repo: Repository, bundle: Path, header: refs.BundleHeader, session_id: str
+    repo: Repository,
+    bundle: Path,
+    header: refs.BundleHeader,
+    status: refs.CollectStatus,
+    session_id: str,
 ) -> None:
-    """Every object of the bundle checked in quarantine, then fetched with the checks on."""
+    """Every object of the bundle checked in quarantine, the tips it announced found there,
+    then the bundle fetched with the checks on."""
     prefix = f"session {session_id!r}"
     objects = repo.git_dir / "objects"
     strict = ",".join(f"{message}=error" for message in FSCK_ERRORS)
     with tempfile.TemporaryDirectory(prefix="filare-quarantine.") as quarantine:
         (Path(quarantine) / "pack").mkdir()
+        env = {
+            "GIT_OBJECT_DIRECTORY": quarantine,
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects),
+        }
         checked = repo.git(
             "index-pack",
             "--stdin",
             "--fix-thin",
             f"--strict={strict}",
             check=False,
-            env={
-                "GIT_OBJECT_DIRECTORY": quarantine,
-                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects),
-            },
+            env=env,
             input_file=bundle,
             input_offset=header.pack_offset,
         )
-    if checked.code != 0:
-        raise InputError(f"{prefix}: bundle refused: {last_line(checked.stderr)}")
+        if checked.code != 0:
+            raise InputError(f"{prefix}: bundle refused: {last_line(checked.stderr)}")
+        _check_tips(repo, status, session_id, env=env)
     config = [
         "transfer.fsckObjects=true",
         "fetch.fsckObjects=true",
@@ -221,13 +240,20 @@ def _fetch_checked(
         raise InputError(f"{prefix}: bundle refused: {last_line(fetched.stderr)}")
 
 
-def _check_tips(repo: Repository, status: refs.CollectStatus, session_id: str) -> None:
+def _check_tips(
+    repo: Repository,
+    status: refs.CollectStatus,
+    session_id: str,
+    env: dict[str, str] | None = None,
+) -> None:
+    """The tips the script announced are commits (in the quarantine, with `env`), and the
+    uncommitted work sits on the head."""
     prefix = f"session {session_id!r}"
     for sha in (status.head, status.worktree):
-        if sha is not None and repo.resolve(sha) != sha:
+        if sha is not None and repo.resolve(sha, env) != sha:
             raise InputError(f"{prefix}: bundle refused: commit {sha[:12]} did not arrive")
     if status.worktree is not None:
-        parent = repo.resolve(f"{status.worktree}^1")
+        parent = repo.resolve(f"{status.worktree}^1", env)
         if parent != status.head:
             raise InputError(f"{prefix}: bundle refused: its uncommitted work is not on its head")
 

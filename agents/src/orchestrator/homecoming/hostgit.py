@@ -101,9 +101,11 @@ class Repository:
     def text(self, *args: str) -> str:
         return self.git(*args).stdout.decode("utf-8", "replace").strip()
 
-    def resolve(self, ref: str) -> str | None:
+    def resolve(self, ref: str, env: Mapping[str, str] | None = None) -> str | None:
         """The commit a ref or object name points at, or None."""
-        result = self.git("rev-parse", "--quiet", "--verify", f"{ref}^{{commit}}", check=False)
+        result = self.git(
+            "rev-parse", "--quiet", "--verify", f"{ref}^{{commit}}", check=False, env=env
+        )
         return result.stdout.decode().strip() if result.code == 0 else None
 
 

@@ -140,6 +140,10 @@ def test_work_comes_home_and_lands_on_a_branch(
 
         rows = {r["session"]: r for r in json.loads(task(registry, "session.list", "--json")[1])}
         assert rows["alpha"]["work"]["ahead"] == 1 and rows["alpha"]["work"]["files"] == 3
+        board = task(registry, "session.dashboard")[1]
+        assert "WORK COLLECTED" in board
+        (line,) = [x for x in board.split("WORK COLLECTED")[1].splitlines() if "alpha" in x]
+        assert line.split()[0] == "alpha" and line.split()[-3:] == ["3", "-", "-"]
 
         code, out, err = task(registry, "session.accept", "--session", "alpha")
         assert code == 0, out + err

@@ -135,7 +135,37 @@ def render(snapshot: Fleet) -> str:
     if failures:
         problems = [(f["session"] or "-", f["what"], " ".join(f["why"].split())) for f in failures]
         parts += ["", "NEEDS ATTENTION", table(("SESSION", "WHAT", "WHY"), problems)]
+    collected = _work_rows(snapshot.sessions)
+    if collected:
+        columns = ("SESSION", "COLLECTED", "AHEAD", "FILES", "CONFLICTS", "FLAGGED")
+        parts += ["", "WORK COLLECTED", table(columns, collected)]
     return "\n".join(parts)
+
+
+def _work_rows(views: Sequence[SessionView]) -> list[tuple[str, ...]]:
+    """One row per session with a collect: its age, commits ahead, files, conflicts with the
+    branch it started from, and flagged paths (as the agent named them, sanitized)."""
+    from orchestrator.homecoming.report import flagged_cell
+    from orchestrator.untrusted import printable
+
+    rows: list[tuple[str, ...]] = []
+    for view in views:
+        work = view.agent.get("work")
+        if not isinstance(work, dict):
+            continue
+        flagged = work.get("flagged")
+        conflicts = work.get("conflicts")
+        rows.append(
+            (
+                view.session_id,
+                human_age(_age(str(work.get("at") or ""))),
+                str(work.get("ahead", "-")),
+                str(work.get("files", "-")),
+                printable(", ".join(map(str, conflicts)), limit=60) if conflicts else "-",
+                flagged_cell(flagged) if isinstance(flagged, dict) else "-",
+            )
+        )
+    return rows
 
 
 def render_json(snapshot: Fleet) -> str:

@@ -346,3 +346,24 @@ def test_agent_written_paths_are_printed_sanitized() -> None:
     assert table.splitlines()[1].split()[:4] == ["alpha", "collected", "2", "3"]
     pairs = conflicts_table([Pair("a", "b", ["x\x1b[31m.txt"]), Pair("a", "main", [])])
     assert "\x1b" not in pairs and "conflict" in pairs and "clean" in pairs
+
+
+def test_uncommitted_work_that_is_not_on_the_head_is_refused(tmp_path: Path, seed: Path) -> None:
+    work = agent_clone(tmp_path, seed)
+    base = git(work, "rev-parse", "HEAD")
+    (work / "b.txt").write_text("b\n")
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "b")
+    head = git(work, "rev-parse", "HEAD")
+    elsewhere = git(work, "commit-tree", "-p", base, "-m", "not on head", f"{head}^{{tree}}")
+    git(work, "update-ref", "refs/filare/head", head)
+    git(work, "update-ref", "refs/filare/worktree", elsewhere)
+    bundle = tmp_path / "b.bundle"
+    git(work, "bundle", "create", "-q", str(bundle), "refs/filare/head", "refs/filare/worktree",
+        f"^{base}")  # fmt: skip
+    line = f"FILARE-COLLECT bundle {head} {elsewhere}\n"
+    folder = answer(tmp_path / "c", line, bundle.read_bytes())
+    before = snapshot(seed)
+    with pytest.raises(InputError, match="not on its head"):
+        receive(Repository.open(seed), folder, "alpha", inside.Known(base, None, None))
+    assert snapshot(seed) == before

@@ -84,7 +84,7 @@ def _with_agent(registry: Registry, view: SessionView, questions: Sequence[Promp
 
 def _work(registry: Registry, view: SessionView) -> dict[str, object] | None:
     """What the session's last collect found (`session.collect`), or None before the first."""
-    from orchestrator.homecoming.collect import last_result
+    from orchestrator.homecoming.record import last_result
 
     assert view.state is not None
     found = last_result(registry, view.state)

@@ -12,5 +12,7 @@ then run on those refs only, with no filter, driver, hook or pager an agent coul
 - `inside`: the script the session's git runs, and the container it runs in;
 - `collect`: `session.collect`;
 - `flags`: paths an operator should look at twice (pure);
-- `review`: `session.diff`, `session.conflicts`, `session.accept`.
+- `review`: `session.diff`, `session.conflicts`, `session.accept`;
+- `record`: where a collect is kept in the session's record (read by `session.list`);
+- `report`: how they print, through `orchestrator.untrusted`.
 """

@@ -10,7 +10,6 @@ in one transaction, so a refused bundle changes nothing in the repository.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -22,14 +21,12 @@ from orchestrator import engine
 from orchestrator.errors import InputError, OrchestratorError, did_you_mean
 from orchestrator.homecoming import inside, refs
 from orchestrator.homecoming.hostgit import FSCK_ERRORS, Repository, last_line
+from orchestrator.homecoming.record import collect_folder, write_result
 from orchestrator.plan import session_filters
-from orchestrator.registry import Registry, SessionState, atomic_write, now, read_no_follow
-from orchestrator.untrusted import loads
+from orchestrator.registry import Registry, SessionState, now, read_no_follow
 
-COLLECT_FOLDER = "collect"
 ANSWER_FILE = "answer"
 BUNDLE_FILE = "work.bundle"
-RESULT_FILE = "result.json"
 MAX_PARALLEL = 4
 
 
@@ -126,7 +123,7 @@ def collect(registry: Registry, state: SessionState, *, running: str | None) -> 
             f"session {session_id!r}: its base {state.base_commit[:12]} is no longer in "
             f"{state.seed_repository}"
         )
-    folder = registry.session_dir(state.role, session_id) / COLLECT_FOLDER
+    folder = collect_folder(registry, state)
     with registry.lock(state.role, session_id):
         known = inside.Known(
             state.base_commit, repo.resolve(names["head"]), repo.resolve(names["worktree"])
@@ -295,18 +292,8 @@ def _finish(
         worktree=status.worktree or "",
         at=_now(),
     )
-    folder = registry.session_dir(state.role, state.session_id) / COLLECT_FOLDER
-    atomic_write(folder / RESULT_FILE, json.dumps(collected.as_json(), indent=2) + "\n")
+    write_result(registry, state, collected.as_json())
     return collected
-
-
-def last_result(registry: Registry, state: SessionState) -> dict[str, object] | None:
-    """The session's last collect as `session.list --json` shows it; None before the first."""
-    from orchestrator.untrusted import read_limited
-
-    path = registry.session_dir(state.role, state.session_id) / COLLECT_FOLDER / RESULT_FILE
-    data = loads(read_limited(path, 1 << 20))
-    return data if isinstance(data, dict) else None
 
 
 def _now() -> str:

@@ -116,10 +116,13 @@ def test_work_comes_home_and_lands_on_a_branch(
             "printf 'ignored\\n' > outputs/ignored.txt || mkdir -p outputs",
         )
         before = refs_of(project)
+        look = "sha256sum .git/index .git/HEAD; git for-each-ref; git status --porcelain"
+        agents_view = agent("filare-builder-alpha", look).stdout
         code, out, err = task(registry, "session.collect", "--session", "alpha")
         assert code == 0, out + err
         row = out.splitlines()[1].split()
         assert row[:4] == ["alpha", "collected", "1", "3"], out
+        assert agent("filare-builder-alpha", look).stdout == agents_view
         after = refs_of(project)
         changed = sorted(set(after) ^ set(before))
         assert all(" refs/agents/alpha/" in line for line in changed), changed
@@ -150,10 +153,21 @@ def test_work_comes_home_and_lands_on_a_branch(
         assert "accepted into agent/alpha (created)" in out
         landed = sh("git", "-C", str(project), "show", "agent/alpha:untracked.txt").stdout
         assert landed == "new\n"
-        final = refs_of(project)
-        moved = sorted(set(final) ^ set(after))
+        accepted = refs_of(project)
+        moved = sorted(set(accepted) ^ set(after))
         assert [line.split()[1] for line in moved] == ["refs/heads/agent/alpha"]
         assert sh("git", "-C", str(project), "status", "--porcelain").stdout == ""
+
+        # The agent commits the rest: collecting again replaces the session's own refs only.
+        agent("filare-builder-alpha", "git add -A && " + COMMIT + " -m rest")
+        code, out, err = task(registry, "session.collect", "--session", "alpha")
+        assert code == 0 and out.splitlines()[1].split()[:4] == ["alpha", "collected", "2", "3"]
+        moved = sorted(set(refs_of(project)) ^ set(accepted))
+        assert {line.split()[1] for line in moved} == {
+            "refs/agents/alpha/head",
+            "refs/agents/alpha/worktree",
+        }
+        assert "refs/agents/alpha/worktree" not in " ".join(refs_of(project))
     finally:
         stop_all(registry, home_manifest)
 

@@ -367,3 +367,50 @@ def test_uncommitted_work_that_is_not_on_the_head_is_refused(tmp_path: Path, see
     with pytest.raises(InputError, match="not on its head"):
         receive(Repository.open(seed), folder, "alpha", inside.Known(base, None, None))
     assert snapshot(seed) == before
+
+
+# --- the base, recorded at seeding ---------------------------------------------------------------
+
+
+def seed_only(source: Path, workspace: Path, branch: str, record: Path) -> None:
+    from tests.test_launch_script import run
+
+    result = run(
+        "--seed-only", "--workspace", str(workspace), "--seed-from", str(source),
+        "--branch", branch, "--seed-record", str(record),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_launch_script_records_the_base_it_seeded_from(tmp_path: Path, seed: Path) -> None:
+    main = git(seed, "rev-parse", "HEAD")
+    record = tmp_path / "record"
+    seed_only(seed, tmp_path / "ws", "agent/new", record)
+    assert refs.parse_seed_record(record.read_text()) == (main, "refs/heads/main")
+    git(seed, "branch", "feature/done")
+    git(seed, "commit", "-q", "--allow-empty", "-m", "later on main")
+    seed_only(seed, tmp_path / "ws2", "feature/done", record)
+    assert refs.parse_seed_record(record.read_text()) == (main, "refs/heads/feature/done")
+    record.unlink()
+    seed_only(seed, tmp_path / "ws2", "feature/done", record)  # not empty: not seeded again
+    assert not record.exists()
+
+
+def test_checking_out_an_accepted_branch_runs_no_filter_its_attributes_name(
+    tmp_path: Path, seed: Path
+) -> None:
+    marker = tmp_path / "smudged"
+    git(seed, "checkout", "-q", "-b", "feature/done")
+    (seed / ".gitattributes").write_text("* filter=evil ident\n")
+    (seed / "f.txt").write_text("feature $Id$\n")
+    git(seed, "add", ".")
+    git(seed, "commit", "-qm", "feature")
+    git(seed, "checkout", "-q", "main")
+    git(seed, "config", "filter.evil.smudge", f"touch {marker}; tr a-z A-Z")
+    (seed / ".git" / "info").mkdir(exist_ok=True)
+    (seed / ".git" / "info" / "attributes").write_text("*.bin binary\n")
+    workspace = tmp_path / "ws"
+    seed_only(seed, workspace, "feature/done", tmp_path / "record")
+    assert (workspace / "f.txt").read_text() == "feature $Id$\n"
+    assert not marker.exists()
+    assert (workspace / ".git" / "info" / "attributes").read_text() == "*.bin binary\n"

@@ -562,7 +562,7 @@ def conflicts(c: Context, session: list[str] | None = None, json: bool = False) 
         states = collecting.find_sessions(registry, session_ids=session)
         works = [review.collected_work(state) for state in states]
     else:
-        works = review.works_of(registry, registry.states())
+        works = review.works_of(registry.states())
     pairs = review.conflicts(works)
     print(shown.conflicts_json(pairs) if json else shown.conflicts_table(pairs))
     _exit_unless(not any(pair.conflicts for pair in pairs))

@@ -414,3 +414,11 @@ def test_checking_out_an_accepted_branch_runs_no_filter_its_attributes_name(
     assert (workspace / "f.txt").read_text() == "feature $Id$\n"
     assert not marker.exists()
     assert (workspace / ".git" / "info" / "attributes").read_text() == "*.bin binary\n"
+
+
+def test_the_host_git_version_is_read() -> None:
+    from orchestrator.homecoming.hostgit import MINIMUM_GIT, parse_version
+
+    assert parse_version("git version 2.39.5\n") == (2, 39)
+    assert parse_version("git version 2.37.1.windows.1") == (2, 37) < MINIMUM_GIT
+    assert parse_version("nonsense") is None

@@ -101,7 +101,7 @@ def _running_containers(registry: Registry) -> dict[str, str]:
     return {
         container.session_id: container.id
         for container in engine.list_containers(session_filters(registry.root))
-        if container.running and container.state == "running"
+        if container.state == "running"
     }
 
 

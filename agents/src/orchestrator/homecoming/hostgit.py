@@ -10,6 +10,7 @@ are dropped so none of them can point git elsewhere.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,8 @@ from orchestrator.errors import InputError, OrchestratorError
 from orchestrator.untrusted import printable
 
 GIT_TIMEOUT = 120.0
+# `git merge-tree --write-tree`, which merges without a working tree, came with git 2.38.
+MINIMUM_GIT = (2, 38)
 # Raised to errors for every object the host takes from a bundle (default levels warn or ignore).
 FSCK_ERRORS = ("hasDotgit", "hasDotdot", "hasDot", "fullPathname", "badFilemode", "nulInHeader")
 SAFE_CONFIG = (
@@ -50,6 +53,7 @@ class Repository:
     def open(cls, path: Path) -> Repository:
         """The repository at `path` (a working tree's top folder or a git folder); one line and
         exit 2 when there is none."""
+        check_version()
         folder = path / ".git"
         if folder.is_file():
             common = _run_git(
@@ -107,6 +111,29 @@ class Repository:
             "rev-parse", "--quiet", "--verify", f"{ref}^{{commit}}", check=False, env=env
         )
         return result.stdout.decode().strip() if result.code == 0 else None
+
+
+@functools.cache
+def check_version() -> None:
+    """Refuse, once per process, a host git too old to merge without a working tree."""
+    found = _run_git(["--version"], cwd=None).stdout.decode("ascii", "replace")
+    version = parse_version(found)
+    if version is None or version < MINIMUM_GIT:
+        wanted = ".".join(map(str, MINIMUM_GIT))
+        raise OrchestratorError(
+            f"git {wanted} or later is needed on the host (found: {printable(found.strip())})"
+        )
+
+
+def parse_version(text: str) -> tuple[int, int] | None:
+    """`git version 2.39.5` -> (2, 39)."""
+    parts = text.split()
+    if len(parts) < 3 or parts[:2] != ["git", "version"]:
+        return None
+    numbers = parts[2].split(".")
+    if len(numbers) < 2 or not (numbers[0].isdigit() and numbers[1].isdigit()):
+        return None
+    return int(numbers[0]), int(numbers[1])
 
 
 def last_line(stderr: str) -> str:

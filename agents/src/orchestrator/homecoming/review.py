@@ -13,11 +13,11 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, OrchestratorError
 from orchestrator.homecoming import refs
 from orchestrator.homecoming.flags import Change, flags_of, parse_numstat, parse_raw
-from orchestrator.homecoming.hostgit import Repository
-from orchestrator.registry import Registry, SessionState
+from orchestrator.homecoming.hostgit import Repository, last_line
+from orchestrator.registry import SessionState
 
 __all__ = ["Change", "flags_of"]
 
@@ -99,14 +99,12 @@ def diff_text(work: Work, *, stat: bool, committed: bool) -> str:
     return output.decode("utf-8", "replace")
 
 
-def merge_conflicts(repo: Repository, ours: str | None, theirs: str) -> list[str] | None:
+def merge_conflicts(repo: Repository, ours: str, theirs: str) -> list[str] | None:
     """The files that conflict when `theirs` is merged into `ours`; [] when clean.
 
     The merge's objects go to a temporary folder: asking leaves the repository as it was.
     None when the two have no common history.
     """
-    if ours is None:
-        return []
     with tempfile.TemporaryDirectory(prefix="filare-merge.") as scratch:
         result = repo.git(
             "merge-tree",
@@ -126,9 +124,6 @@ def merge_conflicts(repo: Repository, ours: str | None, theirs: str) -> list[str
 
 
 def _merge_result(repo: Repository, code: int, stdout: bytes, stderr: str) -> list[str] | None:
-    from orchestrator.errors import OrchestratorError
-    from orchestrator.homecoming.hostgit import last_line
-
     if code == 0:
         return []
     if code == 1:
@@ -258,7 +253,7 @@ def _identity(repo: Repository) -> dict[str, str]:
     }
 
 
-def works_of(registry: Registry, states: Sequence[SessionState]) -> list[Work]:
+def works_of(states: Sequence[SessionState]) -> list[Work]:
     """The collected work of each session that has some (the others are skipped)."""
     found = []
     for state in states:

@@ -40,6 +40,21 @@ def refs_of(repo: Path) -> list[str]:
     ).stdout.splitlines()
 
 
+def untouched(repo: Path) -> dict[str, bytes]:
+    """What collect, diff and conflicts must leave as it was: config, hooks, index, HEAD, the
+    working tree's state."""
+    git_dir = repo / ".git"
+    found = {
+        name: (git_dir / name).read_bytes()
+        for name in ("config", "index", "HEAD")
+        if (git_dir / name).exists()
+    }
+    found["hooks"] = "\n".join(sorted(p.name for p in (git_dir / "hooks").iterdir())).encode()
+    status = sh("git", "--no-optional-locks", "-C", str(repo), "status", "--porcelain")
+    found["status"] = status.stdout.encode()
+    return found
+
+
 def objects_of(repo: Path) -> str:
     return sh("git", "-C", str(repo), "count-objects", "-v").stdout
 
@@ -116,6 +131,7 @@ def test_work_comes_home_and_lands_on_a_branch(
             "printf 'ignored\\n' > outputs/ignored.txt || mkdir -p outputs",
         )
         before = refs_of(project)
+        host_view = untouched(project)
         look = "sha256sum .git/index .git/HEAD; git for-each-ref; git status --porcelain"
         agents_view = agent("filare-builder-alpha", look).stdout
         code, out, err = task(registry, "session.collect", "--session", "alpha")
@@ -148,6 +164,8 @@ def test_work_comes_home_and_lands_on_a_branch(
         (line,) = [x for x in board.split("WORK COLLECTED")[1].splitlines() if "alpha" in x]
         assert line.split()[0] == "alpha" and line.split()[-3:] == ["3", "-", "-"]
 
+        assert task(registry, "session.conflicts")[0] == 0
+        assert untouched(project) == host_view
         code, out, err = task(registry, "session.accept", "--session", "alpha")
         assert code == 0, out + err
         assert "accepted into agent/alpha (created)" in out

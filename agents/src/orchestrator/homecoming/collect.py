@@ -19,7 +19,8 @@ from pathlib import Path
 
 from orchestrator import engine
 from orchestrator.errors import InputError, OrchestratorError, did_you_mean
-from orchestrator.homecoming import inside, refs
+from orchestrator.homecoming import inside, refs, review
+from orchestrator.homecoming.flags import flags_of
 from orchestrator.homecoming.hostgit import FSCK_ERRORS, Repository, last_line
 from orchestrator.homecoming.record import collect_folder, write_result
 from orchestrator.plan import session_filters
@@ -118,23 +119,26 @@ def collect(registry: Registry, state: SessionState, *, running: str | None) -> 
     if not refs.valid_branch(state.branch):
         raise InputError(f"session {session_id!r}: its branch {state.branch!r} is not valid")
     repo = Repository.open(state.seed_repository)
-    if repo.resolve(state.base_commit) is None:
-        raise InputError(
-            f"session {session_id!r}: its base {state.base_commit[:12]} is no longer in "
-            f"{state.seed_repository}"
-        )
     folder = collect_folder(registry, state)
     with registry.lock(state.role, session_id):
-        known = inside.Known(
-            state.base_commit, repo.resolve(names["head"]), repo.resolve(names["worktree"])
+        start_ref = [state.base_ref] if state.base_ref else []
+        base, head, worktree, *start = repo.resolve_all(
+            [state.base_commit, names["head"], names["worktree"], *start_ref]
         )
+        if base is None:
+            raise InputError(
+                f"session {session_id!r}: its base {state.base_commit[:12]} is no longer in "
+                f"{state.seed_repository}"
+            )
+        known = inside.Known(base, head, worktree)
         (folder / BUNDLE_FILE).unlink(missing_ok=True)
         inside.run_collect(state, running=running, known=known, out=folder / ANSWER_FILE)
         status = receive(repo, folder, session_id, known)
+        start_tip = start[0] if start else None
         if (status.head, status.worktree) == (known.head, known.worktree):
-            return _finish(registry, state, repo, status, "unchanged")
-        _move_refs(repo, names, state.base_commit, status)
-        return _finish(registry, state, repo, status, "collected")
+            return _finish(registry, state, repo, status, "unchanged", start_tip)
+        _move_refs(repo, names, base, status)
+        return _finish(registry, state, repo, status, "collected", start_tip)
 
 
 def receive(
@@ -246,11 +250,14 @@ def _check_tips(
     """The tips the script announced are commits (in the quarantine, with `env`), and the
     uncommitted work sits on the head."""
     prefix = f"session {session_id!r}"
-    for sha in (status.head, status.worktree):
-        if sha is not None and repo.resolve(sha, env) != sha:
+    tips = [sha for sha in (status.head, status.worktree) if sha is not None]
+    names = [*tips, f"{status.worktree}^1"] if status.worktree is not None else tips
+    found = repo.resolve_all(names, env)
+    for sha, commit in zip(tips, found, strict=False):
+        if commit != sha:
             raise InputError(f"{prefix}: bundle refused: commit {sha[:12]} did not arrive")
     if status.worktree is not None:
-        parent = repo.resolve(f"{status.worktree}^1", env)
+        parent = found[-1]
         if parent != status.head:
             raise InputError(f"{prefix}: bundle refused: its uncommitted work is not on its head")
 
@@ -272,20 +279,20 @@ def _finish(
     repo: Repository,
     status: refs.CollectStatus,
     result: str,
+    start_tip: str | None,
 ) -> Collected:
-    from orchestrator.homecoming import review
-
+    """Summarize the collected work (commits ahead, files, flags, conflicts with the branch it
+    started from) and keep it in the session's record for `session.list`."""
     base = state.base_commit or ""
     tip = status.worktree or status.head
     changes = review.changes(repo, base, tip)
-    start_tip = repo.resolve(state.base_ref) if state.base_ref else None
     conflicts = review.merge_conflicts(repo, start_tip, tip) if start_tip else []
     collected = Collected(
         state.session_id,
         result,
         ahead=int(repo.text("rev-list", "--count", f"{base}..{status.head}") or 0),
         files=len(changes),
-        flagged={c.path: flags for c in changes if (flags := review.flags_of(c))},
+        flagged={c.path: flags for c in changes if (flags := flags_of(c))},
         conflicts=conflicts or [],
         base=base,
         head=status.head,

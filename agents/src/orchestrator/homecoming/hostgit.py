@@ -107,10 +107,26 @@ class Repository:
 
     def resolve(self, ref: str, env: Mapping[str, str] | None = None) -> str | None:
         """The commit a ref or object name points at, or None."""
-        result = self.git(
-            "rev-parse", "--quiet", "--verify", f"{ref}^{{commit}}", check=False, env=env
-        )
-        return result.stdout.decode().strip() if result.code == 0 else None
+        return self.resolve_all([ref], env)[0]
+
+    def resolve_all(
+        self, names: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> list[str | None]:
+        """The commit each ref or object name points at (None where there is none), in one git
+        process whatever their number."""
+        if any("\n" in name or not name for name in names):
+            raise InputError("a ref name holds a line break")
+        query = "".join(f"{name}^{{commit}}\n" for name in names).encode()
+        output = self.git(
+            "cat-file", "--batch-check=%(objectname) %(objecttype)", stdin=query, env=env
+        ).stdout.decode("ascii", "replace")
+        found: list[str | None] = []
+        for line in output.splitlines():
+            sha, _, kind = line.partition(" ")
+            found.append(sha if kind == "commit" else None)
+        if len(found) != len(names):
+            raise OrchestratorError(f"{self.git_dir}: git cat-file answered {len(found)} lines")
+        return found
 
 
 @functools.cache

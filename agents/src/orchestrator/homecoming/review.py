@@ -46,12 +46,12 @@ def collected_work(state: SessionState) -> Work:
     if state.seed_repository is None:
         raise InputError(f"session {state.session_id!r}: nothing collected yet (session.collect)")
     repo = Repository.open(state.seed_repository)
-    base, head = repo.resolve(names["base"]), repo.resolve(names["head"])
+    base, head, worktree = repo.resolve_all([names["base"], names["head"], names["worktree"]])
     if base is None or head is None:
         raise InputError(
             f"session {state.session_id!r}: nothing collected yet: run session.collect first"
         )
-    return Work(state, repo, base, head, repo.resolve(names["worktree"]))
+    return Work(state, repo, base, head, worktree)
 
 
 def changes(repo: Repository, base: str, tip: str) -> list[Change]:

@@ -43,27 +43,32 @@ export GIT_CEILING_DIRECTORIES=/home/agent LC_ALL=C
 ws=/home/agent/workspace
 cd "$ws"
 g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c gc.auto=0 "$@"; }
-top=$(g rev-parse --show-toplevel 2>/dev/null) || top=""
+where=$(g rev-parse --show-toplevel --absolute-git-dir --git-common-dir 2>/dev/null) || where=""
+top=$(printf '%s\n' "$where" | sed -n 1p)
 [ "$top" = "$ws" ] || { say "the workspace is not a git repository"; exit 71; }
+gitdir=$(printf '%s\n' "$where" | sed -n 2p)
+common=$(cd "$(printf '%s\n' "$where" | sed -n 3p)" && pwd -P)
 current=$(g symbolic-ref -q HEAD 2>/dev/null) || current="(detached)"
 [ "$current" = "refs/heads/$branch" ] || {
   say "the workspace is on ${current#refs/heads/}, not on the session's branch $branch"; exit 72; }
-head=$(g rev-parse -q --verify "refs/heads/$branch^{commit}") || {
-  say "the session's branch $branch has no commit"; exit 73; }
-common=$(cd "$(g rev-parse --git-common-dir)" && pwd -P)
+facts=$(g log -1 --format='%H %T %ct' "refs/heads/$branch" -- 2>/dev/null) || facts=""
+[ -n "$facts" ] || { say "the session's branch $branch has no commit"; exit 73; }
+head=${facts%% *}
+rest=${facts#* }
+head_tree=${rest%% *}
+head_time=${rest#* }
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-g init -q --bare "$scratch/repo"
+g init -q --bare --template= "$scratch/repo"
 printf '%s/objects\n' "$common" >"$scratch/repo/objects/info/alternates"
-gitdir=$(cd "$(g rev-parse --git-dir)" && pwd -P)
 cp "$gitdir/index" "$scratch/index" 2>/dev/null || true
 export GIT_INDEX_FILE="$scratch/index" GIT_OBJECT_DIRECTORY="$scratch/repo/objects"
 [ -f "$scratch/index" ] || g read-tree "$head"
 g add -A >/dev/null 2>&1 || { rm -f "$scratch/index"; g read-tree "$head"; g add -A >/dev/null; }
 tree=$(g write-tree)
 worktree=-
-if [ "$tree" != "$(g rev-parse "$head^{tree}")" ]; then
-  when="@$(g show -s --format=%ct "$head") +0000"
+if [ "$tree" != "$head_tree" ]; then
+  when="@$head_time +0000"
   worktree=$(GIT_AUTHOR_NAME=filare GIT_AUTHOR_EMAIL=filare@localhost GIT_AUTHOR_DATE="$when" \
     GIT_COMMITTER_NAME=filare GIT_COMMITTER_EMAIL=filare@localhost GIT_COMMITTER_DATE="$when" \
     g commit-tree -p "$head" -m "Uncommitted work in the workspace" "$tree")
@@ -73,24 +78,27 @@ if [ "$head" = "$known_head" ] && [ "$worktree" = "$known_worktree" ]; then
   printf 'FILARE-COLLECT unchanged %s %s\n' "$head" "$worktree"; exit 0
 fi
 export GIT_DIR="$scratch/repo"
-g update-ref refs/filare/head "$head"
 tips=refs/filare/head
+updates="update refs/filare/head $head"
 if [ "$worktree" != - ]; then
-  g update-ref refs/filare/worktree "$worktree"
   tips="$tips refs/filare/worktree"
+  updates="$updates
+update refs/filare/worktree $worktree"
 fi
+printf '%s\n' "$updates" | g update-ref --stdin
+# What the host has already (the base, the last collect's tips) stays out of the bundle.
 set --
-for known in "$base" "$known_head" "$known_worktree"; do
-  if [ "$known" != - ] && g cat-file -e "$known^{commit}" 2>/dev/null; then
-    set -- "$@" "^$known"
+present=$(printf '%s^{commit}\n' "$base" "$known_head" "$known_worktree" |
+  g cat-file --batch-check='%(objectname) %(objecttype)' | sed -n 's/ commit$//p')
+for known in $present; do set -- "$@" "^$known"; done
+# shellcheck disable=SC2086
+if ! g bundle create -q "$scratch/work.bundle" $tips "$@" 2>"$scratch/error"; then
+  if grep -q 'empty bundle' "$scratch/error"; then
+    printf 'FILARE-COLLECT nothing %s %s\n' "$head" "$worktree"; exit 0
   fi
-done
-# shellcheck disable=SC2086
-if [ "$(g rev-list --count $tips "$@")" = 0 ]; then
-  printf 'FILARE-COLLECT nothing %s %s\n' "$head" "$worktree"; exit 0
+  cat "$scratch/error" >&2
+  exit 1
 fi
-# shellcheck disable=SC2086
-g bundle create -q "$scratch/work.bundle" $tips "$@" 2>/dev/null
 printf 'FILARE-COLLECT bundle %s %s\n' "$head" "$worktree"
 cat "$scratch/work.bundle"
 """

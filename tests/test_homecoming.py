@@ -12,7 +12,7 @@ import pytest
 from orchestrator.errors import InputError
 from orchestrator.homecoming import inside, refs
 from orchestrator.homecoming.collect import ANSWER_FILE, BUNDLE_FILE, Collected, receive
-from orchestrator.homecoming.flags import Change, flags_of, parse_numstat, parse_raw
+from orchestrator.homecoming.flags import Change, flags_of, parse_diff_tree
 from orchestrator.homecoming.hostgit import Repository, clean_env
 from orchestrator.homecoming.report import collected_table, conflicts_table, flagged_cell
 from orchestrator.homecoming.review import Pair
@@ -133,6 +133,8 @@ def test_a_bundle_header_holds_only_the_refs_the_script_writes() -> None:
         (Change(".codex/config.toml", "D", "100644", "000000"), ["agent-config"]),
         (Change("link", "A", "000000", "120000", binary=False), ["symlink"]),
         (Change("vendor/lib", "A", "000000", "160000"), ["submodule"]),
+        (Change("hooks/pre-push", "A", "000000", "100644"), ["hooks"]),
+        (Change("web/src/hooks/useThing.ts", "A", "000000", "100644"), []),
         (Change("run.sh", "M", "100644", "100755"), ["executable"]),
         (Change("run.sh", "M", "100755", "100755"), []),
         (Change("web/package-lock.json", "M", "100644", "100644"), ["lockfile"]),
@@ -146,7 +148,7 @@ def test_paths_worth_a_second_look_are_flagged(change: Change, expected: list[st
     assert flags_of(change) == expected
 
 
-def test_raw_and_numstat_output_of_git_are_read(tmp_path: Path) -> None:
+def test_diff_tree_output_of_git_is_read(tmp_path: Path) -> None:
     repo = tmp_path / "r"
     git(tmp_path, "init", "-q", str(repo))
     (repo / "a.txt").write_text("a\n")
@@ -156,25 +158,20 @@ def test_raw_and_numstat_output_of_git_are_read(tmp_path: Path) -> None:
     (repo / "a.txt").write_text("a\nb\n")
     (repo / "bin").write_bytes(b"\0\1\2")
     (repo / "tab\tname").write_text("x\n")
+    (repo / ":colon").write_text("x\n")
     (repo / "run").write_text("#!/bin/sh\n")
     (repo / "run").chmod(0o755)
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "b")
-    raw = subprocess.run(
-        ["git", "-C", str(repo), "diff-tree", "-r", "-z", "--raw", "--no-renames", base, "HEAD"],
-        capture_output=True,
-        check=True,
+    argv = ["git", "-C", str(repo), "diff-tree", "-r", "-z", "--no-renames", "--raw"]
+    output = subprocess.run(
+        [*argv, "--numstat", base, "HEAD"], capture_output=True, check=True
     ).stdout
-    changes = {c.path: c for c in parse_raw(raw)}
-    assert sorted(changes) == ["a.txt", "bin", "run", "tab\tname"]
+    changes = {c.path: c for c in parse_diff_tree(output)}
+    assert sorted(changes) == [":colon", "a.txt", "bin", "run", "tab\tname"]
     assert (changes["run"].status, changes["run"].new_mode) == ("A", "100755")
-    numstat = subprocess.run(
-        ["git", "-C", str(repo), "diff-tree", "-r", "-z", "--numstat", base, "HEAD"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    counts = parse_numstat(numstat)
-    assert counts["a.txt"] == (1, 0) and counts["bin"] == (None, None)
+    assert changes["a.txt"].status == "M"
+    assert [path for path, c in sorted(changes.items()) if c.binary] == ["bin"]
 
 
 # --- where the script runs -----------------------------------------------------------------------

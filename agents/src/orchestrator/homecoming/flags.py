@@ -7,7 +7,7 @@ file), not that the change is wrong.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # A file larger than this is flagged (bytes).
 LARGE_FILE_BYTES = 1 << 20
@@ -26,7 +26,9 @@ CI_FILES = frozenset(
     {".gitlab-ci.yml", ".travis.yml", "Jenkinsfile", "azure-pipelines.yml", ".woodpecker.yml"}
 )
 GIT_FILES = frozenset({".gitattributes", ".gitmodules"})
-HOOK_PREFIXES = (".githooks/", ".husky/", ".git-hooks/", "hooks/")
+HOOK_PREFIXES = (".githooks/", ".husky/", ".git-hooks/")
+# A top-level `hooks/` is where projects keep git hooks; `src/hooks/` is usually code.
+TOP_HOOK_PREFIXES = ("hooks/",)
 HOOK_FILES = frozenset({".pre-commit-config.yaml", "lefthook.yml", ".lefthook.yml"})
 AGENT_PREFIXES = (".agents/skills/", ".codex/")
 LOCKFILES = frozenset(
@@ -72,7 +74,7 @@ def flags_of(change: Change) -> list[str]:
         found.append("ci")
     if name in GIT_FILES:
         found.append(name)
-    if name in HOOK_FILES or _under(path, HOOK_PREFIXES):
+    if name in HOOK_FILES or _under(path, HOOK_PREFIXES) or path.startswith(TOP_HOOK_PREFIXES):
         found.append("hooks")
     if _under(path, AGENT_PREFIXES):
         found.append("agent-config")
@@ -98,33 +100,27 @@ def _under(path: str, prefixes: tuple[str, ...]) -> bool:
     return path.startswith(prefixes) or any(f"/{prefix}" in path for prefix in prefixes)
 
 
-def parse_raw(output: bytes) -> list[Change]:
-    """`git diff-tree -r -z --raw --no-renames` output as changes (paths decoded leniently)."""
+def parse_diff_tree(output: bytes) -> list[Change]:
+    """`git diff-tree -r -z --no-renames --raw --numstat` output as changes, binary ones marked.
+
+    git prints every raw record (`:MODE MODE SHA SHA STATUS`, then the path) before the numstat
+    records (`ADDED TAB DELETED TAB PATH`, `-` for a binary file); paths are decoded leniently.
+    """
     fields = output.split(b"\0")
-    changes = []
+    raw: list[Change] = []
+    binary: set[str] = set()
     index = 0
-    while index + 1 < len(fields):
-        meta, path = fields[index], fields[index + 1]
-        index += 2
-        parts = meta.decode("ascii", "replace").lstrip(":").split(" ")
-        if len(parts) != 5:
+    while index < len(fields):
+        field = fields[index]
+        index += 1
+        if field.startswith(b":") and index < len(fields):
+            path = fields[index].decode("utf-8", "replace")
+            index += 1
+            parts = field.decode("ascii", "replace").lstrip(":").split(" ")
+            if len(parts) == 5:
+                raw.append(Change(path, parts[4][:1], parts[0], parts[1]))
             continue
-        old_mode, new_mode, _old, _new, status = parts
-        changes.append(Change(path.decode("utf-8", "replace"), status[:1], old_mode, new_mode))
-    return changes
-
-
-def parse_numstat(output: bytes) -> dict[str, tuple[int | None, int | None]]:
-    """`git diff-tree -r -z --numstat --no-renames`: path -> (added, deleted), None for binary."""
-    counts: dict[str, tuple[int | None, int | None]] = {}
-    for record in output.split(b"\0"):
-        parts = record.split(b"\t", 2)
-        if len(parts) != 3:
-            continue
-        added, deleted, path = parts
-        counts[path.decode("utf-8", "replace")] = (_count(added), _count(deleted))
-    return counts
-
-
-def _count(text: bytes) -> int | None:
-    return int(text) if text.isdigit() else None
+        counts = field.split(b"\t", 2)
+        if len(counts) == 3 and not (counts[0].isdigit() and counts[1].isdigit()):
+            binary.add(counts[2].decode("utf-8", "replace"))
+    return [replace(change, binary=change.path in binary) for change in raw]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import itertools
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.errors import InputError, OrchestratorError
 from orchestrator.homecoming import refs
-from orchestrator.homecoming.flags import Change, flags_of, parse_numstat, parse_raw
+from orchestrator.homecoming.flags import Change, flags_of, parse_diff_tree
 from orchestrator.homecoming.hostgit import Repository, last_line
 from orchestrator.registry import SessionState
 
@@ -56,24 +56,14 @@ def collected_work(state: SessionState) -> Work:
 
 def changes(repo: Repository, base: str, tip: str) -> list[Change]:
     """What changed from `base` to `tip`, with modes, binary-ness and new sizes."""
-    raw = parse_raw(repo.git("diff-tree", "-r", "-z", "--raw", "--no-renames", base, tip).stdout)
-    numstat = parse_numstat(
+    found = parse_diff_tree(
         repo.git(
-            "diff-tree", "-r", "-z", "--numstat", "--no-renames", "--no-textconv", base, tip
+            "diff-tree", "-r", "-z", "--no-renames", "--no-textconv", "--raw", "--numstat",
+            base, tip,
         ).stdout
-    )
-    sizes = _sizes(repo, tip, [c.path for c in raw if c.status != "D"])
-    return [
-        Change(
-            c.path,
-            c.status,
-            c.old_mode,
-            c.new_mode,
-            binary=numstat.get(c.path, (0, 0))[0] is None,
-            size=sizes.get(c.path, 0),
-        )
-        for c in raw
-    ]
+    )  # fmt: skip
+    sizes = _sizes(repo, tip, [c.path for c in found if c.status != "D"])
+    return [replace(c, size=sizes.get(c.path, 0)) for c in found]
 
 
 def _sizes(repo: Repository, tip: str, paths: Sequence[str]) -> dict[str, int]:

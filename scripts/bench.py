@@ -7,10 +7,14 @@ and user; only the container name, the `filare.registry` label value and the SSH
 (so the two sides never see each other's containers), and the baseline carries one extra
 `bench.run` label.
 
+The `collect` group brings the small changes of 8 sessions on the real Codex image home with one
+`inv session.collect --all`, against eight `docker exec … git bundle create` of the same
+branches typed one after another (the bundle a person would make to carry the work out by hand).
+
 The `send` group runs real Codex turns in sessions on the real Codex image (`--codex-image`),
 against a scripted model this process serves (`agents/testing/filare_testing/fake_model.py`);
 the baseline types the same `codex exec` by hand in the same containers. Without `--only`, the
-group is left out, with a note, when that image is absent.
+groups on the real image are left out, with a note, when that image is absent.
 
 The `engines` group (`--only engines`; root: it starts a Docker engine of its own, as the agent
 tests do) times eight sessions spread over two engines against the same eight on one: the
@@ -75,6 +79,7 @@ SEND_SESSIONS = 8
 # The `transcript` group: a transcript as big as a turn's may be, of lines that are no events.
 TRANSCRIPT_BYTES = 64 << 20
 TRANSCRIPT_SESSIONS = ("big", "small")
+COLLECT_SESSIONS = 8
 CONTAINER_WORKSPACE = "/home/agent/workspace"
 # The flags docker/filare-turn gives `codex exec`; the baseline types the same ones.
 CODEX_EXEC_FLAGS = ("--json", "--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check")
@@ -178,6 +183,12 @@ CASES = (
         None,
     ),
     Case(
+        "collect-8",
+        "inv session.collect --all, 8 sessions with a small commit and a new file each",
+        "8 docker exec … git bundle create of the session's branch, one after another",
+        2.0,
+    ),
+    Case(
         "start-32",
         "inv session.start, 32 sessions in one command",
         "32 docker run -d, one after another",
@@ -198,9 +209,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "seed": ("seed",),
     "transcript": ("list-64mb", "log-64mb"),
     "engines": ("start-8-engines", "list-8-engines"),
+    "collect": ("collect-8",),
 }
-# Groups that run the smoke image (built when absent).
+# Groups that run the smoke image (built when absent), and those that need the real Codex image.
 SMOKE_GROUPS = frozenset({"start-1", "fleet", "scale", "engines"})
+CODEX_GROUPS = ("send", "collect")
 # Groups measured only when asked for with --only: they need root (an engine of their own).
 ASKED_ONLY = frozenset({"engines"})
 # The bench's own test engine (index of `filare_testing.engines.OwnEngine`) and its context.
@@ -478,26 +491,27 @@ def sent_results(output: str) -> dict[str, tuple[str, str]]:
 def select_groups(
     only: Sequence[str] | None, *, codex_image: str, codex_image_present: bool
 ) -> tuple[list[str], str | None]:
-    """The groups to measure, in their fixed order, and a note when `send` was left out.
+    """The groups to measure, in their fixed order, and a note when some were left out.
 
-    Without `--only`, every group runs, except `send` when the real Codex image is absent (the
-    note says so); asking for `send` without the image is an error.
+    Without `--only`, every group runs, except those on the real Codex image (`send`,
+    `collect`) when it is absent (the note says so); asking for one without the image is an
+    error.
     """
     groups = [g for g in GROUPS if (g in only if only is not None else g not in ASKED_ONLY)]
-    if "send" not in groups or codex_image_present:
+    if not set(groups) & set(CODEX_GROUPS) or codex_image_present:
         return groups, None
     if only is not None:
         raise BenchError(missing_codex_image(codex_image))
-    note = f"note: skipping the send group: {missing_codex_image(codex_image)}"
-    return [g for g in groups if g != "send"], note
+    note = f"note: skipping the send and collect groups: {missing_codex_image(codex_image)}"
+    return [g for g in groups if g not in CODEX_GROUPS], note
 
 
 def missing_codex_image(tag: str) -> str:
     build = "uv run inv codex.build" + ("" if tag == CODEX_TAG else f" --tag {tag}")
     return (
-        f"the send group needs the real Codex image {tag!r}, which the engine does not have: "
-        f"build it with '{build}' ('uv run inv codex.base' first when there is no registry), "
-        "or name another with --codex-image"
+        f"the send and collect groups need the real Codex image {tag!r}, which the engine does "
+        f"not have: build it with '{build}' ('uv run inv codex.base' first when there is no "
+        "registry), or name another with --codex-image"
     )
 
 
@@ -873,6 +887,80 @@ def session_containers(registry: Path) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in lines if "\t" in line)
 
 
+@dataclass(frozen=True)
+class Homecoming:
+    """The collect group's sessions, running on the real image, and their containers."""
+
+    registry: Path
+    containers: Mapping[str, str]  # session id → container name
+    changes: list[int] = field(default_factory=lambda: [0])
+
+
+def prepare_collect(bench: Bench, image: str) -> Homecoming:
+    """Start the sessions (untimed) and collect them once, so every round brings home one small
+    change per session, as an operator collecting a fleet now and then does."""
+    outputs = bench.project / "outputs"
+    (outputs / "codex-collect").mkdir(exist_ok=True)
+    (outputs / "collect.env").write_text("BENCH=1\n")
+    tag = bench.run_id[:6]
+    ids = [f"home-{tag}-{n:02d}" for n in range(1, COLLECT_SESSIONS + 1)]
+    manifest = bench.project / "collect.yml"
+    text = send_manifest_text(ids, image).replace("outputs/codex-send", "outputs/codex-collect")
+    manifest.write_text(text.replace("outputs/model.env", "outputs/collect.env"))
+    registry = bench.root / "state-collect"
+    bench.inv_run("session.start", "--manifest", str(manifest), state=registry)
+    containers = session_containers(registry)
+    if sorted(containers) != sorted(ids):
+        raise BenchError(f"session.start of the collect group: {len(containers)} running")
+    home = Homecoming(registry, containers)
+    change_each(home)
+    tool_collect(bench, home)
+    return home
+
+
+def change_each(home: Homecoming) -> None:
+    """One small commit and one new uncommitted file in every session, as its agent would."""
+    home.changes[0] += 1
+    number = home.changes[0]
+    script = (
+        f"printf 'change {number}\\n' >> notes.txt && git add notes.txt && "
+        f"git -c user.name=agent -c user.email=agent@localhost commit -qm 'change {number}' && "
+        f"printf 'draft {number}\\n' > draft.txt"
+    )
+    for container in home.containers.values():
+        run(["docker", "exec", "--workdir", CONTAINER_WORKSPACE, container, "sh", "-c", script])
+
+
+def tool_collect(bench: Bench, home: Homecoming) -> Measurement:
+    result = bench.inv_run("session.collect", "--all", state=home.registry)
+    collected = sum("  collected  " in line for line in result.stdout.splitlines())
+    if collected != len(home.containers):
+        raise BenchError(f"session.collect --all collected {collected}: {result.stdout}")
+    return result.measurement
+
+
+def baseline_collect(home: Homecoming) -> Measurement:
+    """What a person types to carry each session's branch out: a bundle of it, one by one."""
+    argvs = [
+        ["docker", "exec", "--workdir", CONTAINER_WORKSPACE, container, "git", "bundle",
+         "create", "-q", "/home/agent/.filare/bench.bundle", f"refs/heads/bench/{sid}"]
+        for sid, container in sorted(home.containers.items())
+    ]  # fmt: skip
+    return run_each(argvs)
+
+
+def round_collect(bench: Bench, home: Homecoming, tool_first: bool, record: Record) -> None:
+    """A new change in every session (untimed), then both sides bring it out."""
+    change_each(home)
+    pair(
+        "collect-8",
+        partial(tool_collect, bench, home),
+        partial(baseline_collect, home),
+        tool_first=tool_first,
+        record=record,
+    )
+
+
 # --- one side of each case -----------------------------------------------------------------------
 
 
@@ -1241,6 +1329,10 @@ def prepare(
             context["send_baseline_argv"] = shlex.join(
                 codex_turn_argv(talk.containers[talk.solo], talk.threads[talk.solo])
             )
+        elif group == "collect":
+            print(f"starting {COLLECT_SESSIONS} sessions on {codex_image} ...", file=sys.stderr)
+            home = prepare_collect(bench, codex_image)
+            rounds[group] = partial(round_collect, bench, home)
         elif group == "inv-list":
             empty = make_empty_collection(bench.root / "empty-collection")
             rounds[group] = partial(round_inv_list, bench, empty)
@@ -1307,7 +1399,7 @@ def measure(
             images = {}
             if any(g in SMOKE_GROUPS for g in groups):
                 images[SMOKE_TAG] = ensure_image(bench)
-            if "send" in groups:
+            if set(groups) & set(CODEX_GROUPS):
                 images[codex_image] = image_id(codex_image) or "absent"
             context = describe_machine(bench, images, rounds)
             context["work_dir"] = str(bench.root.parent)
@@ -1449,7 +1541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # clean up on `kill` as on Ctrl-C
     try:
         wanted = args.only or [g for g in GROUPS if g not in ASKED_ONLY]
-        present = "send" in wanted and image_id(args.codex_image) is not None
+        present = bool(set(wanted) & set(CODEX_GROUPS)) and image_id(args.codex_image) is not None
         groups, note = select_groups(
             args.only, codex_image=args.codex_image, codex_image_present=present
         )

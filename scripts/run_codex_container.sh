@@ -59,6 +59,9 @@ Options:
   --exclude PATH       never seed PATH (repeatable; e.g. other sessions' workspaces)
   --secret PATH        never seed PATH, and warn when git does not ignore it (repeatable)
   --branch NAME        branch the workspace must be on (checked out, created when missing)
+  --seed-record FILE   when this run seeds the workspace, write there the commit it was
+                       seeded at and the source's ref it came from ("SHA REF"), for the
+                       orchestrator to record: the base its work is compared with later
   --cpus N             docker run --cpus
   --memory SIZE        docker run --memory
   --env-mount          bind the env file read-only at /run/filare/env instead, for the
@@ -109,6 +112,7 @@ user=""
 seed_from=""
 no_seed=0
 branch=""
+seed_record=""
 cpus=""
 memory=""
 detach=0
@@ -135,7 +139,7 @@ while (($# > 0)); do
     --image | --name | --workspace | --env-file | --ssh-key | --ssh-dir | --codex-dir | \
       --seed-from | --branch | --cpus | --memory | --label | --user | --agent-dir | \
       --transcript-dir | --inbox-dir | --network | --pids-limit | --mount | --exclude | \
-      --secret | --known-hosts | --health-interval | --context)
+      --secret | --known-hosts | --health-interval | --context | --seed-record)
       (($# >= 2)) || die "$1 needs a value"
       ;;
     *) die "unknown option: $1 (see --help)" ;;
@@ -159,6 +163,7 @@ while (($# > 0)); do
     --user) user="$2" ;;
     --seed-from) seed_from="$2" ;;
     --branch) branch="$2" ;;
+    --seed-record) seed_record="$2" ;;
     --cpus) cpus="$2" ;;
     --memory) memory="$2" ;;
     --exclude) excludes+=("$2") ;;
@@ -214,7 +219,7 @@ absolute() {
 workspace="$(absolute "$workspace")"
 [[ -z "$env_file" ]] || env_file="$(absolute "$env_file")"
 codex_dir="$(absolute "$codex_dir")"
-for var in ssh_dir agent_dir transcript_dir inbox_dir known_hosts; do
+for var in ssh_dir agent_dir transcript_dir inbox_dir known_hosts seed_record; do
   [[ -z "${!var}" ]] || printf -v "$var" '%s' "$(absolute "${!var}")"
 done
 
@@ -326,12 +331,47 @@ seed_workspace() {
   rm -f "$rules"  # `exec docker run` below would skip the EXIT trap
   ((linked == 0)) || copy_linked_repository "$src"
   drop_credentials
+  # The session's base: the commit it starts from and the source's ref that held it, read from
+  # the fresh copy before any agent has touched it.
+  local start_ref=""
+  if [[ -n "$branch" ]] && safe_git "$seeding" rev-parse --quiet --verify "refs/heads/$branch" >/dev/null; then
+    start_ref="refs/heads/$branch"
+  else
+    start_ref="$(safe_git "$seeding" symbolic-ref --quiet HEAD || true)"
+  fi
   [[ -z "$branch" ]] || switch_branch
+  local base
+  base="$(safe_git "$seeding" rev-parse --quiet --verify 'HEAD^{commit}' || true)"
   give_to_session -R "$seeding"
   if [[ -d "$workspace" ]]; then
     rmdir "$workspace" || die "workspace $workspace stopped being empty while it was seeded"
   fi
   mv -T "$seeding" "$workspace"
+  if [[ -n "$seed_record" && -n "$base" ]]; then
+    printf '%s %s\n' "$base" "${start_ref:--}" >"$seed_record.tmp" && mv -f "$seed_record.tmp" "$seed_record"
+  fi
+}
+
+without_filters() {
+  # Run "$@" in the copy with every attribute that converts file contents switched off: a branch
+  # an agent's work was accepted into carries the agent's .gitattributes, and checking it out
+  # here must not run any filter (or re-encode any file) that those attributes name. The
+  # repository's own info/attributes outranks every .gitattributes and is put back afterwards.
+  local attributes="$seeding/.git/info/attributes" saved="" status=0
+  mkdir -p "$seeding/.git/info"
+  if [[ -e "$attributes" ]]; then
+    saved="$(mktemp)"
+    temporary+=("$saved")
+    cp -p "$attributes" "$saved"
+  fi
+  printf '%s\n' '* -filter -text -eol -ident -working-tree-encoding' >"$attributes"
+  "$@" || status=$?
+  if [[ -n "$saved" ]]; then
+    cp -p "$saved" "$attributes"
+  else
+    rm -f "$attributes"
+  fi
+  return "$status"
 }
 
 # Keys of a repository configuration that hold credentials: dropped from a seeded copy.
@@ -428,7 +468,7 @@ switch_branch() {
   target="$(safe_git "$seeding" rev-parse --quiet --verify "refs/heads/$branch^{commit}" || true)"
   head="$(safe_git "$seeding" rev-parse --quiet --verify "HEAD^{commit}" || true)"
   if [[ -n "$target" && "$target" != "$head" ]]; then
-    safe_git "$seeding" checkout --quiet "$branch" ||
+    without_filters safe_git "$seeding" checkout --quiet "$branch" ||
       die "cannot check out branch $branch in $workspace"
   elif [[ -n "$head" ]]; then
     [[ -n "$target" ]] || safe_git "$seeding" branch "$branch" ||

@@ -528,3 +528,146 @@ def dashboard(
                 print(flush=True)
     except KeyboardInterrupt:
         return
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-collect --all",
+    iterable=["session"],
+    help={
+        "session": "collect this session id (repeatable)",
+        "manifest": "collect every recorded session of this manifest",
+        "all_": "collect every recorded session",
+        "json": "print a JSON array instead of a table",
+    },
+)
+def collect(
+    c: Context,
+    session: list[str] | None = None,
+    manifest: str | None = None,
+    all_: bool = False,
+    json: bool = False,
+) -> None:
+    """Bring sessions' work into their seed repository, under refs/agents/<id>/ only.
+
+    The session's own git makes a bundle in its container; the host checks every object of it
+    before fetching. Exit code 2 when a session's input is bad (no git, no repository, its
+    branch gone, a refused bundle), 1 for an engine fault; the other sessions are still collected.
+    """
+    from orchestrator.homecoming import collect as collecting
+    from orchestrator.homecoming import report as shown
+
+    registry = session_registry()
+    states = collecting.find_sessions(
+        registry,
+        session_ids=session or (),
+        manifest=Path(manifest) if manifest else None,
+        everything=all_,
+    )
+    results = collecting.collect_sessions(registry, states)
+    print(shown.collected_json(results) if json else shown.collected_table(results))
+    codes = [r.exit_code for r in results if r.result == "failed"]
+    if codes:
+        raise Exit(code=max(codes))
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-diff --session alpha --stat",
+    help={
+        "session": "session id whose collected work to show",
+        "stat": "only the files changed and their line counts",
+        "committed": "leave out the uncommitted work",
+        "json": "print one JSON object: files with their flags, and the patch",
+    },
+)
+def diff(
+    c: Context, session: str, stat: bool = False, committed: bool = False, json: bool = False
+) -> None:
+    """What a session changed since its base, read from its collected refs (session.collect)."""
+    from orchestrator.homecoming import collect as collecting
+    from orchestrator.homecoming import report as shown
+    from orchestrator.homecoming import review
+
+    registry = session_registry()
+    (state,) = collecting.find_sessions(registry, session_ids=[session])
+    work = review.collected_work(state)
+    print(shown.diff(work, stat=stat, committed=committed, as_json=json), end="")
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-conflicts",
+    iterable=["session"],
+    help={
+        "session": "only these session ids (repeatable; default: every collected session)",
+        "json": "print a JSON array instead of a table",
+    },
+)
+def conflicts(c: Context, session: list[str] | None = None, json: bool = False) -> None:
+    """Whether collected sessions' work merges: every pair, and each against its start branch.
+
+    Exit code 0 when every merge is clean, 1 when any conflicts, 2 for bad input.
+    """
+    from orchestrator.homecoming import collect as collecting
+    from orchestrator.homecoming import report as shown
+    from orchestrator.homecoming import review
+
+    registry = session_registry()
+    if session:
+        states = collecting.find_sessions(registry, session_ids=session)
+        works = [review.collected_work(state) for state in states]
+    else:
+        works = review.works_of(registry.states())
+    pairs = review.conflicts(works)
+    print(shown.conflicts_json(pairs) if json else shown.conflicts_table(pairs))
+    _exit_unless(not any(pair.conflicts for pair in pairs))
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=False,
+    runs_in="host",
+    example="just session-accept --session alpha --into review/alpha",
+    confirm=(
+        "which session's work lands on which branch (show session.diff first); the branch is "
+        "created or moved, no working tree is touched"
+    ),
+    help={
+        "session": "session id whose collected work to land",
+        "into": "the local branch to land it on (default: the session's own branch name)",
+        "squash": "one commit with the work's changes instead of a merge commit",
+        "committed": "leave out the uncommitted work",
+    },
+)
+def accept(
+    c: Context,
+    session: str,
+    into: str | None = None,
+    squash: bool = False,
+    committed: bool = False,
+) -> None:
+    """Land a session's collected work on a local branch as a merge or squash commit.
+
+    A conflict is refused (exit 2, naming the files); so is the branch checked out in a working
+    tree: accept never changes a working tree or an index.
+    """
+    from orchestrator.homecoming import collect as collecting
+    from orchestrator.homecoming import review
+
+    registry = session_registry()
+    (state,) = collecting.find_sessions(registry, session_ids=[session])
+    work = review.collected_work(state)
+    done = review.accept(work, into=into, squash=squash, committed=committed)
+    verb = "created" if done.created else "moved"
+    print(f"{session}  accepted into {done.branch} ({verb}) at {done.commit[:12]}")

@@ -206,7 +206,7 @@ def test_send_is_left_out_by_default_without_the_real_image_and_refused_when_ask
     assert everything == [g for g in bench.GROUPS if g != "engines"]
     assert "send" in everything and note is None
     without, note = select(None, codex_image_present=False)
-    assert without == [g for g in bench.GROUPS if g not in {"send", "engines"}]
+    assert without == [g for g in bench.GROUPS if g not in {"send", "engines", "collect"}]
     assert select(["engines"], codex_image_present=False) == (["engines"], None)
     assert note is not None and "'uv run inv codex.build'" in note and "\n" not in note
     assert select(["fleet", "seed"], codex_image_present=False) == (["fleet", "seed"], None)
@@ -246,7 +246,7 @@ def test_a_run_without_the_send_group_needs_no_codex_image(monkeypatch: pytest.M
     assert bench.main(["--only", "send", "--codex-image", "x:1"]) == 2
     assert looked == ["x:1"] and len(measured) == 1
     assert bench.main([]) == 2
-    assert measured[-1] == [g for g in bench.GROUPS if g not in {"send", "engines"}]
+    assert measured[-1] == [g for g in bench.GROUPS if g not in {"send", "engines", "collect"}]
 
 
 def test_clean_up_asks_a_restarting_engine_again_then_says_what_may_be_left(

@@ -86,12 +86,26 @@ def fleet(registry: Registry, *, include_ended: bool = False) -> Fleet:
 def _with_agent(registry: Registry, view: SessionView, questions: Sequence[Prompt]) -> SessionView:
     agent = conversation.agent_json(registry, view) if view.state is not None else {}
     agent["questions_waiting"] = len(questions)
+    if view.state is not None:
+        agent["work"] = _work(registry, view)
     blocking = [q for q in questions if q.severity == "block"]
     if blocking and agent.get("agent") != "working":
         agent["agent"] = "waiting"
         agent["agent_since"] = blocking[0].created_at
         agent["agent_reason"] = f"question {blocking[0].id}: {blocking[0].reason}"
     return dataclasses.replace(view, agent=agent)
+
+
+def _work(registry: Registry, view: SessionView) -> dict[str, object] | None:
+    """What the session's last collect found (`session.collect`), or None before the first."""
+    from orchestrator.homecoming.record import last_result
+
+    assert view.state is not None
+    found = last_result(registry, view.state)
+    if found is None:
+        return None
+    keys = ("result", "at", "ahead", "files", "flagged", "conflicts")
+    return {key: found.get(key) for key in keys}
 
 
 def render(snapshot: Fleet) -> str:
@@ -135,7 +149,37 @@ def render(snapshot: Fleet) -> str:
     if failures:
         problems = [(f["session"] or "-", f["what"], " ".join(f["why"].split())) for f in failures]
         parts += ["", "NEEDS ATTENTION", table(("SESSION", "WHAT", "WHY"), problems)]
+    collected = _work_rows(snapshot.sessions)
+    if collected:
+        columns = ("SESSION", "COLLECTED", "AHEAD", "FILES", "CONFLICTS", "FLAGGED")
+        parts += ["", "WORK COLLECTED", table(columns, collected)]
     return "\n".join(parts)
+
+
+def _work_rows(views: Sequence[SessionView]) -> list[tuple[str, ...]]:
+    """One row per session with a collect: its age, commits ahead, files, conflicts with the
+    branch it started from, and flagged paths (as the agent named them, sanitized)."""
+    from orchestrator.homecoming.report import flagged_cell
+    from orchestrator.untrusted import printable
+
+    rows: list[tuple[str, ...]] = []
+    for view in views:
+        work = view.agent.get("work")
+        if not isinstance(work, dict):
+            continue
+        flagged = work.get("flagged")
+        conflicts = work.get("conflicts")
+        rows.append(
+            (
+                view.session_id,
+                human_age(_age(str(work.get("at") or ""))),
+                str(work.get("ahead", "-")),
+                str(work.get("files", "-")),
+                printable(", ".join(map(str, conflicts)), limit=60) if conflicts else "-",
+                flagged_cell(flagged) if isinstance(flagged, dict) else "-",
+            )
+        )
+    return rows
 
 
 def render_json(snapshot: Fleet) -> str:

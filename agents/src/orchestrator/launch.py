@@ -353,7 +353,9 @@ def _launch(
             )
             limits.install(registry.session_dir(session.role, session.id), session.limits)
             held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
+            plan.folders.seed_record.unlink(missing_ok=True)
             container, warnings = _run_container(plan, registry, held)
+            state = _with_seed_record(plan, state)
         except BaseException as exc:
             _undo(registry, session)
             if isinstance(exc, OSError):
@@ -375,6 +377,32 @@ def _launch(
 def _folder_fault(exc: OSError) -> str:
     where = f": {exc.filename}" if exc.filename else ""
     return f"cannot prepare its folders: {exc.strerror or exc}{where}"
+
+
+def _with_seed_record(plan: LaunchPlan, state: SessionState) -> SessionState:
+    """The record with the base the launch script wrote when it seeded the workspace just now.
+
+    The file is in the session's host-only folder and was written from the fresh copy before the
+    container started; a workspace that was not seeded this time keeps the base recorded before.
+    """
+    from orchestrator.homecoming.refs import parse_seed_record
+
+    try:
+        text = plan.folders.seed_record.read_text(encoding="ascii")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return state
+    seeded = parse_seed_record(text)
+    if seeded is None:
+        return state
+    commit, ref = seeded
+    return state.replace(seed_repository=_seed_repository(plan), base_commit=commit, base_ref=ref)
+
+
+def _seed_repository(plan: LaunchPlan) -> Path | None:
+    from orchestrator.plan import seed_source
+
+    source = seed_source(plan.session)
+    return hostpaths.resolved(source) if source is not None else None
 
 
 def _check_same_manifest(session: SessionSpec, record: SessionState) -> None:
@@ -499,6 +527,9 @@ def _new_state(plan: LaunchPlan, previous: SessionState | None) -> SessionState:
         transcript_dir=plan.folders.transcript_dir,
         thread_id=previous.thread_id if previous else None,
         engine=session.engine,
+        seed_repository=previous.seed_repository if previous else None,
+        base_commit=previous.base_commit if previous else None,
+        base_ref=previous.base_ref if previous else None,
     )
 
 

@@ -148,6 +148,11 @@ class SessionFolders:
     agent_dir: Path
     transcript_dir: Path
 
+    @property
+    def seed_record(self) -> Path:
+        """Where the launch script writes the commit a fresh workspace was seeded at."""
+        return self.state_dir / "seed"
+
 
 def session_folders(session: SessionSpec, registry_root: Path) -> SessionFolders:
     state_dir = registry_root / session.role / session.id
@@ -243,6 +248,8 @@ def plan_launch(
     ]
     source = seed_source(session)
     argv += ["--seed-from", str(source)] if source is not None else ["--no-seed"]
+    if source is not None:
+        argv += ["--seed-record", str(folders.seed_record)]
     for excluded in seed_excludes:
         argv += ["--exclude", str(excluded)]
     for secret in seed_secrets:

@@ -76,6 +76,12 @@ class SessionState:
     thread_id: str | None = None
     # The Docker context it runs on (None: the current one); a session stays on it for life.
     engine: str | None = None
+    # Where the session's work comes home: the repository its workspace was seeded from, the
+    # commit it was seeded at and the source's ref that held it ("refs/heads/main"), all written
+    # by the host at seeding and never read back from the workspace.
+    seed_repository: Path | None = None
+    base_commit: str | None = None
+    base_ref: str | None = None
     created_at: datetime = field(default_factory=now)
     updated_at: datetime = field(default_factory=now)
     started_at: datetime | None = None
@@ -109,7 +115,7 @@ class SessionState:
         if not is_thread_id(data.get("thread_id")):
             # Learnt from a transcript the session wrote: only Codex's shape is kept.
             data["thread_id"] = None
-        for name in ("workspace", "ssh_dir", "manifest", "transcript_dir"):
+        for name in ("workspace", "ssh_dir", "manifest", "transcript_dir", "seed_repository"):
             if data.get(name) is not None:
                 data[name] = Path(data[name])
         for name in ("created_at", "updated_at", "started_at", "stopped_at"):

@@ -85,7 +85,7 @@ def collect_sessions(
     """Collect each session (a few at once); one session's failure is its own line."""
     if not states:
         return []
-    running = _running_containers(registry)
+    running = _running_containers(registry, {state.engine for state in states})
 
     def one(state: SessionState) -> Collected:
         try:
@@ -97,11 +97,13 @@ def collect_sessions(
         return list(pool.map(one, states))
 
 
-def _running_containers(registry: Registry) -> dict[str, str]:
-    """Session id -> id of its running container, from one `docker ps`."""
+def _running_containers(registry: Registry, engines: set[str | None]) -> dict[str, str]:
+    """Session id -> id of its running container, from one `docker ps` per engine the sessions
+    run on."""
     return {
         container.session_id: container.id
-        for container in engine.list_containers(session_filters(registry.root))
+        for context in engines
+        for container in engine.Engine(context).list_containers(session_filters(registry.root))
         if container.state == "running"
     }
 

@@ -131,18 +131,20 @@ def container_argv(state: SessionState, *, running: str | None, args: Sequence[s
     """The docker command: `exec` in the running container, else a throwaway one."""
     user = ["--user", state.user] if state.user else []
     if running is not None:
-        return [
-            "docker", "exec", *user, "--workdir", CONTAINER_WORKSPACE,
+        return engine.command_argv(
+            "exec", *user, "--workdir", CONTAINER_WORKSPACE,
             "--env", f"HOME={CONTAINER_HOME}", running, *args,
-        ]  # fmt: skip
-    return [
-        "docker", "run", "--rm", "--pull", "never", "--network", "none", *user,
+            context=state.engine,
+        )  # fmt: skip
+    return engine.command_argv(
+        "run", "--rm", "--pull", "never", "--network", "none", *user,
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "--env", f"HOME={CONTAINER_HOME}", "--workdir", CONTAINER_WORKSPACE,
         "--volume", f"{state.workspace}:{CONTAINER_WORKSPACE}",
         "--label", f"filare.collect={state.session_id}",
         state.image, *args,
-    ]  # fmt: skip
+        context=state.engine,
+    )  # fmt: skip
 
 
 def run_collect(state: SessionState, *, running: str | None, known: Known, out: Path) -> None:

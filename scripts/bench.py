@@ -13,8 +13,10 @@ branches typed one after another (the bundle a person would make to carry the wo
 
 The `send` group runs real Codex turns in sessions on the real Codex image (`--codex-image`),
 against a scripted model this process serves (`agents/testing/filare_testing/fake_model.py`);
-the baseline types the same `codex exec` by hand in the same containers. Without `--only`, the
-groups on the real image are left out, with a note, when that image is absent.
+the baseline types the same `codex exec` by hand in the same containers. The `memory` group
+reads what a warm session on that image holds (its container's memory, and each process's RSS)
+after each turn; it has no baseline: its target is in MB. Without `--only`, the groups on the
+real image are left out, with a note, when that image is absent.
 
 The `engines` group (`--only engines`; root: it starts a Docker engine of its own, as the agent
 tests do) times eight sessions spread over two engines against the same eight on one: the
@@ -205,6 +207,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "fleet": ("start-8", "list-8", "stop-8"),
     "scale": ("start-32",),
     "send": ("send-1", "send-8", "send-8-par"),
+    "memory": (),  # no ratio: a figure in MB, kept by its MemoryProbe
     "inv-list": ("inv-list",),
     "seed": ("seed",),
     "transcript": ("list-64mb", "log-64mb"),
@@ -213,13 +216,15 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 # Groups that run the smoke image (built when absent), and those that need the real Codex image.
 SMOKE_GROUPS = frozenset({"start-1", "fleet", "scale", "engines"})
-CODEX_GROUPS = ("send", "collect")
+CODEX_GROUPS = ("send", "collect", "memory")
 # Groups measured only when asked for with --only: they need root (an engine of their own).
 ASKED_ONLY = frozenset({"engines"})
 # The bench's own test engine (index of `filare_testing.engines.OwnEngine`) and its context.
 ENGINE_INDEX = 13
 ENGINE_CONTEXT = f"filare-test-{ENGINE_INDEX}"
 ENGINES_SESSIONS = 8
+# What a warm session may hold: the memory group's target, in MB (MiB, as `docker stats` counts).
+MEMORY_TARGET_MB = 120.0
 
 
 @dataclass(frozen=True)
@@ -383,6 +388,167 @@ def missed(rows: Iterable[Row]) -> list[Row]:
     return [row for row in rows if row.met is False]
 
 
+# --- pure parts: the memory of a warm session ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    """One process of the session: its command ("codex app-server", "python3 filare-agentd"),
+    its RSS and the anonymous part of it, in MB. The rest of the RSS is file pages (program
+    code), which every session on the image shares through the page cache."""
+
+    command: str
+    rss_mb: float
+    anon_mb: float
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    """What a warm session holds after one more turn: its processes, and its container's memory
+    as `docker stats` shows it (the cgroup's usage less its inactive file cache)."""
+
+    container_mb: float
+    processes: tuple[ProcessMemory, ...]
+
+    @property
+    def rss_mb(self) -> float:
+        return sum(p.rss_mb for p in self.processes)
+
+    @property
+    def anon_mb(self) -> float:
+        return sum(p.anon_mb for p in self.processes)
+
+    def by_command(self) -> dict[str, tuple[float, float]]:
+        """(RSS, anonymous) MB per command, the processes of one command added up."""
+        totals: dict[str, tuple[float, float]] = {}
+        for p in self.processes:
+            rss, anon = totals.get(p.command, (0.0, 0.0))
+            totals[p.command] = (rss + p.rss_mb, anon + p.anon_mb)
+        return totals
+
+
+DOCKER_SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+DOCKER_SIZE = re.compile(r"\s*([0-9.]+)\s*([KMGT]iB|B)\s*")
+
+
+def parse_mem_usage(text: str) -> float:
+    """MB in use, from `docker stats`'s MEM USAGE column ("97.4MiB / 1.944GiB")."""
+    used = DOCKER_SIZE.fullmatch(text.partition("/")[0])
+    if used is None:
+        raise ValueError(f"not a docker stats memory usage: {text!r}")
+    return float(used[1]) * DOCKER_SIZE_UNITS[used[2]] / (1 << 20)
+
+
+# Run by the image's python3 in the session's container: each other process's argv, VmRSS and
+# RssAnon (kB) from /proc, as JSON. Kernel threads (no VmRSS) and processes gone meanwhile are
+# left out, and so is this reader itself.
+PROCESS_READER = """\
+import json, os
+found = []
+for pid in os.listdir("/proc"):
+    if not pid.isdigit() or int(pid) == os.getpid():
+        continue
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = [a.decode(errors="replace") for a in cmdline.read().split(b"\\0") if a]
+    except OSError:
+        continue
+    if "VmRSS" in fields and "RssAnon" in fields:
+        kb = [int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon")]
+        found.append([argv, *kb])
+print(json.dumps(found))
+"""
+
+
+def parse_processes(output: str) -> tuple[ProcessMemory, ...]:
+    """The processes PROCESS_READER printed. A command is shown by the names of its program and
+    first argument ("python3 filare-agentd", "codex app-server")."""
+    try:
+        found = json.loads(output)
+    except ValueError:
+        raise ValueError(f"not a process list: {output[:80]!r}") from None
+    processes = []
+    for entry in found if isinstance(found, list) else [found]:
+        match entry:
+            case [list() as argv, int(rss), int(anon)] if all(isinstance(a, str) for a in argv):
+                command = " ".join(Path(word).name for word in argv[:2]) or "?"
+                processes.append(ProcessMemory(command, rss / 1024, anon / 1024))
+            case _:
+                raise ValueError(f"not a process entry: {str(entry)[:80]!r}")
+    return tuple(processes)
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    """The memory group's figures, medians over the counted rounds. The target judges the RSS of
+    all the session's processes: what `ps` shows a session holding."""
+
+    samples: tuple[MemorySample, ...]
+    target_mb: float = MEMORY_TARGET_MB
+
+    @property
+    def rss_median(self) -> float:
+        return median([s.rss_mb for s in self.samples])
+
+    @property
+    def anon_median(self) -> float:
+        return median([s.anon_mb for s in self.samples])
+
+    @property
+    def container_median(self) -> float:
+        return median([s.container_mb for s in self.samples])
+
+    @property
+    def met(self) -> bool:
+        return self.rss_median <= self.target_mb
+
+    def process_medians(self) -> list[tuple[str, float, float]]:
+        """Each command's median RSS and anonymous MB (0 in a round where it did not run),
+        largest RSS first."""
+        totals = [s.by_command() for s in self.samples]
+        names = dict.fromkeys(name for t in totals for name in t)
+        medians = [
+            (
+                name,
+                median([t.get(name, (0.0, 0.0))[0] for t in totals]),
+                median([t.get(name, (0.0, 0.0))[1] for t in totals]),
+            )
+            for name in names
+        ]
+        return sorted(medians, key=lambda m: -m[1])
+
+    def markdown(self) -> str:
+        met = "yes" if self.met else "**no**"
+        lines = [
+            "| what | RSS, median MB | of it anonymous | target | met |",
+            "|---|---:|---:|---:|---|",
+            f"| the session's processes | {self.rss_median:.1f} | {self.anon_median:.1f} "
+            f"| ≤ {self.target_mb:g} | {met} |",
+        ]
+        lines += [
+            f"| `{name}` | {rss:.1f} | {anon:.1f} | - | - |"
+            for name, rss, anon in self.process_medians()
+        ]
+        lines += [f"| the container (`docker stats`) | {self.container_median:.1f} | - | - | - |"]
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "rss_mb": [s.rss_mb for s in self.samples],
+            "rss_median_mb": self.rss_median,
+            "anon_median_mb": self.anon_median,
+            "container_mb": [s.container_mb for s in self.samples],
+            "container_median_mb": self.container_median,
+            "processes_median_mb": {
+                name: {"rss": rss, "anon": anon} for name, rss, anon in self.process_medians()
+            },
+            "target_mb": self.target_mb,
+            "met": self.met,
+        }
+
+
 # --- pure parts: the baseline's argv -----------------------------------------------------------
 
 
@@ -494,35 +660,38 @@ def select_groups(
     """The groups to measure, in their fixed order, and a note when some were left out.
 
     Without `--only`, every group runs, except those on the real Codex image (`send`,
-    `collect`) when it is absent (the note says so); asking for one without the image is an
-    error.
+    `collect`, `memory`) when it is absent (the note says so); asking for one without the
+    image is an error.
     """
     groups = [g for g in GROUPS if (g in only if only is not None else g not in ASKED_ONLY)]
     if not set(groups) & set(CODEX_GROUPS) or codex_image_present:
         return groups, None
     if only is not None:
         raise BenchError(missing_codex_image(codex_image))
-    note = f"note: skipping the send and collect groups: {missing_codex_image(codex_image)}"
+    note = f"note: skipping the send, collect and memory groups: {missing_codex_image(codex_image)}"
     return [g for g in groups if g not in CODEX_GROUPS], note
 
 
 def missing_codex_image(tag: str) -> str:
     build = "uv run inv codex.build" + ("" if tag == CODEX_TAG else f" --tag {tag}")
     return (
-        f"the send and collect groups need the real Codex image {tag!r}, which the engine does "
-        f"not have: build it with '{build}' ('uv run inv codex.base' first when there is no "
-        "registry), or name another with --codex-image"
+        f"the send, collect and memory groups need the real Codex image {tag!r}, which the "
+        f"engine does not have: build it with '{build}' ('uv run inv codex.base' first when "
+        "there is no registry), or name another with --codex-image"
     )
 
 
-def send_manifest_text(session_ids: Sequence[str], image: str) -> str:
-    """Sessions on the real image whose Codex talks to the scripted model (`codex-send`)."""
+def send_manifest_text(
+    session_ids: Sequence[str], image: str, codex_dir: str = "outputs/codex-send"
+) -> str:
+    """Sessions on the real image whose Codex talks to the scripted model (its Codex home is
+    `codex_dir`, which names that model's address)."""
     lines = [
         "defaults:",
         f"  image: {image}",
         "  ssh_key: outputs/id",
         "  env_file: outputs/model.env",
-        "  codex_dir: outputs/codex-send",
+        f"  codex_dir: {codex_dir}",
         "sessions:",
     ]
     lines += [
@@ -877,6 +1046,57 @@ def prepare_send(bench: Bench, image: str, stack: contextlib.ExitStack) -> Talk:
     threads = {sid: conversation(sid) for sid in [solo, *chorus]}
     parallel = {sid: conversation(sid) for sid in chorus}
     return Talk(registry, solo, chorus, containers, threads, parallel, prompt)
+
+
+@dataclass
+class MemoryProbe:
+    """The memory group's session on the real image, and what it held after each of its turns,
+    the warm-up round's first."""
+
+    registry: Path
+    session: str
+    container: str
+    samples: list[MemorySample] = field(default_factory=list)
+
+    def row(self) -> MemoryRow:
+        """The counted rounds' figures (the warm-up round's sample left out)."""
+        return MemoryRow(tuple(self.samples[1:]))
+
+
+def prepare_memory(bench: Bench, image: str, stack: contextlib.ExitStack) -> MemoryProbe:
+    """Serve the scripted model, start one session on the real image and give it a first turn
+    (untimed): from then on its agent daemon keeps Codex running, as a warm session does."""
+    if str(FAKE_MODEL_PATH) not in sys.path:
+        sys.path.insert(0, str(FAKE_MODEL_PATH))
+    from filare_testing.fake_model import API_KEY_ENV, FakeModel, write_codex_home
+
+    fake = stack.enter_context(FakeModel(keep_bodies=False))
+    outputs = bench.project / "outputs"
+    write_codex_home(outputs / "codex-memory", fake.container_url)
+    (outputs / "model.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")
+    sid = f"memory-{bench.run_id[:6]}"
+    manifest = bench.project / "memory.yml"
+    manifest.write_text(send_manifest_text([sid], image, codex_dir="outputs/codex-memory"))
+    registry = bench.root / "state-memory"
+    bench.inv_run("session.start", "--manifest", str(manifest), state=registry)
+    containers = session_containers(registry)
+    if sid not in containers:
+        raise BenchError(f"session.start of the memory group left no running {sid}")
+    tool_send(bench, registry, [sid])
+    return MemoryProbe(registry, sid, containers[sid])
+
+
+def read_memory(container: str) -> MemorySample:
+    """The container's memory as `docker stats` shows it, then each of its processes' memory
+    (read from /proc by the image's python3, which leaves itself out)."""
+    stats = run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container])
+    listed = run(["docker", "exec", container, "python3", "-c", PROCESS_READER])
+    try:
+        used = parse_mem_usage(stats.stdout.strip())
+        processes = parse_processes(listed.stdout)
+    except ValueError as exc:
+        raise BenchError(f"{container}: {exc}") from None
+    return MemorySample(used, processes)
 
 
 def session_containers(registry: Path) -> dict[str, str]:
@@ -1279,6 +1499,12 @@ def round_transcript(
         pair(case, tool, baseline, tool_first=tool_first, record=record)
 
 
+def round_memory(bench: Bench, probe: MemoryProbe, tool_first: bool, record: Record) -> None:
+    """One more turn in the warm session, then what it holds; no side is timed (no `record`)."""
+    tool_send(bench, probe.registry, [probe.session])
+    probe.samples.append(read_memory(probe.container))
+
+
 def round_seed(bench: Bench, repository: Path, tool_first: bool, record: Record) -> None:
     """Seed an empty workspace each way, each side starting with no dirty pages (`sync`).
 
@@ -1306,12 +1532,13 @@ def prepare(
     stack: contextlib.ExitStack,
     context: dict[str, object],
     codex_image: str = CODEX_TAG,
-) -> tuple[dict[str, Round], list[Fleet]]:
+) -> tuple[dict[str, Round], list[Fleet], MemoryProbe | None]:
     """Inputs of every selected group (manifests, seed tree, empty collection, sessions with a
     scripted model), and its round; what must be closed at the end goes on `stack`."""
     make_project(bench)
     rounds: dict[str, Round] = {}
     fleets: list[Fleet] = []
+    probe = None
     for group in groups:
         if group == "start-1":
             fleets.append(make_fleet(bench, "solo", 1))
@@ -1333,6 +1560,10 @@ def prepare(
             print(f"starting {COLLECT_SESSIONS} sessions on {codex_image} ...", file=sys.stderr)
             home = prepare_collect(bench, codex_image)
             rounds[group] = partial(round_collect, bench, home)
+        elif group == "memory":
+            print(f"starting a session on {codex_image} ...", file=sys.stderr)
+            probe = prepare_memory(bench, codex_image, stack)
+            rounds[group] = partial(round_memory, bench, probe)
         elif group == "inv-list":
             empty = make_empty_collection(bench.root / "empty-collection")
             rounds[group] = partial(round_inv_list, bench, empty)
@@ -1347,7 +1578,7 @@ def prepare(
             print(f"making the {SEED_FILES}-file seed repository ...", file=sys.stderr)
             repository = make_seed_repository(bench.root / "seed-repository")
             rounds[group] = partial(round_seed, bench, repository)
-    return rounds, fleets
+    return rounds, fleets, probe
 
 
 def clean_up(bench: Bench, attempts: int = 3, pause: float = 5.0) -> None:
@@ -1391,8 +1622,9 @@ def measure(
     groups: Sequence[str],
     work_dir: Path | None = None,
     codex_image: str = CODEX_TAG,
-) -> tuple[list[Row], dict[str, object]]:
-    """Every selected case: one warm-up round, then `rounds` counted ones, all groups per round."""
+) -> tuple[list[Row], MemoryRow | None, dict[str, object]]:
+    """Every selected case: one warm-up round, then `rounds` counted ones, all groups per round;
+    the memory group's figures apart (they are not ratios)."""
     bench = Bench.create(work_dir)
     try:
         with contextlib.ExitStack() as stack:
@@ -1403,7 +1635,7 @@ def measure(
                 images[codex_image] = image_id(codex_image) or "absent"
             context = describe_machine(bench, images, rounds)
             context["work_dir"] = str(bench.root.parent)
-            plans, fleets = prepare(bench, groups, stack, context, codex_image)
+            plans, fleets, probe = prepare(bench, groups, stack, context, codex_image)
             context["baseline_argv"] = {
                 f.manifest.stem: shlex.join(f.baseline_argvs[0]) for f in fleets
             }
@@ -1412,7 +1644,7 @@ def measure(
     finally:
         clean_up(bench)
     rows = [Row.from_samples(case, samples[case.name]) for case in CASES if case.name in samples]
-    return with_floors(rows), context
+    return with_floors(rows), probe.row() if probe else None, context
 
 
 def run_rounds(
@@ -1454,8 +1686,9 @@ def describe_machine(bench: Bench, images: Mapping[str, str], rounds: int) -> di
 # --- report --------------------------------------------------------------------------------------
 
 
-def markdown_report(rows: Sequence[Row], context: Mapping[str, object]) -> str:
-    peak = max(rows, key=lambda r: r.tool_max_rss_kb)
+def markdown_report(
+    rows: Sequence[Row], context: Mapping[str, object], memory: MemoryRow | None = None
+) -> str:
     parts = [
         "# Benchmark: the tool against plain Docker",
         "",
@@ -1464,11 +1697,9 @@ def markdown_report(rows: Sequence[Row], context: Mapping[str, object]) -> str:
         f"{fmt_load(context['loadavg_before'])} before and "
         f"{fmt_load(context.get('loadavg_after'))} after; Docker {context['docker_server']}, "
         f"{fmt_images(context.get('images'))}; files under {context['work_dir']}.",
-        "",
-        results_table(rows),
-        "",
-        legend(rows),
     ]
+    if rows:
+        parts += ["", results_table(rows), "", legend(rows)]
     if any(row.floor is not None for row in rows):
         parts += [
             "",
@@ -1477,12 +1708,24 @@ def markdown_report(rows: Sequence[Row], context: Mapping[str, object]) -> str:
         ]
     if any(row.case.sessions for row in rows):
         parts += ["", "## Cost per session, started by one command", "", scaling_table(rows)]
-    parts += [
-        "",
-        f"Peak RSS of the tool's process: {peak.tool_max_rss_kb / 1024:.1f} MB "
-        f"(`{peak.case.name}`), from wait4(2): the largest of `inv` and the commands it waited "
-        "for.",
-    ]
+    if rows:
+        peak = max(rows, key=lambda r: r.tool_max_rss_kb)
+        parts += [
+            "",
+            f"Peak RSS of the tool's process: {peak.tool_max_rss_kb / 1024:.1f} MB "
+            f"(`{peak.case.name}`), from wait4(2): the largest of `inv` and the commands it "
+            "waited for.",
+        ]
+    if memory is not None:
+        parts += [
+            "",
+            "## Memory of a warm session",
+            "",
+            "One session on the real image, read after each round's turn (`inv session.send "
+            "--wait`), its agent daemon keeping Codex running between turns:",
+            "",
+            memory.markdown(),
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -1497,11 +1740,18 @@ def fmt_load(value: object) -> str:
     return "/".join(f"{v:.2f}" for v in value)
 
 
-def write_reports(rows: Sequence[Row], context: Mapping[str, object], folder: Path) -> str:
+def write_reports(
+    rows: Sequence[Row],
+    context: Mapping[str, object],
+    folder: Path,
+    memory: MemoryRow | None = None,
+) -> str:
     folder.mkdir(parents=True, exist_ok=True)
-    markdown = markdown_report(rows, context)
+    markdown = markdown_report(rows, context, memory)
     (folder / "results.md").write_text(markdown)
     data = {**context, "rows": [row.as_json() for row in rows]}
+    if memory is not None:
+        data["memory"] = memory.as_json()
     (folder / "results.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return markdown
 
@@ -1519,8 +1769,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--codex-image",
         default=CODEX_TAG,
-        help=f"the real Codex image the send group runs (default {CODEX_TAG}, what "
-        "'inv codex.build' makes); without it, send is skipped unless --only asks for it",
+        help=f"the real Codex image the send and memory groups run (default {CODEX_TAG}, what "
+        "'inv codex.build' makes); without it, both are skipped unless --only asks for one",
     )
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="report folder")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -1541,19 +1791,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # clean up on `kill` as on Ctrl-C
     try:
         wanted = args.only or [g for g in GROUPS if g not in ASKED_ONLY]
-        present = bool(set(wanted) & set(CODEX_GROUPS)) and image_id(args.codex_image) is not None
+        codex = bool(set(wanted) & set(CODEX_GROUPS))
+        present = codex and image_id(args.codex_image) is not None
         groups, note = select_groups(
             args.only, codex_image=args.codex_image, codex_image_present=present
         )
         if note:
             print(note, file=sys.stderr)
-        rows, context = measure(args.rounds, groups, args.work_dir, args.codex_image)
+        rows, memory, context = measure(args.rounds, groups, args.work_dir, args.codex_image)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(write_reports(rows, context, args.output_dir))
+    print(write_reports(rows, context, args.output_dir, memory))
     print(f"written to {args.output_dir}", file=sys.stderr)
-    return 1 if args.check and missed(rows) else 0
+    failed = missed(rows) or (memory is not None and not memory.met)
+    return 1 if args.check and failed else 0
 
 
 def _terminated(signum: int, frame: object) -> None:

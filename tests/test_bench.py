@@ -5,8 +5,12 @@ No Docker engine: the one test that runs the tool only asks it for its `--dry-ru
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import shlex
+import subprocess
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -199,20 +203,21 @@ def test_sent_results_read_the_send_table() -> None:
     }
 
 
-def test_send_is_left_out_by_default_without_the_real_image_and_refused_when_asked() -> None:
+def test_codex_groups_are_left_out_without_the_real_image_and_refused_when_asked() -> None:
     select = partial(bench.select_groups, codex_image="filare-codex")
     everything, note = select(None, codex_image_present=True)
     # The engines group needs root (an engine of its own): measured only when asked for.
     assert everything == [g for g in bench.GROUPS if g != "engines"]
-    assert "send" in everything and note is None
+    assert {"send", "memory"} <= set(everything) and note is None
     without, note = select(None, codex_image_present=False)
-    assert without == [g for g in bench.GROUPS if g not in {"send", "engines", "collect"}]
+    assert without == [g for g in bench.GROUPS if g not in {"send", "engines", "collect", "memory"}]
     assert select(["engines"], codex_image_present=False) == (["engines"], None)
     assert note is not None and "'uv run inv codex.build'" in note and "\n" not in note
     assert select(["fleet", "seed"], codex_image_present=False) == (["fleet", "seed"], None)
     assert select(["inv-list", "send"], codex_image_present=True) == (["send", "inv-list"], None)
-    with pytest.raises(bench.BenchError, match=r"codex\.build --tag mine:1'"):
-        bench.select_groups(["send"], codex_image="mine:1", codex_image_present=False)
+    for group in ("send", "memory"):
+        with pytest.raises(bench.BenchError, match=r"codex\.build --tag mine:1'"):
+            bench.select_groups([group], codex_image="mine:1", codex_image_present=False)
 
 
 def test_the_send_manifest_runs_the_real_image_on_the_scripted_models_codex_home() -> None:
@@ -246,7 +251,9 @@ def test_a_run_without_the_send_group_needs_no_codex_image(monkeypatch: pytest.M
     assert bench.main(["--only", "send", "--codex-image", "x:1"]) == 2
     assert looked == ["x:1"] and len(measured) == 1
     assert bench.main([]) == 2
-    assert measured[-1] == [g for g in bench.GROUPS if g not in {"send", "engines", "collect"}]
+    assert measured[-1] == [
+        g for g in bench.GROUPS if g not in {"send", "engines", "collect", "memory"}
+    ]
 
 
 def test_clean_up_asks_a_restarting_engine_again_then_says_what_may_be_left(
@@ -271,3 +278,127 @@ def test_clean_up_asks_a_restarting_engine_again_then_says_what_may_be_left(
     assert not second.root.exists() and answers == []
     assert err.startswith("warning: containers of this run may be left (down)")
     assert "bench.run=r2" in err and str(second.root) in err
+
+
+# --- the memory of a warm session ----------------------------------------------------------------
+
+
+def sample(container: float, *processes: tuple[str, float, float]) -> bench.MemorySample:
+    return bench.MemorySample(container, tuple(bench.ProcessMemory(*p) for p in processes))
+
+
+def test_docker_stats_memory_usage_in_mb() -> None:
+    assert bench.parse_mem_usage("97.4MiB / 1.944GiB") == pytest.approx(97.4)
+    assert bench.parse_mem_usage("1.5GiB / 2GiB") == 1536
+    assert bench.parse_mem_usage("512KiB / 23.54GiB") == 0.5
+    assert bench.parse_mem_usage(" 0B / 0B") == 0
+    for bad in ("", "--", "12MB / 1GB", "-- / --"):
+        with pytest.raises(ValueError, match="not a docker stats memory usage"):
+            bench.parse_mem_usage(bad)
+
+
+def test_the_process_reader_lists_this_machines_processes() -> None:
+    """PROCESS_READER runs in the session's container; here it reads this machine's /proc."""
+    reader = subprocess.run(
+        [sys.executable, "-c", bench.PROCESS_READER],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    processes = bench.parse_processes(reader.stdout)
+    argv = Path(f"/proc/{os.getpid()}/cmdline").read_bytes().decode().split("\0")
+    ours = " ".join(Path(word).name for word in argv[:2])
+    assert any(p.command == ours and p.rss_mb > p.anon_mb > 0 for p in processes), processes
+
+
+def test_process_lists_name_each_command_by_program_and_first_argument() -> None:
+    listed = json.dumps(
+        [
+            [["/sbin/docker-init", "--", "agent-entrypoint"], 696, 52],
+            [["python3", "/usr/local/bin/filare-agentd"], 19876, 10160],
+            [["codex", "app-server"], 143172, 20128],
+            [[], 0, 0],
+        ]
+    )
+    processes = bench.parse_processes(listed)
+    assert [(p.command, p.rss_mb, p.anon_mb) for p in processes] == [
+        ("docker-init --", 696 / 1024, 52 / 1024),
+        ("python3 filare-agentd", 19876 / 1024, 10160 / 1024),
+        ("codex app-server", 143172 / 1024, 20128 / 1024),
+        ("?", 0, 0),
+    ]
+    for bad in ("Error: no such container", '[["codex", 1, 2]]', '[[["codex"], "1", 2]]', "{}"):
+        with pytest.raises(ValueError, match="not a process"):
+            bench.parse_processes(bad)
+
+
+def test_the_memory_row_judges_the_median_rss_of_the_sessions_processes() -> None:
+    rounds = (
+        sample(40.0, ("codex app-server", 140.0, 20.0), ("python3 filare-agentd", 20.0, 10.0)),
+        sample(44.0, ("codex app-server", 90.0, 19.0), ("python3 filare-agentd", 19.0, 9.0)),
+        sample(42.0, ("python3 filare-agentd", 21.0, 11.0), ("sh -c", 1.0, 0.5)),
+        sample(50.0, ("sh -c", 2.0, 0.5), ("sh -c", 3.0, 0.5), ("codex app-server", 99.0, 18.0)),
+    )
+    memory = bench.MemoryRow(rounds)
+    assert memory.rss_median == pytest.approx(106.5)  # of 160, 109, 22, 104
+    assert memory.anon_median == pytest.approx(23.5)  # of 30, 28, 11.5, 19
+    assert memory.container_median == 43.0
+    assert memory.met is True
+    assert memory.process_medians() == [
+        ("codex app-server", 94.5, 18.5),  # 0 in the round where it did not run
+        ("python3 filare-agentd", 19.5, 9.5),
+        ("sh -c", 0.5, 0.25),  # of 0, 0, 1, 5: two processes of one command add up
+    ]
+    assert bench.MemoryRow(rounds[:1]).met is False  # 160 > 120
+    table = memory.markdown().splitlines()
+    assert table[2] == "| the session's processes | 106.5 | 23.5 | ≤ 120 | yes |"
+    assert table[3] == "| `codex app-server` | 94.5 | 18.5 | - | - |"
+    assert table[-1] == "| the container (`docker stats`) | 43.0 | - | - | - |"
+    assert "| **no** |" in bench.MemoryRow(rounds[:1]).markdown()
+    data = memory.as_json()
+    assert data["rss_mb"] == [160.0, 109.0, 22.0, 104.0]
+    assert data["processes_median_mb"] == {
+        "codex app-server": {"rss": 94.5, "anon": 18.5},
+        "python3 filare-agentd": {"rss": 19.5, "anon": 9.5},
+        "sh -c": {"rss": 0.5, "anon": 0.25},
+    }
+    assert (data["target_mb"], data["met"]) == (120.0, True)
+
+
+def test_the_warm_up_rounds_memory_is_not_counted() -> None:
+    probe = bench.MemoryProbe(Path("/s"), "memory-x", "filare-bench-memory-x")
+    probe.samples += [sample(99.0, ("codex app-server", 500.0, 90.0)), sample(40.0)]
+    assert probe.row() == bench.MemoryRow((sample(40.0),))
+
+
+CONTEXT = {
+    "rounds": 5,
+    "cpus": 2,
+    "loadavg_before": [1.0, 1.0, 1.0],
+    "loadavg_after": [1.0, 1.0, 1.0],
+    "docker_server": "20.10",
+    "images": {"filare-codex:x": "sha256:1"},
+    "work_dir": "/tmp",
+}
+
+
+def test_a_memory_only_run_reports_and_checks_its_target(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    over = bench.MemoryRow((sample(45.0, ("codex app-server", 143.0, 20.0)),))
+
+    def measure(*args: object) -> tuple[list[bench.Row], bench.MemoryRow, dict[str, object]]:
+        return [], over, dict(CONTEXT)
+
+    monkeypatch.setattr(bench, "image_id", lambda tag: "sha256:1")
+    monkeypatch.setattr(bench, "measure", measure)
+    out = tmp_path / "out"
+    argv = ["--only", "memory", "--output-dir", str(out)]
+    assert bench.main(argv) == 0
+    assert bench.main([*argv, "--check"]) == 1
+    report = (out / "results.md").read_text()
+    assert "## Memory of a warm session" in report and "| case |" not in report
+    assert "| the session's processes | 143.0 | 20.0 | ≤ 120 | **no** |" in report
+    data = json.loads((out / "results.json").read_text())
+    assert data["rows"] == [] and data["memory"]["met"] is False

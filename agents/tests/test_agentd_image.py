@@ -146,6 +146,26 @@ def test_a_turn_through_the_daemon_is_files_in_the_inbox_and_codex_stays_up(
     assert record is not None and record.thread_id == events[0]["thread_id"]
 
 
+def test_the_app_server_is_codex_itself_with_no_node_process_in_the_session(
+    start_session: StartSession, registry: Registry, fake: FakeModel
+) -> None:
+    """The daemon's Codex is the native binary, its own child: the image's `codex` is no Node
+    wrapper, which would stay alive as the binary's parent (about 50 MB a session). The commands
+    Codex runs still find ripgrep and see the variables that wrapper set."""
+    name = start_session("native")
+    fake.enqueue(shell("command -v rg; echo managed=$CODEX_MANAGED_BY_NPM"), message("seen"))
+    row = send(registry, "native", "look")
+    assert (row["status"], row["final_message"]) == ("completed", "seen"), row
+    pid = (ready(registry, "native") or {}).get("codex")
+    assert isinstance(pid, int), ready(registry, "native")
+    exe = docker("exec", name, "readlink", f"/proc/{pid}/exe").strip()
+    assert exe.endswith("-unknown-linux-musl/bin/codex"), exe
+    listed = [line.split()[-1] for line in docker("top", name, "-eo", "pid,comm").splitlines()[1:]]
+    assert "node" not in listed and "codex" in listed, listed
+    output = json.dumps(fake.model_requests[-1].tool_outputs())
+    assert "/rg" in output and "managed=1" in output, output
+
+
 def test_an_idle_app_server_stops_and_the_next_turn_starts_it(
     start_session: StartSession, registry: Registry, fake: FakeModel
 ) -> None:
@@ -211,8 +231,8 @@ def test_an_app_server_that_dies_mid_turn_fails_it_and_the_next_turn_starts_anot
     try:
         assert send(registry, "crash", "think", wait=False)["status"] == "started"
         fake.wait_for_requests(1, timeout=60)
-        # What the kernel's out-of-memory killer would pick: the native Codex binary.
-        docker("exec", name, "pkill", "-KILL", "-f", "bin/codex app-server")
+        # What the kernel's out-of-memory killer would pick: Codex (`codex app-server`).
+        docker("exec", name, "pkill", "-KILL", "-x", "codex")
         code, out, _ = task(registry, "session.wait", "--session", "crash", "--json")
     finally:
         release.set()

@@ -346,7 +346,7 @@ def test_sigint_during_a_slow_reply_aborts_the_turn_and_resume_says_so(session: 
             text=True,
         )
         session.fake.wait_for_requests(1, timeout=60)
-        pid = docker("exec", name, "pgrep", "-o", "-f", "^node /usr/local/bin/codex exec")
+        pid = docker("exec", name, "pgrep", "-o", "-f", "^codex exec")
         signalled = time.monotonic()
         docker("exec", name, "kill", "-INT", pid)
         stdout, stderr = turn.communicate(timeout=30)

@@ -107,6 +107,30 @@ def test_tools_work_for_an_arbitrary_uid(
     assert expected in result.stdout
 
 
+def test_codex_is_the_native_binary_with_what_its_node_wrapper_would_set(
+    codex_image: BuiltCodexImage,
+) -> None:
+    """`codex` on PATH is Codex's own executable, not npm's Node wrapper, so no Node process
+    stands between any caller and Codex; it gets the variables the wrapper sets for an npm
+    install, and they name the installed package."""
+    script = (
+        'codex="$(readlink -f "$(command -v codex)")"; echo "$codex"; '
+        'od -An -c -N4 "$codex" | tr -d " "; '
+        'echo "$CODEX_MANAGED_BY_NPM"; '
+        'jq -r ".name + \\" \\" + .version" "$CODEX_MANAGED_PACKAGE_ROOT/package.json"; '
+        'readlink -f "$CODEX_MANAGED_PACKAGE_ROOT/bin/codex.js"'
+    )
+    result = run_as("4242:4242", IMAGE, script)
+    assert result.returncode == 0, result.stderr
+    native, magic, managed, package, wrapper = result.stdout.splitlines()
+    assert native.startswith("/usr/local/lib/node_modules/@openai/codex/node_modules/@openai/")
+    assert native.endswith("-unknown-linux-musl/bin/codex"), native
+    assert magic == "177ELF"  # a program, not a script with a #! line
+    assert managed == "1"
+    assert package == f"@openai/codex {CODEX_VERSION}"
+    assert wrapper == "/usr/local/lib/node_modules/@openai/codex/bin/codex.js"
+
+
 def test_arbitrary_uid_gets_a_name_and_a_writable_home(codex_image: BuiltCodexImage) -> None:
     result = run_as(
         "4242:4242", IMAGE, "id -u; whoami; touch ~/probe ~/workspace/probe ~/.codex/probe; pwd"

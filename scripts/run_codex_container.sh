@@ -49,6 +49,8 @@ Options:
   --mount SRC:DST[:ro] extra bind mount (repeatable)
   --network NAME       network to join (created by the caller)
   --pids-limit N       docker run --pids-limit
+  --log-max-size SIZE  rotate the container's log (json-file) at SIZE (e.g. 10m)
+  --log-max-files N    keep at most N rotated log files (with --log-max-size)
   --health-interval S  how often the image's health check runs (seconds; default: the image's)
   --seed-from DIR      repository to seed an empty workspace from (default: the current one)
   --no-seed            refuse an empty workspace instead of seeding it
@@ -99,6 +101,8 @@ transcript_dir=""
 inbox_dir=""
 network=""
 pids_limit=""
+log_max_size=""
+log_max_files=""
 health_interval=""
 user=""
 seed_from=""
@@ -127,6 +131,9 @@ while (($# > 0)); do
     --no-seed) no_seed=1; shift; continue ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
+    --log-max-size | --log-max-files)
+      (($# >= 2)) || die "$1 needs a value"
+      ;;
     --image | --name | --workspace | --env-file | --ssh-key | --ssh-dir | --codex-dir | \
       --seed-from | --branch | --cpus | --memory | --label | --user | --agent-dir | \
       --transcript-dir | --inbox-dir | --network | --pids-limit | --mount | --exclude | \
@@ -149,6 +156,8 @@ while (($# > 0)); do
     --inbox-dir) inbox_dir="$2" ;;
     --network) network="$2" ;;
     --pids-limit) pids_limit="$2" ;;
+    --log-max-size) log_max_size="$2" ;;
+    --log-max-files) log_max_files="$2" ;;
     --health-interval) health_interval="$2" ;;
     --user) user="$2" ;;
     --seed-from) seed_from="$2" ;;
@@ -173,6 +182,9 @@ done
 # An image reference, never an option that docker would read (`--image -v/:/host`).
 [[ "$image" =~ ^[a-z0-9][a-z0-9._/:@-]*$ ]] || die "--image: '$image' is not an image reference"
 [[ -z "$pids_limit" || "$pids_limit" =~ ^[1-9][0-9]*$ ]] || die "--pids-limit expects a number"
+[[ -z "$log_max_size" || "$log_max_size" =~ ^[1-9][0-9]*[kmg]?$ ]] ||
+  die "--log-max-size expects a size (a number with an optional k, m or g)"
+[[ -z "$log_max_files" || "$log_max_files" =~ ^[1-9][0-9]*$ ]] || die "--log-max-files expects a number"
 [[ -z "$health_interval" || "$health_interval" =~ ^[1-9][0-9]*$ ]] ||
   die "--health-interval expects a number of seconds"
 if [[ -z "$user" ]]; then
@@ -437,6 +449,11 @@ done
 [[ -z "$name" ]] || docker_args+=(--name "$name")
 [[ -z "$network" ]] || docker_args+=(--network "$network")
 [[ -z "$pids_limit" ]] || docker_args+=(--pids-limit "$pids_limit")
+if [[ -n "$log_max_size" ]]; then
+  # json-file whatever the engine's default driver: it rotates and `docker logs` reads it.
+  docker_args+=(--log-driver json-file --log-opt "max-size=$log_max_size")
+  [[ -z "$log_max_files" ]] || docker_args+=(--log-opt "max-file=$log_max_files")
+fi
 [[ -z "$health_interval" ]] ||
   docker_args+=(--health-interval "${health_interval}s" --health-start-period "${health_interval}s")
 [[ -z "$cpus" ]] || docker_args+=(--cpus "$cpus")

@@ -49,6 +49,8 @@ def test_plan_labels_and_argv(write_manifest: WriteManifest, tmp_path: Path) -> 
     assert value("--network") == "filare-sessions"
     assert value("--cpus") == "1.5"
     assert value("--memory") == "2g"
+    assert value("--pids-limit") == "4096"
+    assert value("--log-max-size") == "10m"
     labels = [argv[i + 1] for i, a in enumerate(argv) if a == "--label"]
     assert labels == [f"{k}={v}" for k, v in plan.labels.items()]
     assert "--dry-run" not in argv
@@ -67,3 +69,29 @@ def test_find_repository(tmp_path: Path) -> None:
     (tmp_path / "repo" / "a" / "b").mkdir(parents=True)
     assert find_repository(tmp_path / "repo" / "a" / "b") == tmp_path / "repo"
     assert find_repository(Path("/")) in {None, Path("/")}
+
+
+def test_limits_by_default_and_zero_lifts_them(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    import os
+
+    manifest = write_manifest(
+        [
+            session("plain"),
+            session("lifted", resources={"cpus": 0, "memory": 0, "pids": 0}),
+        ]
+    )
+    plain, lifted = load_manifest(manifest)
+    argv = plan_launch(plain, registry_root=tmp_path, script=Path("/s.sh")).argv
+
+    def value(flag: str) -> str:
+        return argv[argv.index(flag) + 1]
+
+    assert value("--memory") == "4g"
+    assert value("--cpus") == f"{min(2.0, float(os.cpu_count() or 1)):g}"
+    assert value("--pids-limit") == "4096"
+    assert (value("--log-max-size"), value("--log-max-files")) == ("10m", "3")
+    argv = plan_launch(lifted, registry_root=tmp_path, script=Path("/s.sh")).argv
+    assert not {"--memory", "--cpus", "--pids-limit"} & set(argv)
+    assert "--log-max-size" in argv

@@ -168,13 +168,18 @@ Tag = Annotated[str, AfterValidator(_one_line_text)]
 
 
 class ResourcesModel(BaseModel):
-    """Limits handed to `docker run` as `--cpus`, `--memory` and `--pids-limit`."""
+    """Limits handed to `docker run` as `--cpus`, `--memory` and `--pids-limit`.
+
+    Absent, each takes the default of `orchestrator.plan`; 0 lifts that limit.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cpus: float | None = Field(default=None, gt=0)
-    memory: Annotated[str | None, AfterValidator(_check_memory)] = None
-    pids: int | None = Field(default=None, gt=0)
+    cpus: float | None = Field(default=None, ge=0)
+    memory: Annotated[str | None, BeforeValidator(_coerce_text), AfterValidator(_check_memory)] = (
+        None
+    )
+    pids: int | None = Field(default=None, ge=0)
 
 
 class MountConfig(BaseModel):
@@ -472,6 +477,7 @@ _MESSAGES = {
     "model_type": "must be a mapping",
     "dict_type": "must be a mapping",
     "greater_than": "must be greater than 0",
+    "greater_than_equal": "must be 0 (no limit) or more",
     "literal_error": "must be one of",
 }
 

@@ -46,7 +46,9 @@ def test_plan_labels_and_argv(write_manifest: WriteManifest, tmp_path: Path) -> 
     assert value("--seed-from") == str(tmp_path)  # the manifest's repository
     assert value("--codex-dir") == str(registry / "coder" / "alpha" / "codex")
     assert value("--transcript-dir") == str(registry / "coder" / "alpha" / "agent" / "transcript")
-    assert value("--network") == "filare-sessions"
+    # No `egress`: the default profile, on a network of its own whose only exit is the proxy.
+    assert value("--network") == "filare-coder-alpha-egress"
+    assert value("--egress-proxy") == "http://filare-egress:3128"
     assert value("--cpus") == "1.5"
     assert value("--memory") == "2g"
     assert value("--pids-limit") == "4096"
@@ -95,3 +97,18 @@ def test_limits_by_default_and_zero_lifts_them(
     argv = plan_launch(lifted, registry_root=tmp_path, script=Path("/s.sh")).argv
     assert not {"--memory", "--cpus", "--pids-limit"} & set(argv)
     assert "--log-max-size" in argv
+
+
+def test_egress_open_joins_the_shared_bridge_and_none_has_no_network(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest(
+        [session("open", egress="open"), session("none", egress="none", runtime="runsc")]
+    )
+    opened, closed = load_manifest(manifest)
+    argv = plan_launch(opened, registry_root=tmp_path, script=Path("/s.sh")).argv
+    assert argv[argv.index("--network") + 1] == "filare-sessions"
+    assert "--egress-proxy" not in argv and "--runtime" not in argv
+    argv = plan_launch(closed, registry_root=tmp_path, script=Path("/s.sh")).argv
+    assert argv[argv.index("--network") + 1] == "none"
+    assert argv[argv.index("--runtime") + 1] == "runsc"

@@ -39,6 +39,7 @@ from pydantic import (
 from orchestrator.errors import ManifestError, did_you_mean
 from orchestrator.spec import (
     MAX_NAME_LENGTH,
+    Egress,
     Mount,
     Resources,
     SessionSpec,
@@ -182,6 +183,51 @@ class ResourcesModel(BaseModel):
     pids: int | None = Field(default=None, ge=0)
 
 
+def _check_allow_entry(value: str) -> str:
+    from orchestrator.egress import parse_allow_entry
+
+    return parse_allow_entry(value).text()
+
+
+def _egress_shape(value: Any) -> Any:
+    """`open` and `none` are words; an allowlist is a mapping."""
+    if isinstance(value, str):
+        if value not in {"open", "none"}:
+            raise ValueError(
+                f"{value!r}: must be 'open', 'none' or a mapping {{allow: [...], hosts: {{...}}}}"
+            )
+        return {"mode": value}
+    if isinstance(value, dict):
+        return {**value, "mode": "allow"}
+    return value
+
+
+AllowText = Annotated[str, BeforeValidator(_coerce_text), AfterValidator(_check_allow_entry)]
+
+
+class EgressModel(BaseModel):
+    """`egress`: `open`, `none`, or `{allow: [...], hosts: {...}}`: names (and suffixes,
+    optional ports) the session may reach through the egress proxy, and names pinned to
+    addresses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["open", "none", "allow"]
+    allow: list[AllowText] = Field(default_factory=list)
+    hosts: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_are_pins(cls, value: dict[str, str]) -> dict[str, str]:
+        from orchestrator.egress import check_pin
+
+        return dict(check_pin(name, address) for name, address in value.items())
+
+
+# The container runtimes a manifest may name: the engine's default, or gVisor.
+Runtime = Literal["runc", "runsc"]
+
+
 class MountConfig(BaseModel):
     """An extra bind mount: `{source, target, read_only}`, or `SOURCE:TARGET[:ro]` as text."""
 
@@ -258,6 +304,9 @@ class AgentSessionConfig(BaseModel):
     known_hosts: HostPath | None = None
     # UID:GID the container runs as; default: the caller's, or 10001:10001 when that is root.
     user: Annotated[str | None, AfterValidator(_check_user)] = None
+    # `open`, `none`, or `{allow, hosts}`; absent: the default profile (`orchestrator.egress`).
+    egress: Annotated[EgressModel | None, BeforeValidator(_egress_shape)] = None
+    runtime: Runtime | None = None
     manifest_path: Path | None = None
 
     @field_validator("owner")
@@ -281,6 +330,12 @@ class AgentSessionConfig(BaseModel):
         data["tags"] = tuple(self.tags)
         data["resources"] = Resources(**self.resources.model_dump())
         data["mounts"] = tuple(Mount(m.source, m.target, m.read_only) for m in self.mounts)
+        if self.egress is not None:
+            data["egress"] = Egress(
+                self.egress.mode,
+                tuple(self.egress.allow),
+                tuple(sorted(self.egress.hosts.items())),
+            )
         return SessionSpec(**data)
 
 

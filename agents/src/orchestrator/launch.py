@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import engine, hostpaths, session_folders, skills
+from orchestrator import egress, engine, hostpaths, session_folders, skills
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.plan import (
     SESSION_NETWORK,
@@ -232,6 +232,7 @@ def _launch(
                 session_skills=skills.session_skills_dir(tool_checkout()),
                 session_config=skills.session_skills_config(tool_checkout()),
             )
+            _prepare_network(session, registry)
             held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
             container, warnings = _run_container(plan, registry, held)
         except BaseException as exc:
@@ -244,6 +245,19 @@ def _launch(
             return StartOutcome(session, adopted, already_running=True, warnings=warnings)
         started = state.replace(status="running", container_id=container, started_at=now())
         return StartOutcome(session, registry.write(started), warnings=warnings)
+
+
+def _prepare_network(session: SessionSpec, registry: Registry) -> None:
+    """A session behind the egress proxy gets its own network and policy; one that no longer
+    is (its `egress` changed to open or none) loses the network an earlier start made."""
+    from orchestrator import egress_proxy
+    from orchestrator.plan import seed_source
+
+    if egress.egress_mode(session) == "proxy":
+        policy = egress.resolve_policy(session, seed_source(session))
+        egress_proxy.prepare(session, registry, policy)
+    elif egress_proxy.has_network(registry, session.role, session.id):
+        egress_proxy.remove_network(registry, session.role, session.id)
 
 
 def _check_same_manifest(session: SessionSpec, record: SessionState) -> None:
@@ -439,6 +453,11 @@ def _undo(registry: Registry, session: SessionSpec) -> None:
     with contextlib.suppress(OrchestratorError):
         containers = _session_containers(registry, session.role, session.id)
         engine.remove_containers([c.id for c in containers])
+    if egress.egress_mode(session) == "proxy":
+        from orchestrator import egress_proxy
+
+        with contextlib.suppress(OrchestratorError):
+            egress_proxy.remove_network(registry, session.role, session.id)
     session_folders.remove_secrets(registry.session_dir(session.role, session.id))
 
 

@@ -239,8 +239,7 @@ def plan_launch(
         str(folders.transcript_dir),
         "--inbox-dir",
         str(folders.inbox),
-        "--network",
-        SESSION_NETWORK,
+        *_network_args(session, name),
         "--log-max-size",
         LOG_MAX_SIZE,
         "--log-max-files",
@@ -260,6 +259,8 @@ def plan_launch(
     health_interval = os.environ.get(HEALTH_INTERVAL_ENV, "")
     if health_interval:
         argv += ["--health-interval", health_interval]
+    if session.runtime is not None:
+        argv += ["--runtime", session.runtime]
     for mount in session.mounts:
         suffix = ":ro" if mount.read_only else ""
         argv += ["--mount", f"{mount.source}:{mount.target}{suffix}"]
@@ -268,6 +269,19 @@ def plan_launch(
     if dry_run:
         argv.append("--dry-run")
     return LaunchPlan(session, name, labels, folders, user, workspace, argv)
+
+
+def _network_args(session: SessionSpec, name: str) -> list[str]:
+    """`open`: the shared bridge; `none`: no network; else the session's own network, whose only
+    exit is the egress proxy (made by `orchestrator.egress_proxy` before the run)."""
+    from orchestrator import egress
+
+    mode = egress.egress_mode(session)
+    if mode == "open":
+        return ["--network", SESSION_NETWORK]
+    if mode == "none":
+        return ["--network", "none"]
+    return ["--network", egress.network_name(name), "--egress-proxy", egress.PROXY_URL]
 
 
 def resource_limits(session: SessionSpec) -> tuple[float, str, int]:

@@ -54,6 +54,16 @@ class Mount:
 
 
 @dataclass(frozen=True, slots=True)
+class Egress:
+    """What a session may reach (`orchestrator.egress`): `open`, `none`, or `allow` through the
+    egress proxy, with `hosts` pinning names to addresses."""
+
+    mode: Literal["open", "none", "allow"]
+    allow: tuple[str, ...] = ()
+    hosts: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SessionSpec:
     """One validated session, every path absolute; see `config.AgentSessionConfig` for the rules."""
 
@@ -80,6 +90,10 @@ class SessionSpec:
     known_hosts: Path | None = None
     user: str | None = None
     manifest_path: Path | None = None
+    # Absent: the default profile through the egress proxy (see `orchestrator.egress`).
+    egress: Egress | None = None
+    # The engine's container runtime (`runsc` for gVisor); absent: the engine's default.
+    runtime: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -91,6 +105,12 @@ class SessionSpec:
             {"source": str(m.source), "target": m.target, "read_only": m.read_only}
             for m in self.mounts
         ]
+        if self.egress is not None:
+            data["egress"] = {
+                "mode": self.egress.mode,
+                "allow": list(self.egress.allow),
+                "hosts": [list(pin) for pin in self.egress.hosts],
+            }
         return data
 
     @classmethod
@@ -104,6 +124,13 @@ class SessionSpec:
         data["mounts"] = tuple(
             Mount(Path(m["source"]), m["target"], m["read_only"]) for m in data.get("mounts", ())
         )
+        egress = data.get("egress")
+        if egress is not None:
+            data["egress"] = Egress(
+                egress["mode"],
+                tuple(egress.get("allow", ())),
+                tuple((name, address) for name, address in egress.get("hosts", ())),
+            )
         return cls(**data)
 
 

@@ -120,6 +120,7 @@ def stop_report(
         engine.stop_containers([c.id for c in containers], timeout)
         for view in fresh:
             forget(registry, view)
+        _remove_networks(registry, {v.key for v in fresh})
     outcomes = [
         StopOutcome(
             v.session_id,
@@ -168,6 +169,15 @@ def _check_selectors(
                     f"session {wanted!r} was started from {view.manifest}, not {manifest}: "
                     "selectors combine, and a session is stopped only when every one matches"
                 )
+
+
+def _remove_networks(registry: Registry, keys: set[Key]) -> None:
+    """The egress networks of these sessions (one engine call finds them all)."""
+    from orchestrator import egress_proxy
+
+    for _, role, session_id in egress_proxy.our_networks(registry):
+        if (role, session_id) in keys:
+            egress_proxy.remove_network(registry, role, session_id)
 
 
 def forget(registry: Registry, view: SessionView) -> None:
@@ -220,6 +230,7 @@ def prune(
     if _wait_for_starts(registry, views):
         views = survey(registry).sessions
     actions = _prune_actions(registry, views, records, holding_locks=False)
+    actions += _egress_actions(registry, views)
     if dry_run or not actions:
         return actions
     keys = sorted({(a.role, a.session_id) for a in actions})
@@ -236,7 +247,41 @@ def prune(
             for view in views:
                 if view.container is None and (view.status in ENDED or view in dead):
                     _remove_session_folder(registry, view)
+    _prune_egress(registry)
     return actions
+
+
+def _egress_actions(registry: Registry, views: Sequence[SessionView]) -> list[PruneAction]:
+    """Egress networks whose session has no running container, and a proxy serving none."""
+    from orchestrator import egress_proxy
+
+    running = {v.key for v in views if v.container is not None and v.container.running}
+    networks = egress_proxy.our_networks(registry)
+    actions = [
+        PruneAction(role, session_id, "remove", f"network {name}", "no running session")
+        for name, role, session_id in networks
+        if (role, session_id) not in running
+    ]
+    if len(actions) == len(networks) and not running and egress_proxy.proxy_exists(registry):
+        name = egress_proxy.proxy_name(registry.root)
+        actions.append(PruneAction("-", "-", "remove", f"egress proxy {name}", "no session"))
+    return actions
+
+
+def _prune_egress(registry: Registry) -> None:
+    """Networks under their session's lock (a start holds it until its container runs); the
+    proxy under the egress lock, once no network is left for it to serve."""
+    from orchestrator import egress_proxy
+    from orchestrator.plan import session_filters
+
+    for _, role, session_id in egress_proxy.our_networks(registry):
+        with registry.lock(role, session_id):
+            filters = session_filters(registry.root, session=session_id, role=role)
+            if not any(c.running for c in engine.list_containers(filters)):
+                egress_proxy.remove_network(registry, role, session_id)
+    with registry.named_lock("egress"):
+        if not egress_proxy.our_networks(registry):
+            egress_proxy.remove_proxy(registry)
 
 
 def _wait_for_starts(registry: Registry, views: Sequence[SessionView]) -> bool:

@@ -63,6 +63,9 @@ def registry(tmp_path: Path, docker_engine: None) -> Iterator[Registry]:
     leftovers = docker("ps", "-aq", "--filter", f"label=filare.registry={registry.root}")
     if leftovers:
         docker("rm", "-f", *leftovers.split())
+    networks = docker("network", "ls", "-q", "--filter", f"label=filare.registry={registry.root}")
+    if networks:
+        docker("network", "rm", *networks.split())
 
 
 @pytest.fixture

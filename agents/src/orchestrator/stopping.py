@@ -230,9 +230,12 @@ def prune(
     if _wait_for_starts(registry, views):
         views = survey(registry).sessions
     actions = _prune_actions(registry, views, records, holding_locks=False)
-    actions += _egress_actions(registry, views)
-    if dry_run or not actions:
-        return actions
+    egress_actions = _egress_actions(registry, views)
+    if dry_run or not (actions or egress_actions):
+        return actions + egress_actions
+    if not actions:
+        _prune_egress(registry)
+        return egress_actions
     keys = sorted({(a.role, a.session_id) for a in actions})
     with locked(registry, keys):
         views = [v for v in list_sessions(registry) if v.key in keys]
@@ -248,7 +251,7 @@ def prune(
                 if view.container is None and (view.status in ENDED or view in dead):
                     _remove_session_folder(registry, view)
     _prune_egress(registry)
-    return actions
+    return actions + egress_actions
 
 
 def _egress_actions(registry: Registry, views: Sequence[SessionView]) -> list[PruneAction]:

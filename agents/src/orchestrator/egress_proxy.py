@@ -214,6 +214,9 @@ def ensure_proxy(registry: Registry, tag: str) -> str:
         "max-size=10m",
         "--log-opt",
         "max-file=3",
+        # The proxy joins every session's network: it forwards bytes it chose to, never packets.
+        "--sysctl",
+        "net.ipv4.ip_forward=0",
         "--add-host",
         "host.docker.internal:host-gateway",
         "--volume",

@@ -211,13 +211,16 @@ def validate(
     the same sessions.
     """
     from orchestrator import report, runtime
+    from orchestrator.egress import resolve_policy
     from orchestrator.manifest import load_manifest, select_sessions
 
     registry = session_registry()
     sessions = select_sessions(load_manifest(manifest), session or None)
     runtime.check_start(sessions, registry, engine_too=False)
     resolved = [runtime.resolved_session(one, registry) for one in sessions]
-    print(report.resolved_json(resolved) if json else report.resolved_yaml(resolved), end="")
+    policies = [resolve_policy(one, one.seed_from) for one in resolved]
+    text = report.resolved_json if json else report.resolved_yaml
+    print(text(resolved, policies), end="")
 
 
 @task(

@@ -89,6 +89,16 @@ class EgressPolicy:
             lines.append(f"  model provider {self.provider.text()} (also when it is private)")
         return lines
 
+    def to_json(self) -> dict[str, Any]:
+        """What `session.validate --json` shows."""
+        return {
+            "mode": self.mode,
+            "profile": self.profile,
+            "allow": [entry.text() for entry in self.allow],
+            "hosts": dict(sorted(self.hosts.items())),
+            "provider": self.provider.text() if self.provider is not None else None,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """The policy file's content (without the subnet and session, added by the proxy's side)."""
         return {

@@ -17,6 +17,7 @@ from orchestrator.registry import now
 from orchestrator.spec import SessionSpec
 
 if TYPE_CHECKING:  # only named in annotations: `send`, `wait` and `list` need not import them
+    from orchestrator.egress import EgressPolicy
     from orchestrator.launch import StartOutcome
     from orchestrator.stopping import PruneAction, StopReport
 
@@ -132,18 +133,24 @@ def sessions_json(views: Sequence[SessionView]) -> str:
     return json.dumps([v.as_json() for v in views], indent=2)
 
 
-def resolved_yaml(sessions: Sequence[SessionSpec]) -> str:
+def resolved_yaml(sessions: Sequence[SessionSpec], policies: Sequence[EgressPolicy] = ()) -> str:
     """A manifest of the sessions as resolved: it loads back to the same sessions, and validating
-    it prints it again unchanged (so it names no manifest of its own)."""
+    it prints it again unchanged (so it names no manifest of its own). Each session's resolved
+    egress comes first, as comments."""
     import yaml
 
     data = {"sessions": [_resolved_fields(s) for s in sessions]}
     header = f"# {len(sessions)} session(s) as started: defaults merged, paths resolved\n"
+    for session, policy in zip(sessions, policies, strict=False):
+        header += f"# egress of {session.id}: " + "\n# ".join(policy.lines()) + "\n"
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def resolved_json(sessions: Sequence[SessionSpec]) -> str:
-    return json.dumps([s.to_dict() for s in sessions], indent=2) + "\n"
+def resolved_json(sessions: Sequence[SessionSpec], policies: Sequence[EgressPolicy] = ()) -> str:
+    rows = [s.to_dict() for s in sessions]
+    for row, policy in zip(rows, policies, strict=False):
+        row["egress_resolved"] = policy.to_json()
+    return json.dumps(rows, indent=2) + "\n"
 
 
 def _resolved_fields(session: SessionSpec) -> dict[str, object]:

@@ -62,6 +62,18 @@ class Egress:
     allow: tuple[str, ...] = ()
     hosts: tuple[tuple[str, str], ...] = ()
 
+    def to_manifest(self) -> str | dict[str, Any]:
+        """As a manifest writes it: `open`, `none`, or `{allow, hosts}`."""
+        if self.mode != "allow":
+            return self.mode
+        return {"allow": list(self.allow), "hosts": dict(self.hosts)}
+
+    @classmethod
+    def from_manifest(cls, value: str | dict[str, Any]) -> Egress:
+        if isinstance(value, str):
+            return cls(value)  # type: ignore[arg-type]
+        return cls("allow", tuple(value.get("allow", ())), tuple(value.get("hosts", {}).items()))
+
 
 @dataclass(frozen=True, slots=True)
 class SessionSpec:
@@ -106,11 +118,7 @@ class SessionSpec:
             for m in self.mounts
         ]
         if self.egress is not None:
-            data["egress"] = {
-                "mode": self.egress.mode,
-                "allow": list(self.egress.allow),
-                "hosts": [list(pin) for pin in self.egress.hosts],
-            }
+            data["egress"] = self.egress.to_manifest()
         return data
 
     @classmethod
@@ -124,13 +132,8 @@ class SessionSpec:
         data["mounts"] = tuple(
             Mount(Path(m["source"]), m["target"], m["read_only"]) for m in data.get("mounts", ())
         )
-        egress = data.get("egress")
-        if egress is not None:
-            data["egress"] = Egress(
-                egress["mode"],
-                tuple(egress.get("allow", ())),
-                tuple((name, address) for name, address in egress.get("hosts", ())),
-            )
+        if data.get("egress") is not None:
+            data["egress"] = Egress.from_manifest(data["egress"])
         return cls(**data)
 
 

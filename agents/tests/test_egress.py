@@ -17,10 +17,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from agent_helpers import MakeManifest, docker, inspect, inv
 
+from conftest import BuiltCodexImage
+from filare_testing.fake_model import API_KEY_ENV, FakeModel, message, shell
+from filare_testing.fake_model import write_codex_home as write_fake_codex_home
 from orchestrator.egress_proxy import denials_file, proxy_name
 from orchestrator.registry import Registry
 
@@ -222,3 +227,69 @@ def host_addresses() -> list[str]:
         for line in found.splitlines()
         if len(line.split()) > 3 and not line.split()[3].startswith("127.")
     ]
+
+
+@pytest.mark.image
+def test_a_codex_turn_reaches_the_model_only_when_its_host_is_allowed_and_ssh_goes_through(
+    registry: Registry,
+    project: Path,
+    codex_image: BuiltCodexImage,
+    fake: FakeModel,
+    internet: Internet,
+) -> None:
+    write_fake_codex_home(project / "outputs" / "codex-home", fake.container_url)
+    reach = {
+        "allow": ["host.docker.internal", "git.test:22"],
+        "hosts": pins(internet, "git.test", "denied.test"),
+    }
+    sessions = [
+        codex_session(project, codex_image.tag, "reach", egress=reach),
+        codex_session(project, codex_image.tag, "refused", egress={"allow": ["pypi.org"]}),
+    ]
+    manifest = project / "codex.yml"
+    manifest.write_text(yaml.safe_dump({"sessions": sessions}))
+    started(manifest, registry)
+    docker("network", "connect", internet.network, proxy_name(registry.root))
+
+    fake.enqueue(shell("echo tool-ran-through-the-proxy"), message("done through the proxy"))
+    row = send(registry, "reach", "run the tool")
+    assert (row["status"], row["final_message"]) == ("completed", "done through the proxy"), row
+    assert "tool-ran-through-the-proxy" in json.dumps(fake.model_requests[-1].body)
+    served = len(fake.model_requests)
+    row = send(registry, "refused", "try")
+    assert row["status"] == "failed", row
+    assert "403" in json.dumps(row), row
+    assert len(fake.model_requests) == served  # nothing reached the model
+    denied = denials_file(registry.root, "coder", "refused").read_text()
+    assert f'"host": "host.docker.internal", "port": {fake.port}' in denied
+
+    # git's ssh goes through the proxy: to a host allowed with :22, and to no other.
+    ssh = "ssh -v -o BatchMode=yes -o ConnectTimeout=10 git@{} true"
+    reached = run_in("filare-coder-reach", ssh.format("git.test"))
+    assert "remote software version fake_internet" in reached, reached
+    refused = run_in("filare-coder-reach", ssh.format("denied.test"))
+    assert "egress proxy: HTTP/1.1 403 Forbidden" in refused, refused
+
+
+def codex_session(project: Path, image: str, session_id: str, **fields: Any) -> dict[str, Any]:
+    (project / "outputs" / f"{session_id}.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")
+    return {
+        "id": session_id,
+        "role": "coder",
+        "branch": f"agent/{session_id}",
+        "workspace": f"outputs/ws/{session_id}",
+        "image": image,
+        "ssh_key": "outputs/keys/id_test",
+        "env_file": f"outputs/{session_id}.env",
+        "codex_dir": "outputs/codex-home",
+        **fields,
+    }
+
+
+def send(registry: Registry, session_id: str, text: str) -> dict[str, Any]:
+    args = ["session.send", "--session", session_id, "--message", text, "--json", "--wait"]
+    result = inv(*args, "--timeout", "120", state=registry.root)
+    assert result.returncode in {0, 1}, result.stdout + result.stderr
+    (row,) = json.loads(result.stdout)
+    assert isinstance(row, dict)
+    return row

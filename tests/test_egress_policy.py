@@ -182,3 +182,23 @@ def test_the_proxy_refuses_names_that_resolve_to_private_addresses() -> None:
     rules = policy(allow=[entry("localhost")])
     addresses, why = proxy.decide(rules, "localhost", 443)
     assert addresses == [] and why.startswith("resolves to a non-public address")
+
+
+def test_a_runtime_the_engine_lacks_is_refused_before_anything_is_written(
+    write_manifest: WriteManifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import engine, launch
+    from orchestrator.errors import EngineError
+    from orchestrator.registry import Registry
+
+    monkeypatch.setattr(engine, "require_cli", lambda: None)
+    monkeypatch.setattr(engine, "runtimes", lambda: {"runc", "io.containerd.runc.v2"})
+    (one,) = load_manifest(write_manifest([session("sandboxed", runtime="runsc")]))
+    registry = Registry(tmp_path / "state")
+    with pytest.raises(EngineError) as caught:
+        launch.start_sessions([one], registry)
+    assert str(caught.value).startswith(
+        "session 'sandboxed': the engine has no runtime 'runsc': install and register it with "
+        "'sudo scripts/register_runsc.sh'"
+    )
+    assert list(registry.root.rglob("state.json")) == []

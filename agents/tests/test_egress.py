@@ -293,3 +293,35 @@ def send(registry: Registry, session_id: str, text: str) -> dict[str, Any]:
     (row,) = json.loads(result.stdout)
     assert isinstance(row, dict)
     return row
+
+
+def test_under_runsc_the_session_runs_on_gvisor_behind_the_proxy(
+    registry: Registry, make_manifest: MakeManifest, internet: Internet
+) -> None:
+    egress = {"allow": ["allowed.test"], "hosts": pins(internet, "allowed.test", "denied.test")}
+    started(make_manifest(ids=("sandboxed",), egress=egress, runtime="runsc"), registry)
+    docker("network", "connect", internet.network, proxy_name(registry.root))
+    name = "filare-coder-sandboxed"
+    assert inspect(name)["HostConfig"]["Runtime"] == "runsc"
+    assert "gVisor" in run_in(name, "dmesg")
+    # What wget would send to the proxy (busybox's wget meets EAGAIN on gVisor's host network).
+    request = "printf 'GET http://{}/ HTTP/1.0\\r\\n\\r\\n' | nc -w 5 filare-egress 3128"
+    assert PAGE in run_in(name, request.format("allowed.test"))
+    assert "403 Forbidden" in run_in(name, request.format("denied.test"))
+    assert "rc=0" not in run_in(name, f"echo | nc -w 3 {internet.address} 80")
+
+
+@pytest.mark.image
+def test_a_codex_turn_with_a_tool_call_works_under_runsc_through_the_proxy(
+    registry: Registry, project: Path, codex_image: BuiltCodexImage, fake: FakeModel
+) -> None:
+    write_fake_codex_home(project / "outputs" / "codex-home", fake.container_url)
+    manifest = project / "gvisor.yml"
+    session = codex_session(project, codex_image.tag, "gvisor", runtime="runsc")
+    manifest.write_text(yaml.safe_dump({"sessions": [session]}))
+    started(manifest, registry)
+    assert "gVisor" in run_in("filare-coder-gvisor", "dmesg")
+    fake.enqueue(shell("uname -a; echo tool-ran-under-gvisor"), message("done under gVisor"))
+    row = send(registry, "gvisor", "run the tool")
+    assert (row["status"], row["final_message"]) == ("completed", "done under gVisor"), row
+    assert "tool-ran-under-gvisor" in json.dumps(fake.model_requests[-1].body)

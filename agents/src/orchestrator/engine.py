@@ -179,6 +179,14 @@ def missing_images(images: Sequence[str]) -> set[str]:
     return set()
 
 
+def runtimes() -> set[str]:
+    """The container runtimes the engine knows (`docker info` lists them)."""
+    import json
+
+    found = json.loads(docker("info", "--format", "{{json .Runtimes}}") or "{}")
+    return set(found) if isinstance(found, dict) else set()
+
+
 def missing_image_hint(image: str) -> str:
     """What to run to get `image`, named as the manifest asked for it."""
     if image == SMOKE_IMAGE:

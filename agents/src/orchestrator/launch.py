@@ -75,6 +75,7 @@ def start_sessions(
         raise InputError(f"--parallel must be at least 1, not {parallel}")
     check_start(sessions, registry, engine_too=False)
     engine.require_cli()
+    _check_runtimes(sessions)
     missing = engine.missing_images(sorted({s.image for s in sessions}))
     context = _SeedContext.of(registry, [*sessions, *manifest_sessions])
     cancelled = threading.Event()
@@ -125,6 +126,21 @@ def check_start(
     if engine_too:
         engine.require_cli()
         engine.missing_images(sorted({s.image for s in sessions}))
+
+
+def _check_runtimes(sessions: Sequence[SessionSpec]) -> None:
+    """A runtime the engine lacks is refused before anything is written, naming the fix."""
+    wanted = {s.runtime for s in sessions if s.runtime is not None and s.runtime != "runc"}
+    if not wanted:
+        return
+    missing = sorted(wanted - engine.runtimes())
+    if missing:
+        users = [s.id for s in sessions if s.runtime == missing[0]]
+        raise EngineError(
+            f"session {users[0]!r}: the engine has no runtime {missing[0]!r}: install and "
+            "register it with 'sudo scripts/register_runsc.sh' (Debian's runsc, added to "
+            "/etc/docker/daemon.json, the engine reloaded), see docs/egress.md"
+        )
 
 
 def dry_run(

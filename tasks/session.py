@@ -324,6 +324,29 @@ def log(c: Context, session: str, follow: bool = False, tail: int = 0, json: boo
 @task(
     klass=CatalogTask,
     category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-egress --session alpha",
+    help={
+        "session": "session id whose refused requests to list",
+        "json": "print a JSON array of {time, host, port, reason}",
+    },
+)
+def egress(c: Context, session: str, json: bool = False) -> None:
+    """List what the egress proxy refused a session: time, host, port and why (newest last).
+
+    Allow a host by adding it to the session's `egress: {allow: [...]}` in the manifest; it
+    takes effect at the session's next start (docs/egress.md).
+    """
+    from orchestrator.denials import denials_json, denials_table, session_denials
+
+    denials = session_denials(session_registry(), session)
+    print(denials_json(denials) if json else denials_table(denials))
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
     safe_for_agents=False,
     runs_in="host",
     example="just session-attach --session alpha",

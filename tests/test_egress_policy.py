@@ -202,3 +202,24 @@ def test_a_runtime_the_engine_lacks_is_refused_before_anything_is_written(
         "'sudo scripts/register_runsc.sh'"
     )
     assert list(registry.root.rglob("state.json")) == []
+
+
+def test_denials_are_read_bounded_and_printed_as_hostile_text(tmp_path: Path) -> None:
+    from orchestrator.denials import denial_count, denials_json, denials_table, read_denials
+
+    folder = tmp_path / "egress" / "denials" / "coder"
+    folder.mkdir(parents=True)
+    lines = [
+        '{"time": "2026-12-04T10:00:00Z", "host": "evil\\u001b]52;c;aGk=\\u0007.test", '
+        '"port": 443, "reason": "host not allowed"}',
+        "not json",
+        '{"time": "2026-12-04T10:00:01Z", "host": "x.test", "port": "22", "reason": "r"}',
+    ]
+    (folder / "a.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "a.count").write_text("7\n")
+    denials = read_denials(tmp_path, "coder", "a")
+    assert [(d.host[:4], d.port) for d in denials] == [("evil", 443), ("x.te", 0)]
+    assert "\x1b" not in denials_table(denials) and "\x07" not in denials_table(denials)
+    assert "\\u001b" in denials_json(denials)
+    assert denial_count(tmp_path, "coder", "a") == 7
+    assert denial_count(tmp_path, "coder", "missing") == 0

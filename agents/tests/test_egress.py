@@ -159,6 +159,17 @@ def test_only_allowed_names_leave_through_the_proxy_and_the_rest_is_recorded(
     assert all(d["time"] and d["reason"] for d in denied)
     assert not denials_file(registry.root, "coder", "in-b").exists()
 
+    listed = inv("session.egress", "--session", "in-a", "--json", state=registry.root)
+    assert listed.returncode == 0, listed.stderr
+    assert {(d["host"], d["port"]) for d in json.loads(listed.stdout)} == {
+        (d["host"], d["port"]) for d in denied
+    }
+    log = inv("session.log", "--session", "in-a", state=registry.root)
+    assert "[egress] denied denied.test:80" in log.stdout, log.stdout + log.stderr
+    fleet = inv("session.list", "--json", state=registry.root)
+    counts = {row["session"]: row.get("egress_denied") for row in json.loads(fleet.stdout)}
+    assert counts == {"in-a": len(denied), "in-b": 0}, fleet.stdout
+
     networks = json.loads(docker("network", "inspect", network_names(registry)[0]))[0]
     assert networks["Internal"] is True
     assert networks["Options"]["com.docker.network.bridge.inhibit_ipv4"] == "true"

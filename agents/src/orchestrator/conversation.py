@@ -696,7 +696,10 @@ def log(
         produced = list(turn_events(registry, view, record))
         seen[record.number] = len(produced)
         everything += produced
+    denied = _denial_events(registry, view)
+    everything += denied
     yield from everything[-tail:] if tail else everything
+    shown_denials = len(denied)
     next_survey = time.monotonic() + SURVEY_SECONDS
     while follow:
         time.sleep(FOLLOW_SECONDS)
@@ -707,6 +710,19 @@ def log(
             produced = list(turn_events(registry, view, record, skip=seen.get(record.number, 0)))
             seen[record.number] = seen.get(record.number, 0) + len(produced)
             yield from produced
+        denied = _denial_events(registry, view)
+        yield from denied[shown_denials:]
+        shown_denials = max(shown_denials, len(denied))
+
+
+def _denial_events(registry: Registry, view: SessionView) -> list[TranscriptEvent]:
+    """What the egress proxy refused the session, as events of no turn (`egress_denied`)."""
+    from orchestrator.denials import read_denials
+
+    return [
+        TranscriptEvent(view.session_id, "-", "egress_denied", denial.as_json())
+        for denial in read_denials(registry.root, view.role, view.session_id)
+    ]
 
 
 def attach_command(registry: Registry, session_id: str) -> list[str]:

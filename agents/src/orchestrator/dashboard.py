@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator import conversation, feedback
+from orchestrator.denials import denial_count
 from orchestrator.feedback import Prompt
 from orchestrator.listing import ENDED, SessionView, survey
 from orchestrator.registry import Registry, now
@@ -72,6 +73,7 @@ def fleet(registry: Registry, *, include_ended: bool = False) -> Fleet:
 def _with_agent(registry: Registry, view: SessionView, questions: Sequence[Prompt]) -> SessionView:
     agent = conversation.agent_json(registry, view) if view.state is not None else {}
     agent["questions_waiting"] = len(questions)
+    agent["egress_denied"] = denial_count(registry.root, view.role, view.session_id)
     blocking = [q for q in questions if q.severity == "block"]
     if blocking and agent.get("agent") != "working":
         agent["agent"] = "waiting"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import egress, engine
+from orchestrator.denials import denials_folder
 from orchestrator.egress import PROXY_ALIAS, EgressPolicy
 from orchestrator.errors import EngineError, InputError
 from orchestrator.plan import (
@@ -64,7 +65,7 @@ def egress_dir(registry_root: Path) -> Path:
 
 
 def denials_file(registry_root: Path, role: str, session_id: str) -> Path:
-    return egress_dir(registry_root) / "denials" / role / f"{session_id}.jsonl"
+    return denials_folder(registry_root, role) / f"{session_id}.jsonl"
 
 
 def _policy_file(registry_root: Path, network: str) -> Path:

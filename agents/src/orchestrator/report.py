@@ -119,14 +119,16 @@ def sessions_table(views: Sequence[SessionView], *, hidden: int = 0) -> str:
 
 def agent_cell(agent: dict[str, object]) -> str:
     """`working 2m`, `idle`, `failed`…: what the session's agent does, in a few characters."""
+    denied = agent.get("egress_denied")
+    note = f", {denied} denied" if isinstance(denied, int) and denied else ""
     state = agent.get("agent")
     if not state or state == "none":
-        return "-"
+        return "-" + note
     since = agent.get("agent_since")
     if state == "working" and isinstance(since, str):
         started = datetime.fromisoformat(since)
-        return f"working {human_age(int((now() - started).total_seconds()))}"
-    return str(state)
+        return f"working {human_age(int((now() - started).total_seconds()))}{note}"
+    return f"{state}{note}"
 
 
 def sessions_json(views: Sequence[SessionView]) -> str:

@@ -243,6 +243,9 @@ def render(event: TranscriptEvent) -> str:
         return f"{prefix} error: {_printable(f['message'])}"
     if event.type == "turn_completed":
         return f"{prefix} turn completed"
+    if event.type == "egress_denied":
+        where = f"{_printable(f['host'])}:{f['port']}"
+        return f"[egress] denied {where} at {_printable(f['time'])}: {_printable(f['reason'])}"
     if event.type == "turn_failed":
         return f"{prefix} turn failed: {_printable(f['message'])}"
     if event.type == "turn_interrupted":

@@ -60,6 +60,7 @@ CODEX_TAG = "filare-codex"  # what `inv codex.build` makes
 ROLE = "bench"
 RUN_LABEL = "bench.run"
 REGISTRY_LABEL = "filare.registry"
+PROXY_REGISTRY_LABEL = "filare.egress-registry"
 COMMAND_TIMEOUT = 600.0
 SEED_FILES = 5_000
 SEED_BYTES = 100_000_000
@@ -147,6 +148,30 @@ CASES = (
         1.1,
     ),
     Case(
+        "start-egress",
+        "inv session.start, 1 session, default egress (own network, through the proxy)",
+        "the same inv session.start with egress: open (the shared bridge)",
+        1.1,
+    ),
+    Case(
+        "send-egress",
+        "inv session.send --wait, 1 turn, the model reached through the egress proxy",
+        "the same inv session.send --wait in a session with egress: open",
+        1.05,
+    ),
+    Case(
+        "start-runsc",
+        "inv session.start, 1 session with runtime: runsc (gVisor)",
+        "the same inv session.start with the engine's default runtime (runc)",
+        None,
+    ),
+    Case(
+        "send-runsc",
+        "inv session.send --wait, 1 turn in a session under runsc",
+        "the same inv session.send --wait in a session under runc",
+        None,
+    ),
+    Case(
         "start-32",
         "inv session.start, 32 sessions in one command",
         "32 docker run -d, one after another",
@@ -166,8 +191,16 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "inv-list": ("inv-list",),
     "seed": ("seed",),
 }
+# Measured only when --only names them: containment (egress, gVisor) against its absence, each
+# side a tool command (the smoke image for starts, the real Codex image for turns).
+OPT_IN_GROUPS: dict[str, tuple[str, ...]] = {
+    "contain": ("start-egress", "send-egress", "start-runsc", "send-runsc"),
+}
+ALL_GROUPS = {**GROUPS, **OPT_IN_GROUPS}
 # Groups that run the smoke image (built when absent).
-SMOKE_GROUPS = frozenset({"start-1", "fleet", "scale"})
+SMOKE_GROUPS = frozenset({"start-1", "fleet", "scale", "contain"})
+# Groups that run the real Codex image (never built here).
+CODEX_GROUPS = frozenset({"send", "contain"})
 
 
 @dataclass(frozen=True)
@@ -445,7 +478,8 @@ def select_groups(
     note says so); asking for `send` without the image is an error.
     """
     groups = [g for g in GROUPS if only is None or g in only]
-    if "send" not in groups or codex_image_present:
+    groups += [g for g in OPT_IN_GROUPS if only is not None and g in only]
+    if not CODEX_GROUPS & set(groups) or codex_image_present:
         return groups, None
     if only is not None:
         raise BenchError(missing_codex_image(codex_image))
@@ -462,18 +496,24 @@ def missing_codex_image(tag: str) -> str:
     )
 
 
-def send_manifest_text(session_ids: Sequence[str], image: str) -> str:
-    """Sessions on the real image whose Codex talks to the scripted model (`codex-send`)."""
+def send_manifest_text(
+    session_ids: Sequence[str], image: str, extra: Mapping[str, str] | None = None
+) -> str:
+    """Sessions on the real image whose Codex talks to the scripted model (`codex-send`), with
+    `egress: open` (the send group measures the tool, not containment); `extra` adds fields to
+    a session (`egress: ...`, `runtime: runsc`) by id."""
     lines = [
         "defaults:",
         f"  image: {image}",
         "  ssh_key: outputs/id",
         "  env_file: outputs/model.env",
         "  codex_dir: outputs/codex-send",
+        "  egress: open",
         "sessions:",
     ]
     lines += [
-        f"  - {{id: {sid}, role: {ROLE}, branch: bench/{sid}, workspace: outputs/ws/{sid}}}"
+        f"  - {{id: {sid}, role: {ROLE}, branch: bench/{sid}, workspace: outputs/ws/{sid}"
+        f"{(', ' + extra[sid]) if extra and sid in extra else ''}}}"
         for sid in session_ids
     ]
     return "\n".join(lines) + "\n"
@@ -661,7 +701,9 @@ class Fleet:
         return f"label={REGISTRY_LABEL}={self.baseline_registry}"
 
 
-def manifest_text(prefix: str, size: int) -> str:
+def manifest_text(prefix: str, size: int, contain: str = "egress: open") -> str:
+    """Sessions on the smoke image; `egress: open` unless `contain` says otherwise (the
+    baseline's `docker run` joins the shared bridge, which needs no network made for it)."""
     lines = [
         "defaults:",
         f"  image: {SMOKE_TAG}",
@@ -669,6 +711,7 @@ def manifest_text(prefix: str, size: int) -> str:
         "  env_file: outputs/bench.env",
         "  codex_dir: outputs/codex-home",
         "  resources: {cpus: 0.5, memory: 256m}",
+        *([f"  {contain}"] if contain else []),
         "sessions:",
     ]
     for n in range(1, size + 1):
@@ -679,10 +722,10 @@ def manifest_text(prefix: str, size: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_fleet(bench: Bench, prefix: str, size: int) -> Fleet:
+def make_fleet(bench: Bench, prefix: str, size: int, contain: str = "egress: open") -> Fleet:
     """Write the manifest, ask the tool for its docker argv (`--dry-run`), derive the baseline's."""
     manifest = bench.project / f"{prefix}.yml"
-    manifest.write_text(manifest_text(prefix, size))
+    manifest.write_text(manifest_text(prefix, size, contain))
     registry = bench.root / f"state-{prefix}"
     baseline_registry = bench.root / f"baseline-{prefix}"
     dry_run = bench.inv_run(
@@ -1018,6 +1061,69 @@ def round_send(bench: Bench, talk: Talk, tool_first: bool, record: Record) -> No
             record("send-8-par", side, measured)
 
 
+@dataclass(frozen=True)
+class Contain:
+    """The contain group: one-session fleets on the smoke image (default egress, open, runsc,
+    runc) and running sessions on the real image (through the proxy, open, runsc, runc)."""
+
+    proxied: Fleet
+    opened: Fleet
+    gvisor: Fleet
+    runc: Fleet
+    registry: Path
+    turns: Mapping[str, str]  # case side -> session id
+
+
+def prepare_contain(bench: Bench, image: str, stack: contextlib.ExitStack) -> Contain:
+    """The fleets (seeded, stopped) and four sessions on the real image, each with a first turn
+    given untimed."""
+    proxied = make_fleet(bench, "proxied", 1, "")
+    opened = make_fleet(bench, "opened", 1)
+    gvisor = make_fleet(bench, "gvisor", 1, "runtime: runsc")
+    runc = make_fleet(bench, "runc", 1)
+    if str(FAKE_MODEL_PATH) not in sys.path:
+        sys.path.insert(0, str(FAKE_MODEL_PATH))
+    from filare_testing.fake_model import API_KEY_ENV, FakeModel, write_codex_home
+
+    fake = stack.enter_context(FakeModel(keep_bodies=False))
+    outputs = bench.project / "outputs"
+    write_codex_home(outputs / "codex-send", fake.container_url)
+    (outputs / "model.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")
+    tag = bench.run_id[:6]
+    turns = {side: f"contain-{tag}-{side}" for side in ("proxy", "open", "runsc", "runc")}
+    extra = {turns["proxy"]: "egress: {allow: [host.docker.internal]}"}
+    extra[turns["runsc"]] = "runtime: runsc"
+    manifest = bench.project / "contain.yml"
+    manifest.write_text(send_manifest_text(list(turns.values()), image, extra))
+    registry = bench.root / "state-contain"
+    bench.inv_run("session.start", "--manifest", str(manifest), state=registry)
+    tool_send(bench, registry, list(turns.values()))
+    return Contain(proxied, opened, gvisor, runc, registry, turns)
+
+
+def round_contain(bench: Bench, contain: Contain, tool_first: bool, record: Record) -> None:
+    """Each case's two sides are both the tool: with the containment, and without it."""
+    for case, contained, plain in (
+        ("start-egress", contain.proxied, contain.opened),
+        ("start-runsc", contain.gvisor, contain.runc),
+    ):
+        tool = partial(tool_start, bench, contained)
+        pair(case, tool, partial(tool_start, bench, plain), tool_first=tool_first, record=record)
+        tool_stop(bench, contained)
+        tool_stop(bench, plain)
+    for case, with_it, without in (
+        ("send-egress", "proxy", "open"),
+        ("send-runsc", "runsc", "runc"),
+    ):
+        pair(
+            case,
+            partial(tool_send, bench, contain.registry, [contain.turns[with_it]]),
+            partial(tool_send, bench, contain.registry, [contain.turns[without]]),
+            tool_first=tool_first,
+            record=record,
+        )
+
+
 def round_seed(bench: Bench, repository: Path, tool_first: bool, record: Record) -> None:
     """Seed an empty workspace each way, each side starting with no dirty pages (`sync`).
 
@@ -1068,6 +1174,11 @@ def prepare(
             context["send_baseline_argv"] = shlex.join(
                 codex_turn_argv(talk.containers[talk.solo], talk.threads[talk.solo])
             )
+        elif group == "contain":
+            print(f"starting the contain group's sessions on {codex_image} ...", file=sys.stderr)
+            rounds[group] = partial(
+                round_contain, bench, prepare_contain(bench, codex_image, stack)
+            )
         elif group == "inv-list":
             empty = make_empty_collection(bench.root / "empty-collection")
             rounds[group] = partial(round_inv_list, bench, empty)
@@ -1110,8 +1221,29 @@ def remove_containers(bench: Bench) -> None:
         if Path(registry).is_relative_to(bench.root)
     }
     ids |= set(run(["docker", "ps", "-aq", "--filter", f"label={bench.run_label}"]).stdout.split())
+    listing = f'{{{{.ID}}}} {{{{.Label "{PROXY_REGISTRY_LABEL}"}}}}'
+    listed = run(
+        ["docker", "ps", "-a", "--filter", f"label={PROXY_REGISTRY_LABEL}", "--format", listing]
+    )
+    ids |= {
+        cid
+        for cid, _, registry in (line.partition(" ") for line in listed.stdout.splitlines())
+        if Path(registry).is_relative_to(bench.root)
+    }
     if ids:
         run(["docker", "rm", "-f", *sorted(ids)])
+    # The sessions' own networks (egress), found like the tool's containers.
+    listing = f'{{{{.Name}}}} {{{{.Label "{REGISTRY_LABEL}"}}}}'
+    listed = run(
+        ["docker", "network", "ls", "--filter", f"label={REGISTRY_LABEL}", "--format", listing]
+    )
+    names = [
+        name
+        for name, _, registry in (line.partition(" ") for line in listed.stdout.splitlines())
+        if Path(registry).is_relative_to(bench.root)
+    ]
+    if names:
+        run(["docker", "network", "rm", *names])
 
 
 def measure(
@@ -1127,7 +1259,7 @@ def measure(
             images = {}
             if any(g in SMOKE_GROUPS for g in groups):
                 images[SMOKE_TAG] = ensure_image(bench)
-            if "send" in groups:
+            if CODEX_GROUPS & set(groups):
                 images[codex_image] = image_id(codex_image) or "absent"
             context = describe_machine(bench, images, rounds)
             context["work_dir"] = str(bench.root.parent)
@@ -1146,7 +1278,7 @@ def measure(
 def run_rounds(
     rounds: int, groups: Sequence[str], plans: Mapping[str, Round]
 ) -> dict[str, Samples]:
-    samples = {case: Samples() for group in groups for case in GROUPS[group]}
+    samples = {case: Samples() for group in groups for case in ALL_GROUPS[group]}
     for number in range(rounds + 1):
         record = partial(keep, samples, number > 0)
         for group, round_ in plans.items():
@@ -1240,7 +1372,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=list(GROUPS),
+        choices=list(ALL_GROUPS),
         help="measure only this group of cases (repeatable; default: all)",
     )
     parser.add_argument(
@@ -1268,7 +1400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # clean up on `kill` as on Ctrl-C
     try:
         wanted = args.only or list(GROUPS)
-        present = "send" in wanted and image_id(args.codex_image) is not None
+        present = bool(CODEX_GROUPS & set(wanted)) and image_id(args.codex_image) is not None
         groups, note = select_groups(
             args.only, codex_image=args.codex_image, codex_image_present=present
         )

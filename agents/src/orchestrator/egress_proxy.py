@@ -6,7 +6,8 @@ host answers there), and with a subnet of its own from a pool (`FILARE_EGRESS_SU
 10.213.0.0/16, cut into /28s: 4096 sessions, never Docker's default pools, which hold about
 thirty bridges). The proxy joins that network under the name `filare-egress`, and one outside
 network (Docker's default bridge). One proxy serves a state folder: like the sessions, it
-carries the registry's label, so two checkouts sharing an engine never touch each other's.
+carries the registry's path (`filare.egress-registry`), so two checkouts sharing an engine never
+touch each other's.
 
 The proxy reads each session's policy from `<state>/egress/policies/<network>.json` and appends
 what it refuses to `<state>/egress/denials/<role>/<id>.jsonl`. Its image is built here, on first
@@ -40,6 +41,9 @@ from orchestrator.registry import Registry, atomic_write
 from orchestrator.spec import SessionSpec
 
 EGRESS_LABEL = "filare.egress"
+# The proxy's own registry label: not `filare.registry`, which marks a state folder's sessions
+# (a container with it and no session would be listed as one left alone).
+PROXY_REGISTRY_LABEL = "filare.egress-registry"
 POOL_ENV = "FILARE_EGRESS_SUBNETS"
 DEFAULT_POOL = "10.213.0.0/16"
 SUBNET_PREFIX = 28
@@ -196,7 +200,7 @@ def ensure_proxy(registry: Registry, tag: str) -> str:
         "--name",
         name,
         "--label",
-        f"{REGISTRY_LABEL}={registry.root}",
+        f"{PROXY_REGISTRY_LABEL}={registry.root}",
         "--label",
         f"{EGRESS_LABEL}=proxy",
         "--restart",

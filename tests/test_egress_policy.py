@@ -223,3 +223,25 @@ def test_denials_are_read_bounded_and_printed_as_hostile_text(tmp_path: Path) ->
     assert "\\u001b" in denials_json(denials)
     assert denial_count(tmp_path, "coder", "a") == 7
     assert denial_count(tmp_path, "coder", "missing") == 0
+
+
+def test_a_record_past_its_bound_is_refused_and_links_are_not_followed(tmp_path: Path) -> None:
+    from orchestrator.errors import InputError
+    from orchestrator.record_bound import check_record, record_size
+
+    record = tmp_path / "agent"
+    (record / "transcript").mkdir(parents=True)
+    with (record / "transcript" / "0001.jsonl").open("wb") as handle:
+        handle.truncate(3 * 1024 * 1024)  # sparse: its size counts, not its blocks
+    elsewhere = tmp_path / "big"
+    with elsewhere.open("wb") as handle:
+        handle.truncate(50 * 1024 * 1024)
+    (record / "link").symlink_to(elsewhere)
+    (record / "dir-link").symlink_to(tmp_path)
+    assert record_size([record], 10**9) == 3 * 1024 * 1024
+    check_record("fine", [record], limit=4 * 1024 * 1024)
+    with pytest.raises(InputError) as caught:
+        check_record("flood", [record], limit=2 * 1024 * 1024)
+    assert str(caught.value).startswith(
+        "session 'flood': its record (transcripts, questions) holds more than 2 MB"
+    )

@@ -281,6 +281,16 @@ def test_a_codex_turn_reaches_the_model_only_when_its_host_is_allowed_and_ssh_go
     refused = run_in("filare-coder-reach", ssh.format("denied.test"))
     assert "egress proxy: HTTP/1.1 403 Forbidden" in refused, refused
 
+    # A session past the bound on its record: its turn fails saying so, the other's runs.
+    with (registry.session_dir("coder", "refused") / "agent" / "flood").open("wb") as handle:
+        handle.truncate(2 * 1024 * 1024)
+    fake.enqueue(message("still here"))
+    args = ["session.send", "--session", "reach", "--session", "refused", "--message", "go"]
+    both = inv(*args, "--json", "--wait", state=registry.root, FILARE_RECORD_LIMIT_MB="1")
+    rows = {row["session"]: row for row in json.loads(both.stdout)}
+    assert rows["reach"]["final_message"] == "still here", both.stdout
+    assert "its record (transcripts, questions) holds more than 1 MB" in rows["refused"]["error"]
+
 
 def codex_session(project: Path, image: str, session_id: str, **fields: Any) -> dict[str, Any]:
     (project / "outputs" / f"{session_id}.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")

@@ -193,6 +193,7 @@ def send_each(
     def start(view: SessionView) -> Sent:
         message = messages[view.session_id]
         try:
+            _check_record(registry, view)
             turn = _start_turn(registry, view, message, kind, question)
             return Sent(view.session_id, turn=turn)
         except OrchestratorError as exc:
@@ -207,6 +208,15 @@ def send_each(
     started = [view for view, one in zip(views, sent, strict=True) if one.turn is not None]
     waited = {one.session_id: one for one in _wait_for(registry, started, timeout=wait)}
     return [waited.get(one.session_id, one) for one in sent]
+
+
+def _check_record(registry: Registry, view: SessionView) -> None:
+    """Past the bound on its record, the session's turn fails; the others go on."""
+    from orchestrator.record_bound import check_record
+
+    folder = registry.session_dir(view.role, view.session_id) / "agent"
+    transcripts = view.state.transcript_dir if view.state is not None else None
+    check_record(view.session_id, [folder, *([transcripts] if transcripts else [])])
 
 
 def goal_message(session: SessionSpec) -> str:

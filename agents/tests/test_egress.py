@@ -182,7 +182,6 @@ def test_only_allowed_names_leave_through_the_proxy_and_the_rest_is_recorded(
     assert list((registry.root / "egress" / "policies").iterdir()) == []
     pruned = inv("session.prune", state=registry.root)
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
-    assert proxy in pruned.stdout
     assert docker("ps", "-aq", "--filter", f"name=^{proxy}$") == ""
 
 

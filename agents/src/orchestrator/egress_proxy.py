@@ -331,10 +331,6 @@ def our_networks(registry: Registry) -> list[tuple[str, str, str]]:
     return [tuple(line.split("\t")) for line in lines if line.count("\t") == 2]  # type: ignore[misc]
 
 
-def has_network(registry: Registry, role: str, session_id: str) -> bool:
-    return _exists("network", network_name(role, session_id))
-
-
 def proxy_exists(registry: Registry) -> bool:
     return _exists("container", proxy_name(registry.root))
 

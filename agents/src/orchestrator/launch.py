@@ -264,16 +264,15 @@ def _launch(
 
 
 def _prepare_network(session: SessionSpec, registry: Registry) -> None:
-    """A session behind the egress proxy gets its own network and policy; one that no longer
-    is (its `egress` changed to open or none) loses the network an earlier start made."""
-    from orchestrator import egress_proxy
-    from orchestrator.plan import seed_source
-
+    """A session behind the egress proxy gets its own network and policy, made afresh at every
+    start (so a changed `egress` takes effect). An open or closed session needs nothing: the
+    network of an earlier start went with its stop (or goes with `session.prune`)."""
     if egress.egress_mode(session) == "proxy":
+        from orchestrator import egress_proxy
+        from orchestrator.plan import seed_source
+
         policy = egress.resolve_policy(session, seed_source(session))
         egress_proxy.prepare(session, registry, policy)
-    elif egress_proxy.has_network(registry, session.role, session.id):
-        egress_proxy.remove_network(registry, session.role, session.id)
 
 
 def _check_same_manifest(session: SessionSpec, record: SessionState) -> None:

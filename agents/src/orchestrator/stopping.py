@@ -231,7 +231,7 @@ def prune(
         views = survey(registry).sessions
     actions = _prune_actions(registry, views, records, holding_locks=False)
     egress_actions = _egress_actions(registry, views)
-    if dry_run or not (actions or egress_actions):
+    if dry_run:
         return actions + egress_actions
     if not actions:
         _prune_egress(registry)
@@ -255,20 +255,16 @@ def prune(
 
 
 def _egress_actions(registry: Registry, views: Sequence[SessionView]) -> list[PruneAction]:
-    """Egress networks whose session has no running container, and a proxy serving none."""
+    """Egress networks whose session has no running container. (The proxy, once it serves no
+    network, goes too, unreported: it is the tool's, not a session's.)"""
     from orchestrator import egress_proxy
 
     running = {v.key for v in views if v.container is not None and v.container.running}
-    networks = egress_proxy.our_networks(registry)
-    actions = [
+    return [
         PruneAction(role, session_id, "remove", f"network {name}", "no running session")
-        for name, role, session_id in networks
+        for name, role, session_id in egress_proxy.our_networks(registry)
         if (role, session_id) not in running
     ]
-    if len(actions) == len(networks) and not running and egress_proxy.proxy_exists(registry):
-        name = egress_proxy.proxy_name(registry.root)
-        actions.append(PruneAction("-", "-", "remove", f"egress proxy {name}", "no session"))
-    return actions
 
 
 def _prune_egress(registry: Registry) -> None:

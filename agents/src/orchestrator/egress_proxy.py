@@ -23,7 +23,7 @@ import ipaddress
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+import threading
 from pathlib import Path
 
 from orchestrator import egress, engine
@@ -115,30 +115,43 @@ def candidate_subnets(key: str, pool: ipaddress.IPv4Network) -> list[ipaddress.I
     ]
 
 
-@dataclass(frozen=True)
-class SessionNetwork:
-    name: str
-    subnet: ipaddress.IPv4Network
+class Joining:
+    """The proxy joining a session's network, in the background while the session's container
+    starts: the container needs the proxy only at its first request. `wait` raises what the
+    join raised."""
+
+    def __init__(self, network: str, proxy: str) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._join, args=(network, proxy), daemon=True)
+        self.thread.start()
+
+    def _join(self, network: str, proxy: str) -> None:
+        try:
+            engine.docker("network", "connect", "--alias", PROXY_ALIAS, network, proxy)
+        except BaseException as exc:  # handed to `wait`
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
-def prepare(session: SessionSpec, registry: Registry, policy: EgressPolicy) -> SessionNetwork:
-    """The session's network, made and joined by the proxy, with its policy written; the
-    proxy (and its image) made first when missing."""
+def prepare(session: SessionSpec, registry: Registry, policy: EgressPolicy) -> Joining:
+    """The session's network made and its policy written; the proxy (and its image) made first
+    when missing; the proxy joining the network in the background (`Joining.wait`)."""
     name = network_name(session.role, session.id)
-    remove_network(registry, session.role, session.id)
     # Under the egress lock, the network exists before the lock is let go: prune removes the
     # proxy only when no network is left.
     with registry.named_lock("egress"):
-        tag = ensure_image()
-        proxy = ensure_proxy(registry, tag)
+        proxy = ensure_proxy(registry)
         subnet = _create_network(registry, session, name)
     try:
         write_policy(registry, session, name, subnet, policy)
-        engine.docker("network", "connect", "--alias", PROXY_ALIAS, name, proxy)
     except BaseException:
         remove_network(registry, session.role, session.id)
         raise
-    return SessionNetwork(name, subnet)
+    return Joining(name, proxy)
 
 
 def ensure_image() -> str:
@@ -173,9 +186,10 @@ def ensure_image() -> str:
     return tag
 
 
-def ensure_proxy(registry: Registry, tag: str) -> str:
-    """The registry's proxy, running the current image; (re)made when it is not."""
+def ensure_proxy(registry: Registry) -> str:
+    """The registry's proxy, running the current image; (re)made, its image built, when not."""
     name = proxy_name(registry.root)
+    tag = image_tag()
     try:
         state = engine.docker(
             "container", "inspect", "--format", "{{.State.Running}} {{.Config.Image}}", name
@@ -186,6 +200,7 @@ def ensure_proxy(registry: Registry, tag: str) -> str:
         state = []
     if state == ["true", tag]:
         return name
+    ensure_image()
     if state:
         engine.remove_containers([name])
     folder = egress_dir(registry.root)
@@ -238,9 +253,13 @@ def _proxy_user() -> str:
 
 
 def _create_network(registry: Registry, session: SessionSpec, name: str) -> ipaddress.IPv4Network:
+    """A fresh network: one an earlier start left (killed before its stop) is removed first."""
     pool = subnet_pool()
     key = f"{registry.root}/{session.role}/{session.id}"
-    for subnet in candidate_subnets(key, pool):
+    candidates = candidate_subnets(key, pool)
+    retried = False
+    while candidates:
+        subnet = candidates[0]
         try:
             engine.docker(
                 "network",
@@ -265,7 +284,12 @@ def _create_network(registry: Registry, session: SessionSpec, name: str) -> ipad
                 name,
             )
         except EngineError as exc:
+            if "already exists" in str(exc) and not retried:
+                retried = True
+                remove_network(registry, session.role, session.id)
+                continue
             if "overlaps" in str(exc):
+                candidates.pop(0)
                 continue
             raise
         return subnet

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator import egress, engine, hostpaths, session_folders, skills
 from orchestrator.errors import EngineError, InputError, OrchestratorError
@@ -30,6 +31,9 @@ from orchestrator.plan import (
 from orchestrator.preflight import check_inputs
 from orchestrator.registry import Registry, SessionState, now
 from orchestrator.spec import SessionSpec
+
+if TYPE_CHECKING:  # the egress proxy's module is imported only by starts that need it
+    from orchestrator import egress_proxy
 
 LAUNCH_TIMEOUT = 900.0
 MAX_PARALLEL_STARTS = 8
@@ -248,9 +252,13 @@ def _launch(
                 session_skills=skills.session_skills_dir(tool_checkout()),
                 session_config=skills.session_skills_config(tool_checkout()),
             )
-            _prepare_network(session, registry)
+            joining = _prepare_network(session, registry)
             held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
-            container, warnings = _run_container(plan, registry, held)
+            try:
+                container, warnings = _run_container(plan, registry, held)
+            finally:
+                if joining is not None:
+                    joining.wait()
         except BaseException as exc:
             _undo(registry, session)
             reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
@@ -263,7 +271,7 @@ def _launch(
         return StartOutcome(session, registry.write(started), warnings=warnings)
 
 
-def _prepare_network(session: SessionSpec, registry: Registry) -> None:
+def _prepare_network(session: SessionSpec, registry: Registry) -> egress_proxy.Joining | None:
     """A session behind the egress proxy gets its own network and policy, made afresh at every
     start (so a changed `egress` takes effect). An open or closed session needs nothing: the
     network of an earlier start went with its stop (or goes with `session.prune`)."""
@@ -272,7 +280,8 @@ def _prepare_network(session: SessionSpec, registry: Registry) -> None:
         from orchestrator.plan import seed_source
 
         policy = egress.resolve_policy(session, seed_source(session))
-        egress_proxy.prepare(session, registry, policy)
+        return egress_proxy.prepare(session, registry, policy)
+    return None
 
 
 def _check_same_manifest(session: SessionSpec, record: SessionState) -> None:

@@ -47,7 +47,7 @@ def test_plan_labels_and_argv(write_manifest: WriteManifest, tmp_path: Path) -> 
     assert value("--codex-dir") == str(registry / "coder" / "alpha" / "codex")
     assert value("--transcript-dir") == str(registry / "coder" / "alpha" / "agent" / "transcript")
     # No `egress`: the default profile, on a network of its own whose only exit is the proxy.
-    assert value("--network") == "filare-coder-alpha-egress"
+    assert value("--network").startswith("filare-coder-alpha-egress-")
     assert value("--egress-proxy") == "http://filare-egress:3128"
     assert value("--cpus") == "1.5"
     assert value("--memory") == "2g"

@@ -112,9 +112,12 @@ class EgressPolicy:
         }
 
 
-def network_name(container: str) -> str:
-    """A session's own network: `<container name>-egress`, unique as the container's name is."""
-    return f"{container}-egress"
+def network_name(container: str, registry_root: Path) -> str:
+    """A session's own network: `<container name>-egress-<hash of its state folder>`, so that a
+    session of another state folder holding the container's name never holds this one too."""
+    import hashlib
+
+    return f"{container}-egress-{hashlib.sha256(str(registry_root).encode()).hexdigest()[:6]}"
 
 
 def egress_mode(session: SessionSpec) -> EgressMode:

@@ -55,8 +55,8 @@ BUILD_TIMEOUT = 1800.0
 PROXY_LIMITS = ("--memory", "256m", "--pids-limit", "512")
 
 
-def network_name(role: str, session_id: str) -> str:
-    return egress.network_name(container_name(role, session_id))
+def network_name(registry: Registry, role: str, session_id: str) -> str:
+    return egress.network_name(container_name(role, session_id), registry.root)
 
 
 def proxy_name(registry_root: Path) -> str:
@@ -116,17 +116,19 @@ def candidate_subnets(key: str, pool: ipaddress.IPv4Network) -> list[ipaddress.I
 
 
 class Joining:
-    """The proxy joining a session's network, in the background while the session's container
-    starts: the container needs the proxy only at its first request. `wait` raises what the
-    join raised."""
+    """The proxy (made first when it is missing or runs an older image) joining a session's
+    network, in the background while the session's container starts: the container needs the
+    proxy only at its first request. `wait` raises what the join raised."""
 
-    def __init__(self, network: str, proxy: str) -> None:
+    def __init__(self, registry: Registry, network: str) -> None:
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._join, args=(network, proxy), daemon=True)
+        self.thread = threading.Thread(target=self._join, args=(registry, network), daemon=True)
         self.thread.start()
 
-    def _join(self, network: str, proxy: str) -> None:
+    def _join(self, registry: Registry, network: str) -> None:
         try:
+            with registry.named_lock("egress"):
+                proxy = ensure_proxy(registry)
             engine.docker("network", "connect", "--alias", PROXY_ALIAS, network, proxy)
         except BaseException as exc:  # handed to `wait`
             self.error = exc
@@ -140,18 +142,17 @@ class Joining:
 def prepare(session: SessionSpec, registry: Registry, policy: EgressPolicy) -> Joining:
     """The session's network made and its policy written; the proxy (and its image) made first
     when missing; the proxy joining the network in the background (`Joining.wait`)."""
-    name = network_name(session.role, session.id)
+    name = network_name(registry, session.role, session.id)
     # Under the egress lock, the network exists before the lock is let go: prune removes the
     # proxy only when no network is left.
     with registry.named_lock("egress"):
-        proxy = ensure_proxy(registry)
         subnet = _create_network(registry, session, name)
     try:
         write_policy(registry, session, name, subnet, policy)
     except BaseException:
         remove_network(registry, session.role, session.id)
         raise
-    return Joining(name, proxy)
+    return Joining(registry, name)
 
 
 def ensure_image() -> str:
@@ -320,7 +321,7 @@ def write_policy(
 
 def remove_network(registry: Registry, role: str, session_id: str) -> None:
     """The session's network and policy, gone; the proxy leaves the network first."""
-    name = network_name(role, session_id)
+    name = network_name(registry, role, session_id)
     with contextlib.suppress(FileNotFoundError):
         _policy_file(registry.root, name).unlink()
     proxy = proxy_name(registry.root)

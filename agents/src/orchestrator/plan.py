@@ -239,7 +239,7 @@ def plan_launch(
         str(folders.transcript_dir),
         "--inbox-dir",
         str(folders.inbox),
-        *_network_args(session, name),
+        *_network_args(session, name, registry_root),
         "--log-max-size",
         LOG_MAX_SIZE,
         "--log-max-files",
@@ -271,7 +271,7 @@ def plan_launch(
     return LaunchPlan(session, name, labels, folders, user, workspace, argv)
 
 
-def _network_args(session: SessionSpec, name: str) -> list[str]:
+def _network_args(session: SessionSpec, name: str, registry_root: Path) -> list[str]:
     """`open`: the shared bridge; `none`: no network; else the session's own network, whose only
     exit is the egress proxy (made by `orchestrator.egress_proxy` before the run)."""
     from orchestrator import egress
@@ -281,7 +281,8 @@ def _network_args(session: SessionSpec, name: str) -> list[str]:
         return ["--network", SESSION_NETWORK]
     if mode == "none":
         return ["--network", "none"]
-    return ["--network", egress.network_name(name), "--egress-proxy", egress.PROXY_URL]
+    network = egress.network_name(name, registry_root)
+    return ["--network", network, "--egress-proxy", egress.PROXY_URL]
 
 
 def resource_limits(session: SessionSpec) -> tuple[float, str, int]:

@@ -207,7 +207,7 @@ def test_a_runtime_the_engine_lacks_is_refused_before_anything_is_written(
 def test_denials_are_read_bounded_and_printed_as_hostile_text(tmp_path: Path) -> None:
     from orchestrator.denials import denial_count, denials_json, denials_table, read_denials
 
-    folder = tmp_path / "egress" / "denials" / "coder"
+    folder = tmp_path / ".egress" / "denials" / "coder"
     folder.mkdir(parents=True)
     lines = [
         '{"time": "2026-12-04T10:00:00Z", "host": "evil\\u001b]52;c;aGk=\\u0007.test", '

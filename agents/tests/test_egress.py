@@ -179,7 +179,7 @@ def test_only_allowed_names_leave_through_the_proxy_and_the_rest_is_recorded(
     stop = inv("session.stop", "--all", state=registry.root)
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert network_names(registry) == []
-    assert list((registry.root / "egress" / "policies").iterdir()) == []
+    assert list((registry.root / ".egress" / "policies").iterdir()) == []
     pruned = inv("session.prune", state=registry.root)
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
     assert docker("ps", "-aq", "--filter", f"name=^{proxy}$") == ""

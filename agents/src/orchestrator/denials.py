@@ -1,6 +1,6 @@
 """What the egress proxy refused a session: read back, bounded, as hostile text.
 
-The proxy appends one JSON line per refused request to `<state>/egress/denials/<role>/<id>.jsonl`
+The proxy appends one JSON line per refused request to `<state>/.egress/denials/<role>/<id>.jsonl`
 (bounded at about 1 MB) and keeps the running count in `<id>.count`, so that `session.list` and
 the dashboard read a few bytes per session. The host names in it are whatever the session asked
 for: every field goes through `orchestrator.untrusted` before a terminal sees it.
@@ -33,7 +33,7 @@ class Denial:
 
 
 def denials_folder(registry_root: Path, role: str) -> Path:
-    return registry_root / "egress" / "denials" / role
+    return registry_root / ".egress" / "denials" / role
 
 
 def read_denials(registry_root: Path, role: str, session_id: str) -> list[Denial]:

@@ -9,8 +9,8 @@ network (Docker's default bridge). One proxy serves a state folder: like the ses
 carries the registry's path (`filare.egress-registry`), so two checkouts sharing an engine never
 touch each other's.
 
-The proxy reads each session's policy from `<state>/egress/policies/<network>.json` and appends
-what it refuses to `<state>/egress/denials/<role>/<id>.jsonl`. Its image is built here, on first
+The proxy reads each session's policy from `<state>/.egress/policies/<network>.json` and appends
+what it refuses to `<state>/.egress/denials/<role>/<id>.jsonl`. Its image is built here, on first
 need, from `docker/Dockerfile.egress` (tag: a hash of that file and the proxy), with no
 registry: the same base as the Codex image.
 """
@@ -65,7 +65,8 @@ def proxy_name(registry_root: Path) -> str:
 
 
 def egress_dir(registry_root: Path) -> Path:
-    return registry_root / "egress"
+    """`<state>/.egress`: a name no role can have, so the registry never reads it as one."""
+    return registry_root / ".egress"
 
 
 def denials_file(registry_root: Path, role: str, session_id: str) -> Path:

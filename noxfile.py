@@ -20,6 +20,7 @@ SHELL_SCRIPTS = [
     "docker/filare-turn",
     "docker/filare-ask",
     ".ci/run",
+    "scripts/register_runsc.sh",
 ]
 
 

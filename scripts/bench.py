@@ -70,6 +70,7 @@ CODEX_TAG = "filare-codex"  # what `inv codex.build` makes
 ROLE = "bench"
 RUN_LABEL = "bench.run"
 REGISTRY_LABEL = "filare.registry"
+PROXY_REGISTRY_LABEL = "filare.egress-registry"
 COMMAND_TIMEOUT = 600.0
 SEED_FILES = 5_000
 SEED_BYTES = 100_000_000
@@ -191,6 +192,30 @@ CASES = (
         2.0,
     ),
     Case(
+        "start-egress",
+        "inv session.start, 1 session, default egress (own network, through the proxy)",
+        "the same inv session.start with egress: open (the shared bridge)",
+        1.1,
+    ),
+    Case(
+        "send-egress",
+        "inv session.send --wait, 1 turn, the model reached through the egress proxy",
+        "the same inv session.send --wait in a session with egress: open",
+        1.05,
+    ),
+    Case(
+        "start-runsc",
+        "inv session.start, 1 session with runtime: runsc (gVisor)",
+        "the same inv session.start with the engine's default runtime (runc)",
+        None,
+    ),
+    Case(
+        "send-runsc",
+        "inv session.send --wait, 1 turn in a session under runsc",
+        "the same inv session.send --wait in a session under runc",
+        None,
+    ),
+    Case(
         "start-32",
         "inv session.start, 32 sessions in one command",
         "32 docker run -d, one after another",
@@ -213,12 +238,14 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "transcript": ("list-64mb", "log-64mb"),
     "engines": ("start-8-engines", "list-8-engines"),
     "collect": ("collect-8",),
+    "contain": ("start-egress", "send-egress", "start-runsc", "send-runsc"),
 }
 # Groups that run the smoke image (built when absent), and those that need the real Codex image.
-SMOKE_GROUPS = frozenset({"start-1", "fleet", "scale", "engines"})
-CODEX_GROUPS = ("send", "collect", "memory")
-# Groups measured only when asked for with --only: they need root (an engine of their own).
-ASKED_ONLY = frozenset({"engines"})
+SMOKE_GROUPS = frozenset({"start-1", "fleet", "scale", "engines", "contain"})
+CODEX_GROUPS = frozenset({"send", "collect", "memory", "contain"})
+# Groups measured only when asked for with --only: `engines` needs root (an engine of its
+# own), `contain` a registered runsc and the real image.
+ASKED_ONLY = frozenset({"engines", "contain"})
 # The bench's own test engine (index of `filare_testing.engines.OwnEngine`) and its context.
 ENGINE_INDEX = 13
 ENGINE_CONTEXT = f"filare-test-{ENGINE_INDEX}"
@@ -682,20 +709,27 @@ def missing_codex_image(tag: str) -> str:
 
 
 def send_manifest_text(
-    session_ids: Sequence[str], image: str, codex_dir: str = "outputs/codex-send"
+    session_ids: Sequence[str],
+    image: str,
+    codex_dir: str = "outputs/codex-send",
+    extra: Mapping[str, str] | None = None,
 ) -> str:
     """Sessions on the real image whose Codex talks to the scripted model (its Codex home is
-    `codex_dir`, which names that model's address)."""
+    `codex_dir`, which names that model's address), with `egress: open` (the send group
+    measures the tool, not containment); `extra` adds fields to a session (`egress: ...`,
+    `runtime: runsc`) by id."""
     lines = [
         "defaults:",
         f"  image: {image}",
         "  ssh_key: outputs/id",
         "  env_file: outputs/model.env",
         f"  codex_dir: {codex_dir}",
+        "  egress: open",
         "sessions:",
     ]
     lines += [
-        f"  - {{id: {sid}, role: {ROLE}, branch: bench/{sid}, workspace: outputs/ws/{sid}}}"
+        f"  - {{id: {sid}, role: {ROLE}, branch: bench/{sid}, workspace: outputs/ws/{sid}"
+        f"{(', ' + extra[sid]) if extra and sid in extra else ''}}}"
         for sid in session_ids
     ]
     return "\n".join(lines) + "\n"
@@ -883,7 +917,9 @@ class Fleet:
         return f"label={REGISTRY_LABEL}={self.baseline_registry}"
 
 
-def manifest_text(prefix: str, size: int) -> str:
+def manifest_text(prefix: str, size: int, contain: str = "egress: open") -> str:
+    """Sessions on the smoke image; `egress: open` unless `contain` says otherwise (the
+    baseline's `docker run` joins the shared bridge, which needs no network made for it)."""
     lines = [
         "defaults:",
         f"  image: {SMOKE_TAG}",
@@ -891,6 +927,7 @@ def manifest_text(prefix: str, size: int) -> str:
         "  env_file: outputs/bench.env",
         "  codex_dir: outputs/codex-home",
         "  resources: {cpus: 0.5, memory: 256m}",
+        *([f"  {contain}"] if contain else []),
         "sessions:",
     ]
     for n in range(1, size + 1):
@@ -901,10 +938,10 @@ def manifest_text(prefix: str, size: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_fleet(bench: Bench, prefix: str, size: int) -> Fleet:
+def make_fleet(bench: Bench, prefix: str, size: int, contain: str = "egress: open") -> Fleet:
     """Write the manifest, ask the tool for its docker argv (`--dry-run`), derive the baseline's."""
     manifest = bench.project / f"{prefix}.yml"
-    manifest.write_text(manifest_text(prefix, size))
+    manifest.write_text(manifest_text(prefix, size, contain))
     registry = bench.root / f"state-{prefix}"
     baseline_registry = bench.root / f"baseline-{prefix}"
     dry_run = bench.inv_run(
@@ -1505,6 +1542,69 @@ def round_memory(bench: Bench, probe: MemoryProbe, tool_first: bool, record: Rec
     probe.samples.append(read_memory(probe.container))
 
 
+@dataclass(frozen=True)
+class Contain:
+    """The contain group: one-session fleets on the smoke image (default egress, open, runsc,
+    runc) and running sessions on the real image (through the proxy, open, runsc, runc)."""
+
+    proxied: Fleet
+    opened: Fleet
+    gvisor: Fleet
+    runc: Fleet
+    registry: Path
+    turns: Mapping[str, str]  # case side -> session id
+
+
+def prepare_contain(bench: Bench, image: str, stack: contextlib.ExitStack) -> Contain:
+    """The fleets (seeded, stopped) and four sessions on the real image, each with a first turn
+    given untimed."""
+    proxied = make_fleet(bench, "proxied", 1, "")
+    opened = make_fleet(bench, "opened", 1)
+    gvisor = make_fleet(bench, "gvisor", 1, "runtime: runsc")
+    runc = make_fleet(bench, "runc", 1)
+    if str(FAKE_MODEL_PATH) not in sys.path:
+        sys.path.insert(0, str(FAKE_MODEL_PATH))
+    from filare_testing.fake_model import API_KEY_ENV, FakeModel, write_codex_home
+
+    fake = stack.enter_context(FakeModel(keep_bodies=False))
+    outputs = bench.project / "outputs"
+    write_codex_home(outputs / "codex-send", fake.container_url)
+    (outputs / "model.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")
+    tag = bench.run_id[:6]
+    turns = {side: f"contain-{tag}-{side}" for side in ("proxy", "open", "runsc", "runc")}
+    extra = {turns["proxy"]: "egress: {allow: [host.docker.internal]}"}
+    extra[turns["runsc"]] = "runtime: runsc"
+    manifest = bench.project / "contain.yml"
+    manifest.write_text(send_manifest_text(list(turns.values()), image, extra=extra))
+    registry = bench.root / "state-contain"
+    bench.inv_run("session.start", "--manifest", str(manifest), state=registry)
+    tool_send(bench, registry, list(turns.values()))
+    return Contain(proxied, opened, gvisor, runc, registry, turns)
+
+
+def round_contain(bench: Bench, contain: Contain, tool_first: bool, record: Record) -> None:
+    """Each case's two sides are both the tool: with the containment, and without it."""
+    for case, contained, plain in (
+        ("start-egress", contain.proxied, contain.opened),
+        ("start-runsc", contain.gvisor, contain.runc),
+    ):
+        tool = partial(tool_start, bench, contained)
+        pair(case, tool, partial(tool_start, bench, plain), tool_first=tool_first, record=record)
+        tool_stop(bench, contained)
+        tool_stop(bench, plain)
+    for case, with_it, without in (
+        ("send-egress", "proxy", "open"),
+        ("send-runsc", "runsc", "runc"),
+    ):
+        pair(
+            case,
+            partial(tool_send, bench, contain.registry, [contain.turns[with_it]]),
+            partial(tool_send, bench, contain.registry, [contain.turns[without]]),
+            tool_first=tool_first,
+            record=record,
+        )
+
+
 def round_seed(bench: Bench, repository: Path, tool_first: bool, record: Record) -> None:
     """Seed an empty workspace each way, each side starting with no dirty pages (`sync`).
 
@@ -1564,6 +1664,11 @@ def prepare(
             print(f"starting a session on {codex_image} ...", file=sys.stderr)
             probe = prepare_memory(bench, codex_image, stack)
             rounds[group] = partial(round_memory, bench, probe)
+        elif group == "contain":
+            print(f"starting the contain group's sessions on {codex_image} ...", file=sys.stderr)
+            rounds[group] = partial(
+                round_contain, bench, prepare_contain(bench, codex_image, stack)
+            )
         elif group == "inv-list":
             empty = make_empty_collection(bench.root / "empty-collection")
             rounds[group] = partial(round_inv_list, bench, empty)
@@ -1613,8 +1718,29 @@ def remove_containers(bench: Bench) -> None:
         if Path(registry).is_relative_to(bench.root)
     }
     ids |= set(run(["docker", "ps", "-aq", "--filter", f"label={bench.run_label}"]).stdout.split())
+    listing = f'{{{{.ID}}}} {{{{.Label "{PROXY_REGISTRY_LABEL}"}}}}'
+    listed = run(
+        ["docker", "ps", "-a", "--filter", f"label={PROXY_REGISTRY_LABEL}", "--format", listing]
+    )
+    ids |= {
+        cid
+        for cid, _, registry in (line.partition(" ") for line in listed.stdout.splitlines())
+        if Path(registry).is_relative_to(bench.root)
+    }
     if ids:
         run(["docker", "rm", "-f", *sorted(ids)])
+    # The sessions' own networks (egress), found like the tool's containers.
+    listing = f'{{{{.Name}}}} {{{{.Label "{REGISTRY_LABEL}"}}}}'
+    listed = run(
+        ["docker", "network", "ls", "--filter", f"label={REGISTRY_LABEL}", "--format", listing]
+    )
+    names = [
+        name
+        for name, _, registry in (line.partition(" ") for line in listed.stdout.splitlines())
+        if Path(registry).is_relative_to(bench.root)
+    ]
+    if names:
+        run(["docker", "network", "rm", *names])
 
 
 def measure(
@@ -1763,8 +1889,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only",
         action="append",
         choices=list(GROUPS),
-        help="measure only this group of cases (repeatable; default: all but engines, which "
-        "needs root)",
+        help="measure only this group of cases (repeatable; default: all but engines and contain, "
+        "which need root and runsc)",
     )
     parser.add_argument(
         "--codex-image",

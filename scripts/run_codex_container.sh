@@ -53,6 +53,12 @@ Options:
   --context NAME       the Docker context of the engine to run on (`docker --context NAME`;
                        DOCKER_HOST and DOCKER_CONTEXT are then ignored); default: the current one
   --pids-limit N       docker run --pids-limit
+  --log-max-size SIZE  rotate the container's log (json-file) at SIZE (e.g. 10m)
+  --log-max-files N    keep at most N rotated log files (with --log-max-size)
+  --egress-proxy URL   the session's only way out (http://NAME:PORT on its --network): the
+                       proxy variables name it, ssh goes through it, and the host's
+                       host.docker.internal entry is left out
+  --runtime NAME       docker run --runtime (runsc: gVisor)
   --health-interval S  how often the image's health check runs (seconds; default: the image's)
   --seed-from DIR      repository to seed an empty workspace from (default: the current one)
   --no-seed            refuse an empty workspace instead of seeding it
@@ -107,6 +113,10 @@ inbox_dir=""
 network=""
 context=""
 pids_limit=""
+log_max_size=""
+log_max_files=""
+egress_proxy=""
+runtime=""
 health_interval=""
 user=""
 seed_from=""
@@ -136,6 +146,9 @@ while (($# > 0)); do
     --no-seed) no_seed=1; shift; continue ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
+    --log-max-size | --log-max-files | --egress-proxy | --runtime)
+      (($# >= 2)) || die "$1 needs a value"
+      ;;
     --image | --name | --workspace | --env-file | --ssh-key | --ssh-dir | --codex-dir | \
       --seed-from | --branch | --cpus | --memory | --label | --user | --agent-dir | \
       --transcript-dir | --inbox-dir | --network | --pids-limit | --mount | --exclude | \
@@ -159,6 +172,10 @@ while (($# > 0)); do
     --network) network="$2" ;;
     --context) context="$2" ;;
     --pids-limit) pids_limit="$2" ;;
+    --log-max-size) log_max_size="$2" ;;
+    --log-max-files) log_max_files="$2" ;;
+    --egress-proxy) egress_proxy="$2" ;;
+    --runtime) runtime="$2" ;;
     --health-interval) health_interval="$2" ;;
     --user) user="$2" ;;
     --seed-from) seed_from="$2" ;;
@@ -193,6 +210,12 @@ if [[ -n "$context" ]]; then
   unset DOCKER_HOST DOCKER_CONTEXT
   docker_cli+=(--context "$context")
 fi
+[[ -z "$log_max_size" || "$log_max_size" =~ ^[1-9][0-9]*[kmg]?$ ]] ||
+  die "--log-max-size expects a size (a number with an optional k, m or g)"
+[[ -z "$log_max_files" || "$log_max_files" =~ ^[1-9][0-9]*$ ]] || die "--log-max-files expects a number"
+[[ -z "$egress_proxy" || "$egress_proxy" =~ ^http://[A-Za-z0-9.-]+:[0-9]+$ ]] ||
+  die "--egress-proxy expects http://NAME:PORT"
+[[ -z "$runtime" || "$runtime" =~ ^[A-Za-z0-9._-]+$ ]] || die "--runtime expects a runtime's name"
 [[ -z "$health_interval" || "$health_interval" =~ ^[1-9][0-9]*$ ]] ||
   die "--health-interval expects a number of seconds"
 if [[ -z "$user" ]]; then
@@ -509,6 +532,32 @@ check_owner() {
     die "workspace $workspace belongs to UID $owner but the session runs as $user: chown -R $user $workspace, or set 'user' in the manifest"
 }
 
+write_proxy_connect() {
+  # ssh's way through the egress proxy: CONNECT host:port, then bytes both ways.
+  cat >"$1" <<'PY'
+import os, socket, sys, threading
+proxy_host, proxy_port, host, port = sys.argv[1:5]
+proxy = socket.create_connection((proxy_host, int(proxy_port)))
+proxy.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    byte = proxy.recv(1)
+    if not byte:
+        sys.exit("egress proxy closed the connection")
+    head += byte
+if head.split(b" ", 2)[1:2] != [b"200"]:
+    sys.exit("egress proxy: " + head.decode("latin-1").splitlines()[0])
+def up():
+    while data := os.read(0, 65536):
+        proxy.sendall(data)
+    proxy.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while data := proxy.recv(65536):
+    os.write(1, data)
+PY
+  chmod 0644 "$1"
+}
+
 fill_ssh_dir() {
   local dir="$1" hosts
   install -d -m 0700 "$dir"
@@ -522,6 +571,11 @@ fill_ssh_dir() {
       "  StrictHostKeyChecking accept-new")
   else
     hosts=("  UserKnownHostsFile /tmp/.ssh_known_hosts" "  StrictHostKeyChecking accept-new")
+  fi
+  if [[ -n "$egress_proxy" ]]; then
+    write_proxy_connect "$dir/proxy-connect"
+    local address="${egress_proxy#http://}"
+    hosts+=("  ProxyCommand python3 ${CONTAINER_HOME}/.ssh/proxy-connect ${address%:*} ${address##*:} %h %p")
   fi
   (
     umask 077
@@ -539,7 +593,6 @@ docker_args=(
   --workdir "${CONTAINER_HOME}/workspace"
   --security-opt no-new-privileges
   --cap-drop ALL
-  --add-host host.docker.internal:host-gateway
   --volume "${workspace}:${CONTAINER_HOME}/workspace"
   --volume "${codex_dir}:${CONTAINER_HOME}/.codex"
 )
@@ -557,7 +610,22 @@ for mount in ${mounts[@]+"${mounts[@]}"}; do
 done
 [[ -z "$name" ]] || docker_args+=(--name "$name")
 [[ -z "$network" ]] || docker_args+=(--network "$network")
+if [[ -n "$egress_proxy" ]]; then
+  for variable in HTTPS_PROXY HTTP_PROXY ALL_PROXY https_proxy http_proxy all_proxy; do
+    docker_args+=(--env "$variable=$egress_proxy")
+  done
+  docker_args+=(--env "NO_PROXY=localhost,127.0.0.1,::1" --env "no_proxy=localhost,127.0.0.1,::1"
+    --env NODE_USE_ENV_PROXY=1)
+elif [[ "$network" != "none" ]]; then
+  docker_args+=(--add-host host.docker.internal:host-gateway)
+fi
+[[ -z "$runtime" ]] || docker_args+=(--runtime "$runtime")
 [[ -z "$pids_limit" ]] || docker_args+=(--pids-limit "$pids_limit")
+if [[ -n "$log_max_size" ]]; then
+  # json-file whatever the engine's default driver: it rotates and `docker logs` reads it.
+  docker_args+=(--log-driver json-file --log-opt "max-size=$log_max_size")
+  [[ -z "$log_max_files" ]] || docker_args+=(--log-opt "max-file=$log_max_files")
+fi
 [[ -z "$health_interval" ]] ||
   docker_args+=(--health-interval "${health_interval}s" --health-start-period "${health_interval}s")
 [[ -z "$cpus" ]] || docker_args+=(--cpus "$cpus")

@@ -221,13 +221,16 @@ def validate(
     the same sessions.
     """
     from orchestrator import report, runtime
+    from orchestrator.egress import resolve_policy
     from orchestrator.manifest import load_manifest, select_sessions
 
     registry = session_registry()
     sessions = select_sessions(load_manifest(manifest), session or None)
     runtime.check_start(sessions, registry, engine_too=False)
     resolved = [runtime.resolved_session(one, registry) for one in sessions]
-    print(report.resolved_json(resolved) if json else report.resolved_yaml(resolved), end="")
+    policies = [resolve_policy(one, one.seed_from) for one in resolved]
+    text = report.resolved_json if json else report.resolved_yaml
+    print(text(resolved, policies), end="")
 
 
 @task(
@@ -325,6 +328,29 @@ def log(c: Context, session: str, follow: bool = False, tail: int = 0, json: boo
             print(json_text(event.as_json()) if json else render(event), flush=follow)
     except KeyboardInterrupt:
         pass
+
+
+@task(
+    klass=CatalogTask,
+    category="session",
+    safe_for_agents=True,
+    runs_in="host",
+    example="just session-egress --session alpha",
+    help={
+        "session": "session id whose refused requests to list",
+        "json": "print a JSON array of {time, host, port, reason}",
+    },
+)
+def egress(c: Context, session: str, json: bool = False) -> None:
+    """List what the egress proxy refused a session: time, host, port and why (newest last).
+
+    Allow a host by adding it to the session's `egress: {allow: [...]}` in the manifest; it
+    takes effect at the session's next start (docs/egress.md).
+    """
+    from orchestrator.denials import denials_json, denials_table, session_denials
+
+    denials = session_denials(session_registry(), session)
+    print(denials_json(denials) if json else denials_table(denials))
 
 
 @task(

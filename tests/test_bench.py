@@ -206,11 +206,11 @@ def test_sent_results_read_the_send_table() -> None:
 def test_codex_groups_are_left_out_without_the_real_image_and_refused_when_asked() -> None:
     select = partial(bench.select_groups, codex_image="filare-codex")
     everything, note = select(None, codex_image_present=True)
-    # The engines group needs root (an engine of its own): measured only when asked for.
-    assert everything == [g for g in bench.GROUPS if g != "engines"]
+    # engines needs root (an engine of its own), contain a registered runsc: asked for only.
+    assert everything == [g for g in bench.GROUPS if g not in bench.ASKED_ONLY]
     assert {"send", "memory"} <= set(everything) and note is None
     without, note = select(None, codex_image_present=False)
-    assert without == [g for g in bench.GROUPS if g not in {"send", "engines", "collect", "memory"}]
+    assert without == [g for g in bench.GROUPS if g not in bench.ASKED_ONLY | bench.CODEX_GROUPS]
     assert select(["engines"], codex_image_present=False) == (["engines"], None)
     assert note is not None and "'uv run inv codex.build'" in note and "\n" not in note
     assert select(["fleet", "seed"], codex_image_present=False) == (["fleet", "seed"], None)
@@ -251,9 +251,8 @@ def test_a_run_without_the_send_group_needs_no_codex_image(monkeypatch: pytest.M
     assert bench.main(["--only", "send", "--codex-image", "x:1"]) == 2
     assert looked == ["x:1"] and len(measured) == 1
     assert bench.main([]) == 2
-    assert measured[-1] == [
-        g for g in bench.GROUPS if g not in {"send", "engines", "collect", "memory"}
-    ]
+    left_out = bench.ASKED_ONLY | bench.CODEX_GROUPS
+    assert measured[-1] == [g for g in bench.GROUPS if g not in left_out]
 
 
 def test_clean_up_asks_a_restarting_engine_again_then_says_what_may_be_left(

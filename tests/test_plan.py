@@ -46,9 +46,13 @@ def test_plan_labels_and_argv(write_manifest: WriteManifest, tmp_path: Path) -> 
     assert value("--seed-from") == str(tmp_path)  # the manifest's repository
     assert value("--codex-dir") == str(registry / "coder" / "alpha" / "codex")
     assert value("--transcript-dir") == str(registry / "coder" / "alpha" / "agent" / "transcript")
-    assert value("--network") == "filare-sessions"
+    # No `egress`: the default profile, on a network of its own whose only exit is the proxy.
+    assert value("--network").startswith("filare-coder-alpha-egress-")
+    assert value("--egress-proxy") == "http://filare-egress:3128"
     assert value("--cpus") == "1.5"
     assert value("--memory") == "2g"
+    assert value("--pids-limit") == "4096"
+    assert value("--log-max-size") == "10m"
     labels = [argv[i + 1] for i, a in enumerate(argv) if a == "--label"]
     assert labels == [f"{k}={v}" for k, v in plan.labels.items()]
     assert "--dry-run" not in argv
@@ -67,3 +71,44 @@ def test_find_repository(tmp_path: Path) -> None:
     (tmp_path / "repo" / "a" / "b").mkdir(parents=True)
     assert find_repository(tmp_path / "repo" / "a" / "b") == tmp_path / "repo"
     assert find_repository(Path("/")) in {None, Path("/")}
+
+
+def test_limits_by_default_and_zero_lifts_them(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    import os
+
+    manifest = write_manifest(
+        [
+            session("plain"),
+            session("lifted", resources={"cpus": 0, "memory": 0, "pids": 0}),
+        ]
+    )
+    plain, lifted = load_manifest(manifest)
+    argv = plan_launch(plain, registry_root=tmp_path, script=Path("/s.sh")).argv
+
+    def value(flag: str) -> str:
+        return argv[argv.index(flag) + 1]
+
+    assert value("--memory") == "4g"
+    assert value("--cpus") == f"{min(2.0, float(os.cpu_count() or 1)):g}"
+    assert value("--pids-limit") == "4096"
+    assert (value("--log-max-size"), value("--log-max-files")) == ("10m", "3")
+    argv = plan_launch(lifted, registry_root=tmp_path, script=Path("/s.sh")).argv
+    assert not {"--memory", "--cpus", "--pids-limit"} & set(argv)
+    assert "--log-max-size" in argv
+
+
+def test_egress_open_joins_the_shared_bridge_and_none_has_no_network(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    manifest = write_manifest(
+        [session("open", egress="open"), session("none", egress="none", runtime="runsc")]
+    )
+    opened, closed = load_manifest(manifest)
+    argv = plan_launch(opened, registry_root=tmp_path, script=Path("/s.sh")).argv
+    assert argv[argv.index("--network") + 1] == "filare-sessions"
+    assert "--egress-proxy" not in argv and "--runtime" not in argv
+    argv = plan_launch(closed, registry_root=tmp_path, script=Path("/s.sh")).argv
+    assert argv[argv.index("--network") + 1] == "none"
+    assert argv[argv.index("--runtime") + 1] == "runsc"

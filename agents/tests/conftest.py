@@ -84,8 +84,12 @@ def registry(tmp_path: Path, docker_engine: None) -> Iterator[Registry]:
     registry = Registry(tmp_path / "state")
     yield registry
     leftovers = docker("ps", "-aq", "--filter", f"label=filare.registry={registry.root}")
-    if leftovers:
-        docker("rm", "-f", *leftovers.split())
+    proxies = docker("ps", "-aq", "--filter", f"label=filare.egress-registry={registry.root}")
+    if leftovers or proxies:
+        docker("rm", "-f", *leftovers.split(), *proxies.split())
+    networks = docker("network", "ls", "-q", "--filter", f"label=filare.registry={registry.root}")
+    if networks:
+        docker("network", "rm", *networks.split())
 
 
 @pytest.fixture

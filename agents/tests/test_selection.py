@@ -216,3 +216,5 @@ def test_a_container_of_the_name_from_another_state_folder_is_named(
     ) in result.stdout
     assert our_containers(elsewhere) == []
     assert inv("session.stop", "--manifest", str(demo_fleet), state=registry.root).returncode == 0
+    # The failed start's egress proxy (the other state folder's own) goes with its prune.
+    assert inv("session.prune", state=elsewhere.root).returncode == 0

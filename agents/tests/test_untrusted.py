@@ -627,7 +627,8 @@ def host_listener() -> Iterator[int]:
 def test_a_session_reaches_the_host_but_no_sibling_and_has_a_pids_limit(
     registry: Registry, make_manifest: MakeManifest, host_listener: int
 ) -> None:
-    started(make_manifest(ids=("net-a", "net-b")), registry)
+    # `egress: open`; the default (through the egress proxy) is test_egress.py's.
+    started(make_manifest(ids=("net-a", "net-b"), egress="open"), registry)
     (alpha,) = inspect("filare-coder-net-a")["NetworkSettings"]["Networks"].values()
     (beta,) = inspect("filare-coder-net-b")["NetworkSettings"]["Networks"].values()
     docker("exec", "-d", "filare-coder-net-b", "sh", "-c", "echo sibling | nc -l -p 8000")

@@ -39,6 +39,7 @@ from pydantic import (
 from orchestrator.errors import ManifestError, did_you_mean
 from orchestrator.spec import (
     MAX_NAME_LENGTH,
+    Egress,
     EngineSlot,
     Limits,
     Mount,
@@ -170,13 +171,63 @@ Tag = Annotated[str, AfterValidator(_one_line_text)]
 
 
 class ResourcesModel(BaseModel):
-    """Limits handed to `docker run` as `--cpus`, `--memory` and `--pids-limit`."""
+    """Limits handed to `docker run` as `--cpus`, `--memory` and `--pids-limit`.
+
+    Absent, each takes the default of `orchestrator.plan`; 0 lifts that limit.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cpus: float | None = Field(default=None, gt=0)
-    memory: Annotated[str | None, AfterValidator(_check_memory)] = None
-    pids: int | None = Field(default=None, gt=0)
+    cpus: float | None = Field(default=None, ge=0)
+    memory: Annotated[str | None, BeforeValidator(_coerce_text), AfterValidator(_check_memory)] = (
+        None
+    )
+    pids: int | None = Field(default=None, ge=0)
+
+
+def _check_allow_entry(value: str) -> str:
+    from orchestrator.egress import parse_allow_entry
+
+    return parse_allow_entry(value).text()
+
+
+def _egress_shape(value: Any) -> Any:
+    """`open` and `none` are words; an allowlist is a mapping."""
+    if isinstance(value, str):
+        if value not in {"open", "none"}:
+            raise ValueError(
+                f"{value!r}: must be 'open', 'none' or a mapping {{allow: [...], hosts: {{...}}}}"
+            )
+        return {"mode": value}
+    if isinstance(value, dict):
+        return {**value, "mode": "allow"}
+    return value
+
+
+AllowText = Annotated[str, BeforeValidator(_coerce_text), AfterValidator(_check_allow_entry)]
+
+
+class EgressModel(BaseModel):
+    """`egress`: `open`, `none`, or `{allow: [...], hosts: {...}}`: names (and suffixes,
+    optional ports) the session may reach through the egress proxy, and names pinned to
+    addresses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["open", "none", "allow"]
+    allow: list[AllowText] = Field(default_factory=list)
+    hosts: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_are_pins(cls, value: dict[str, str]) -> dict[str, str]:
+        from orchestrator.egress import check_pin
+
+        return dict(check_pin(name, address) for name, address in value.items())
+
+
+# The container runtimes a manifest may name: the engine's default, or gVisor.
+Runtime = Literal["runc", "runsc"]
 
 
 class LimitsModel(BaseModel):
@@ -300,6 +351,9 @@ class AgentSessionConfig(BaseModel):
     # A pool (usually in `defaults`): each session goes to the engine with room and the fewest
     # live sessions when it first starts, and stays there.
     engines: list[EngineSlotModel] = Field(default_factory=list)
+    # `open`, `none`, or `{allow, hosts}`; absent: the default profile (`orchestrator.egress`).
+    egress: Annotated[EgressModel | None, BeforeValidator(_egress_shape)] = None
+    runtime: Runtime | None = None
     manifest_path: Path | None = None
 
     @field_validator("engines")
@@ -335,6 +389,12 @@ class AgentSessionConfig(BaseModel):
         data["notify"] = tuple(self.notify)
         data["mounts"] = tuple(Mount(m.source, m.target, m.read_only) for m in self.mounts)
         data["engines"] = tuple(EngineSlot(e.context, e.max_sessions) for e in self.engines)
+        if self.egress is not None:
+            data["egress"] = Egress(
+                self.egress.mode,
+                tuple(self.egress.allow),
+                tuple(sorted(self.egress.hosts.items())),
+            )
         return SessionSpec(**data)
 
 
@@ -569,6 +629,7 @@ _MESSAGES = {
     "model_type": "must be a mapping",
     "dict_type": "must be a mapping",
     "greater_than": "must be greater than 0",
+    "greater_than_equal": "must be 0 (no limit) or more",
     "literal_error": "must be one of",
 }
 

@@ -220,6 +220,7 @@ def send_each(
     def start(view: SessionView) -> Sent:
         message = messages[view.session_id]
         try:
+            _check_record(registry, view)
             turn = _start_turn(registry, view, message, kind, question)
             return Sent(view.session_id, turn=turn)
         except OrchestratorError as exc:
@@ -234,6 +235,15 @@ def send_each(
     started = [view for view, one in zip(views, sent, strict=True) if one.turn is not None]
     waited = {one.session_id: one for one in _wait_for(registry, started, timeout=wait)}
     return [waited.get(one.session_id, one) for one in sent]
+
+
+def _check_record(registry: Registry, view: SessionView) -> None:
+    """Past the bound on its record, the session's turn fails; the others go on."""
+    from orchestrator.record_bound import check_record
+
+    folder = registry.session_dir(view.role, view.session_id) / "agent"
+    transcripts = view.state.transcript_dir if view.state is not None else None
+    check_record(view.session_id, [folder, *([transcripts] if transcripts else [])])
 
 
 def goal_message(session: SessionSpec) -> str:
@@ -879,14 +889,19 @@ def log(
     """
     (view,) = _known_views(registry, [session_id])
     shown: dict[str, TurnLog] = {}
+    shown_denials = 0
 
     def new_events() -> Iterator[TranscriptEvent]:
+        nonlocal shown_denials
         assert view.state is not None
         folder = transcript_folder(registry, view.state)
         for record in turn_records(registry, view.role, view.session_id):
             turn = shown.setdefault(record.number, TurnLog(folder, record))
             if not turn.ended:
                 yield from turn_events(registry, view, turn, follow=follow)
+        denied = _denial_events(registry, view)
+        yield from denied[shown_denials:]
+        shown_denials = max(shown_denials, len(denied))
 
     yield from deque(new_events(), maxlen=tail) if tail else new_events()
     next_survey = time.monotonic() + SURVEY_SECONDS
@@ -896,6 +911,16 @@ def log(
             view = _known_views(registry, [session_id])[0]
             next_survey = time.monotonic() + SURVEY_SECONDS
         yield from new_events()
+
+
+def _denial_events(registry: Registry, view: SessionView) -> list[TranscriptEvent]:
+    """What the egress proxy refused the session, as events of no turn (`egress_denied`)."""
+    from orchestrator.denials import read_denials
+
+    return [
+        TranscriptEvent(view.session_id, "-", "egress_denied", denial.as_json())
+        for denial in read_denials(registry.root, view.role, view.session_id)
+    ]
 
 
 def attach_command(registry: Registry, session_id: str) -> list[str]:

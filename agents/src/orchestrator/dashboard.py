@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import conversation, feedback
+from orchestrator.denials import denial_count
 from orchestrator.errors import InputError
 from orchestrator.feedback import Prompt
 from orchestrator.listing import ENDED, SessionView, survey
@@ -88,6 +89,7 @@ def _with_agent(registry: Registry, view: SessionView, questions: Sequence[Promp
     agent["questions_waiting"] = len(questions)
     if view.state is not None:
         agent["work"] = _work(registry, view)
+    agent["egress_denied"] = denial_count(registry.root, view.role, view.session_id)
     blocking = [q for q in questions if q.severity == "block"]
     if blocking and agent.get("agent") != "working":
         agent["agent"] = "waiting"

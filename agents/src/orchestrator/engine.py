@@ -300,6 +300,14 @@ def missing_images(images: Sequence[str], *, context: str | None = None) -> set[
     return set()
 
 
+def runtimes(*, context: str | None = None) -> set[str]:
+    """The container runtimes the engine knows (`docker info` lists them)."""
+    import json
+
+    found = json.loads(docker("info", "--format", "{{json .Runtimes}}", context=context) or "{}")
+    return set(found) if isinstance(found, dict) else set()
+
+
 def missing_image_hint(image: str, *, context: str | None = None) -> str:
     """What to run to get `image`, named as the manifest asked for it, on the engine it is for."""
     on = f" --engine {context}" if context else ""

@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestrator import engine, hostpaths, limits, session_folders, skills
+from orchestrator import egress, engine, hostpaths, limits, session_folders, skills
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.plan import (
     SESSION_NETWORK,
@@ -30,6 +31,9 @@ from orchestrator.plan import (
 from orchestrator.preflight import check_inputs
 from orchestrator.registry import Registry, SessionState, now
 from orchestrator.spec import SessionSpec
+
+if TYPE_CHECKING:  # the egress proxy's module is imported only by starts that need it
+    from orchestrator import egress_proxy
 
 LAUNCH_TIMEOUT = 900.0
 MAX_PARALLEL_STARTS = 8
@@ -80,6 +84,7 @@ def start_sessions(
     check_start(sessions, registry, engine_too=False)
     engine.require_cli()
     sessions, refused = place_sessions(sessions, registry)
+    _check_runtimes(sessions)
     refused |= _missing_images(sessions, progress)
     context = _SeedContext.of(registry, [*sessions, *manifest_sessions])
     cancelled = threading.Event()
@@ -235,6 +240,23 @@ def check_start(
             raise EngineError(f"session {session_id!r}: {reason}")
 
 
+def _check_runtimes(sessions: Sequence[SessionSpec]) -> None:
+    """A runtime its engine lacks is refused before anything is written, naming the fix."""
+    for context in sorted({s.engine or "" for s in sessions}):
+        on_engine = [s for s in sessions if (s.engine or "") == context]
+        wanted = {s.runtime for s in on_engine if s.runtime is not None and s.runtime != "runc"}
+        if not wanted:
+            continue
+        missing = sorted(wanted - engine.runtimes(context=context or None))
+        if missing:
+            users = [s.id for s in on_engine if s.runtime == missing[0]]
+            raise EngineError(
+                f"session {users[0]!r}: the engine has no runtime {missing[0]!r}: install and "
+                "register it with 'sudo scripts/register_runsc.sh' (Debian's runsc, added to "
+                "/etc/docker/daemon.json, the engine reloaded), see docs/egress.md"
+            )
+
+
 def dry_run(
     session: SessionSpec,
     registry: Registry | None = None,
@@ -352,9 +374,14 @@ def _launch(
                 session_config=skills.session_skills_config(tool_checkout()),
             )
             limits.install(registry.session_dir(session.role, session.id), session.limits)
+            joining = _prepare_network(session, registry)
             held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
             plan.folders.seed_record.unlink(missing_ok=True)
-            container, warnings = _run_container(plan, registry, held)
+            try:
+                container, warnings = _run_container(plan, registry, held)
+            finally:
+                if joining is not None:
+                    joining.wait()
             state = _with_seed_record(plan, state)
         except BaseException as exc:
             _undo(registry, session)
@@ -403,6 +430,19 @@ def _seed_repository(plan: LaunchPlan) -> Path | None:
 
     source = seed_source(plan.session)
     return hostpaths.resolved(source) if source is not None else None
+
+
+def _prepare_network(session: SessionSpec, registry: Registry) -> egress_proxy.Joining | None:
+    """A session behind the egress proxy gets its own network and policy, made afresh at every
+    start (so a changed `egress` takes effect). An open or closed session needs nothing: the
+    network of an earlier start went with its stop (or goes with `session.prune`)."""
+    if egress.egress_mode(session) == "proxy":
+        from orchestrator import egress_proxy
+        from orchestrator.plan import seed_source
+
+        policy = egress.resolve_policy(session, seed_source(session))
+        return egress_proxy.prepare(session, registry, policy)
+    return None
 
 
 def _check_same_manifest(session: SessionSpec, record: SessionState) -> None:
@@ -611,6 +651,11 @@ def _undo(registry: Registry, session: SessionSpec) -> None:
     with contextlib.suppress(OrchestratorError):
         containers = _session_containers(registry, session.role, session.id, session.engine)
         engine.Engine(session.engine).remove([c.id for c in containers])
+    if egress.egress_mode(session) == "proxy":
+        from orchestrator import egress_proxy
+
+        with contextlib.suppress(OrchestratorError):
+            egress_proxy.remove_network(registry, session.role, session.id, session.engine)
     session_folders.remove_secrets(registry.session_dir(session.role, session.id))
 
 

@@ -42,6 +42,14 @@ CONTAINER_INBOX = "/run/filare/inbox"
 SESSION_NETWORK = "filare-sessions"
 # A session's processes, threads included; `resources.pids` overrides it.
 DEFAULT_PIDS_LIMIT = 4096
+# Memory and CPUs of a session when `resources` gives none: room for Codex (a few hundred MB)
+# and a project's test suite; `resources: {memory: 0, cpus: 0}` lifts them. CPUs are capped
+# at what the machine has, since Docker refuses more.
+DEFAULT_MEMORY = "4g"
+DEFAULT_CPUS = 2.0
+# The container log (the agent daemon's output) rotates: at most LOG_MAX_FILES of LOG_MAX_SIZE.
+LOG_MAX_SIZE = "10m"
+LOG_MAX_FILES = 3
 # The UID:GID sessions run as when the orchestrator is root: sessions never run as root, and this
 # one owns nothing else on the host. `user` in the manifest overrides it.
 UNPRIVILEGED_USER = "10001:10001"
@@ -240,12 +248,14 @@ def plan_launch(
         str(folders.transcript_dir),
         "--inbox-dir",
         str(folders.inbox),
-        "--network",
-        SESSION_NETWORK,
+        *_network_args(session, name, registry_root),
         *(["--context", session.engine] if session.engine else []),
-        "--pids-limit",
-        str(session.resources.pids or DEFAULT_PIDS_LIMIT),
+        "--log-max-size",
+        LOG_MAX_SIZE,
+        "--log-max-files",
+        str(LOG_MAX_FILES),
     ]
+    argv += _resource_args(session)
     source = seed_source(session)
     argv += ["--seed-from", str(source)] if source is not None else ["--no-seed"]
     if source is not None:
@@ -261,10 +271,8 @@ def plan_launch(
     health_interval = os.environ.get(HEALTH_INTERVAL_ENV, "")
     if health_interval:
         argv += ["--health-interval", health_interval]
-    if session.resources.cpus is not None:
-        argv += ["--cpus", f"{session.resources.cpus:g}"]
-    if session.resources.memory is not None:
-        argv += ["--memory", session.resources.memory]
+    if session.runtime is not None:
+        argv += ["--runtime", session.runtime]
     for mount in session.mounts:
         suffix = ":ro" if mount.read_only else ""
         argv += ["--mount", f"{mount.source}:{mount.target}{suffix}"]
@@ -273,6 +281,41 @@ def plan_launch(
     if dry_run:
         argv.append("--dry-run")
     return LaunchPlan(session, name, labels, folders, user, workspace, argv)
+
+
+def _network_args(session: SessionSpec, name: str, registry_root: Path) -> list[str]:
+    """`open`: the shared bridge; `none`: no network; else the session's own network, whose only
+    exit is the egress proxy (made by `orchestrator.egress_proxy` before the run)."""
+    from orchestrator import egress
+
+    mode = egress.egress_mode(session)
+    if mode == "open":
+        return ["--network", SESSION_NETWORK]
+    if mode == "none":
+        return ["--network", "none"]
+    network = egress.network_name(name, registry_root)
+    return ["--network", network, "--egress-proxy", egress.PROXY_URL]
+
+
+def resource_limits(session: SessionSpec) -> tuple[float, str, int]:
+    """The session's CPUs, memory and process limits, defaults filled in; 0 means no limit."""
+    given = session.resources
+    cpus = given.cpus if given.cpus is not None else min(DEFAULT_CPUS, float(os.cpu_count() or 1))
+    memory = given.memory if given.memory is not None else DEFAULT_MEMORY
+    pids = given.pids if given.pids is not None else DEFAULT_PIDS_LIMIT
+    return cpus, memory, pids
+
+
+def _resource_args(session: SessionSpec) -> list[str]:
+    cpus, memory, pids = resource_limits(session)
+    argv = []
+    if pids:
+        argv += ["--pids-limit", str(pids)]
+    if cpus:
+        argv += ["--cpus", f"{cpus:g}"]
+    if float(memory.rstrip("bkmgBKMG")):
+        argv += ["--memory", memory]
+    return argv
 
 
 def find_repository(start: Path) -> Path | None:

@@ -17,6 +17,7 @@ from orchestrator.spec import SessionSpec
 from orchestrator.untrusted import json_text, printable
 
 if TYPE_CHECKING:  # only named in annotations: `send`, `wait` and `list` need not import them
+    from orchestrator.egress import EgressPolicy
     from orchestrator.launch import StartOutcome
     from orchestrator.stopping import PruneAction, StopReport
 
@@ -129,9 +130,11 @@ def sessions_table(views: Sequence[SessionView], *, hidden: int = 0) -> str:
 def agent_cell(agent: dict[str, object]) -> str:
     """`working 2m`, `idle`, `failed`…: what the session's agent does, in a few characters;
     `(bad transcript)` after it when lines of its newest transcripts are no events."""
+    denied = agent.get("egress_denied")
+    note = f", {denied} denied" if isinstance(denied, int) and denied else ""
     state = agent.get("agent")
     if not state or state == "none":
-        return "-"
+        return "-" + note
     since = agent.get("agent_since")
     cell = str(state)
     if state == "working" and isinstance(since, str):
@@ -140,6 +143,7 @@ def agent_cell(agent: dict[str, object]) -> str:
     spent, budget = agent.get("tokens_conversation"), agent.get("tokens_budget")
     if isinstance(budget, int):
         cell += f" {spent if isinstance(spent, int) else 0}/{budget} tok"
+    cell += note
     return f"{cell} (bad transcript)" if agent.get("transcript_skipped") else cell
 
 
@@ -147,18 +151,24 @@ def sessions_json(views: Sequence[SessionView]) -> str:
     return json_text([v.as_json() for v in views], indent=2)
 
 
-def resolved_yaml(sessions: Sequence[SessionSpec]) -> str:
+def resolved_yaml(sessions: Sequence[SessionSpec], policies: Sequence[EgressPolicy] = ()) -> str:
     """A manifest of the sessions as resolved: it loads back to the same sessions, and validating
-    it prints it again unchanged (so it names no manifest of its own)."""
+    it prints it again unchanged (so it names no manifest of its own). Each session's resolved
+    egress comes first, as comments."""
     import yaml
 
     data = {"sessions": [_resolved_fields(s) for s in sessions]}
     header = f"# {len(sessions)} session(s) as started: defaults merged, paths resolved\n"
+    for session, policy in zip(sessions, policies, strict=False):
+        header += f"# egress of {session.id}: " + "\n# ".join(policy.lines()) + "\n"
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def resolved_json(sessions: Sequence[SessionSpec]) -> str:
-    return json_text([s.to_dict() for s in sessions], indent=2) + "\n"
+def resolved_json(sessions: Sequence[SessionSpec], policies: Sequence[EgressPolicy] = ()) -> str:
+    rows = [s.to_dict() for s in sessions]
+    for row, policy in zip(rows, policies, strict=False):
+        row["egress_resolved"] = policy.to_json()
+    return json_text(rows, indent=2) + "\n"
 
 
 def _resolved_fields(session: SessionSpec) -> dict[str, object]:

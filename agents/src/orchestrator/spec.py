@@ -71,6 +71,28 @@ class EngineSlot:
 
 
 @dataclass(frozen=True, slots=True)
+class Egress:
+    """What a session may reach (`orchestrator.egress`): `open`, `none`, or `allow` through the
+    egress proxy, with `hosts` pinning names to addresses."""
+
+    mode: Literal["open", "none", "allow"]
+    allow: tuple[str, ...] = ()
+    hosts: tuple[tuple[str, str], ...] = ()
+
+    def to_manifest(self) -> str | dict[str, Any]:
+        """As a manifest writes it: `open`, `none`, or `{allow, hosts}`."""
+        if self.mode != "allow":
+            return self.mode
+        return {"allow": list(self.allow), "hosts": dict(self.hosts)}
+
+    @classmethod
+    def from_manifest(cls, value: str | dict[str, Any]) -> Egress:
+        if isinstance(value, str):
+            return cls(value)  # type: ignore[arg-type]
+        return cls("allow", tuple(value.get("allow", ())), tuple(value.get("hosts", {}).items()))
+
+
+@dataclass(frozen=True, slots=True)
 class SessionSpec:
     """One validated session, every path absolute; see `config.AgentSessionConfig` for the rules."""
 
@@ -103,6 +125,10 @@ class SessionSpec:
     engine: str | None = None
     engines: tuple[EngineSlot, ...] = ()
     manifest_path: Path | None = None
+    # Absent: the default profile through the egress proxy (see `orchestrator.egress`).
+    egress: Egress | None = None
+    # The engine's container runtime (`runsc` for gVisor); absent: the engine's default.
+    runtime: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -118,6 +144,8 @@ class SessionSpec:
         data["engines"] = [
             {"context": e.context, "max_sessions": e.max_sessions} for e in self.engines
         ]
+        if self.egress is not None:
+            data["egress"] = self.egress.to_manifest()
         return data
 
     @classmethod
@@ -134,6 +162,8 @@ class SessionSpec:
             Mount(Path(m["source"]), m["target"], m["read_only"]) for m in data.get("mounts", ())
         )
         data["engines"] = tuple(EngineSlot(**e) for e in data.get("engines", ()))
+        if data.get("egress") is not None:
+            data["egress"] = Egress.from_manifest(data["egress"])
         return cls(**data)
 
 

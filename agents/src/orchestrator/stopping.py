@@ -123,6 +123,7 @@ def stop_report(
         on_each_engine(fresh, lambda context, ids: engine.Engine(context).stop(ids, timeout))
         for view in fresh:
             forget(registry, view)
+        _remove_networks(registry, fresh)
     outcomes = [
         StopOutcome(
             v.session_id,
@@ -192,6 +193,23 @@ def _check_selectors(
                 )
 
 
+def _remove_networks(registry: Registry, views: Sequence[SessionView]) -> None:
+    """The egress networks of these sessions (one engine call per engine finds them all)."""
+    from orchestrator import egress_proxy
+
+    for context in _engines_of(views):
+        keys = {v.key for v in views if v.engine == context}
+        for _, role, session_id in egress_proxy.our_networks(registry, context):
+            if (role, session_id) in keys:
+                egress_proxy.remove_network(registry, role, session_id, context)
+
+
+def _engines_of(views: Sequence[SessionView]) -> list[str | None]:
+    """The current engine and every engine these sessions run on (egress networks and the
+    proxy live on the session's engine)."""
+    return [None, *sorted({v.engine for v in views if v.engine and v.status != "unreachable"})]
+
+
 def forget(registry: Registry, view: SessionView) -> None:
     """After its container is gone: delete its secret copies and record the session stopped."""
     session_folders.remove_secrets(registry.session_dir(view.role, view.session_id))
@@ -242,8 +260,12 @@ def prune(
     if _wait_for_starts(registry, views):
         views = survey(registry).sessions
     actions = _prune_actions(registry, views, records, holding_locks=False)
-    if dry_run or not actions:
-        return actions
+    egress_actions = _egress_actions(registry, views)
+    if dry_run:
+        return actions + egress_actions
+    if not actions:
+        _prune_egress(registry, views)
+        return egress_actions
     keys = sorted({(a.role, a.session_id) for a in actions})
     with locked(registry, keys):
         views = [v for v in list_sessions(registry) if v.key in keys]
@@ -258,7 +280,40 @@ def prune(
             for view in views:
                 if view.container is None and (view.status in ENDED or view in dead):
                     _remove_session_folder(registry, view)
-    return actions
+    _prune_egress(registry, views)
+    return actions + egress_actions
+
+
+def _egress_actions(registry: Registry, views: Sequence[SessionView]) -> list[PruneAction]:
+    """Egress networks whose session has no running container. (The proxy, once it serves no
+    network, goes too, unreported: it is the tool's, not a session's.)"""
+    from orchestrator import egress_proxy
+
+    running = {v.key for v in views if v.container is not None and v.container.running}
+    return [
+        PruneAction(role, session_id, "remove", f"network {name}", "no running session")
+        for context in _engines_of(views)
+        for name, role, session_id in egress_proxy.our_networks(registry, context)
+        if (role, session_id) not in running
+    ]
+
+
+def _prune_egress(registry: Registry, views: Sequence[SessionView]) -> None:
+    """Networks under their session's lock (a start holds it until its container runs); the
+    proxy under the egress lock, once no network is left for it to serve."""
+    from orchestrator import egress_proxy
+    from orchestrator.plan import session_filters
+
+    for context in _engines_of(views):
+        for _, role, session_id in egress_proxy.our_networks(registry, context):
+            with registry.lock(role, session_id):
+                filters = session_filters(registry.root, session=session_id, role=role)
+                containers = engine.list_containers(filters, context=context)
+                if not any(c.running for c in containers):
+                    egress_proxy.remove_network(registry, role, session_id, context)
+        with registry.named_lock("egress"):
+            if not egress_proxy.our_networks(registry, context):
+                egress_proxy.remove_proxy(registry, context)
 
 
 def _wait_for_starts(registry: Registry, views: Sequence[SessionView]) -> bool:

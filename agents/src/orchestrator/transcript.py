@@ -321,6 +321,8 @@ def render(event: TranscriptEvent) -> str:
         return f"{prefix} error: {f['message']}"
     if event.type == "turn_completed":
         return f"{prefix} turn completed"
+    if event.type == "egress_denied":
+        return f"[egress] denied {f['host']}:{f['port']} at {f['time']}: {f['reason']}"
     if event.type == "turn_failed":
         return f"{prefix} turn failed: {f['message']}"
     if event.type == "turn_interrupted":

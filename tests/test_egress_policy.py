@@ -1,0 +1,247 @@
+"""Egress policies: the manifest's field, the default profile, and the proxy's decisions."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from orchestrator.egress import (
+    AllowEntry,
+    Provider,
+    git_remote_hosts,
+    model_provider,
+    parse_allow_entry,
+    resolve_policy,
+)
+from orchestrator.manifest import load_manifest
+from tests.conftest import WriteManifest, session
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def proxy_module() -> ModuleType:
+    """docker/filare-egress, the proxy the image runs, imported as a module."""
+    path = REPOSITORY / "docker" / "filare-egress"
+    loader = importlib.machinery.SourceFileLoader("filare_egress", str(path))
+    spec = importlib.util.spec_from_loader("filare_egress", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("text", "entry"),
+    [
+        ("api.openai.com", AllowEntry("api.openai.com")),
+        ("GitHub.com:22", AllowEntry("github.com", False, 22)),
+        (".pythonhosted.org", AllowEntry(".pythonhosted.org", True)),
+    ],
+)
+def test_allow_entries_are_names_suffixes_and_ports(text: str, entry: AllowEntry) -> None:
+    assert parse_allow_entry(text) == entry
+
+
+@pytest.mark.parametrize("text", ["10.0.0.1", "*.example.org", "10.0.0.0/8", "a..b", "x:0", "x:y"])
+def test_patterns_ranges_and_addresses_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_allow_entry(text)
+
+
+def test_the_manifest_field_one_line_per_problem(write_manifest: WriteManifest) -> None:
+    from orchestrator.errors import ManifestError
+
+    manifest = write_manifest(
+        [
+            session("a", egress="closed"),
+            session("b", egress={"allow": ["1.2.3.4"], "hosts": {"m.internal": "nope"}}),
+            session("c", runtime="gvisor"),
+        ]
+    )
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(manifest)
+    text = str(caught.value)
+    assert "session 'a': field 'egress': 'closed': must be 'open', 'none' or a mapping" in text
+    assert "session 'b': field 'egress.allow.0': '1.2.3.4': an IP address" in text
+    assert "session 'b': field 'egress.hosts': 'm.internal': 'nope' is not an IP address" in text
+    assert "session 'c': field 'runtime': must be 'runc' or 'runsc'" in text
+
+
+def codex_home(tmp_path: Path, config: str) -> Path:
+    home = tmp_path / "codex"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(config)
+    return home
+
+
+def test_the_provider_is_the_configured_base_url_else_openai(tmp_path: Path) -> None:
+    home = codex_home(
+        tmp_path,
+        'model_provider = "fake"\n[model_providers.fake]\nbase_url = "http://host.docker.internal:4321/v1"\n',
+    )
+    assert model_provider(home) == (
+        Provider("host.docker.internal", 4321),
+        ("host.docker.internal:4321",),
+    )
+    assert model_provider(tmp_path / "none")[0] == Provider("api.openai.com", 443)
+
+
+def test_git_remotes_give_ssh_and_https_hosts(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for name, url in [
+        ("a", "git@github.com:org/x.git"),
+        ("b", "ssh://git@git.example.org:2222/x"),
+        ("c", "https://gitlab.example.com/x.git"),
+        ("d", "/srv/local/x"),
+    ]:
+        subprocess.run(["git", "-C", str(repo), "remote", "add", name, url], check=True)
+    assert git_remote_hosts(repo) == [
+        ("github.com", 22),
+        ("git.example.org", 2222),
+        ("gitlab.example.com", None),
+    ]
+
+
+def test_default_profile_and_an_explicit_allow(write_manifest: WriteManifest) -> None:
+    folder = write_manifest([session("x")]).parent
+    codex_home(folder, 'openai_base_url = "https://llm.internal:8443/v1"\n')
+    manifest = write_manifest(
+        [
+            session("default"),
+            session("listed", egress={"allow": ["llm.internal", "pypi.org"]}),
+            session("unlisted", egress={"allow": ["pypi.org"]}),
+            session("open", egress="open"),
+        ]
+    )
+    default, listed, unlisted, opened = load_manifest(manifest)
+    policy = resolve_policy(default, None)
+    assert policy.profile == "default"
+    assert [e.text() for e in policy.allow] == [
+        "llm.internal:8443",
+        "pypi.org",
+        ".pythonhosted.org",
+        "registry.npmjs.org",
+    ]
+    assert policy.provider == Provider("llm.internal", 8443)
+    assert resolve_policy(listed, None).provider == Provider("llm.internal", 8443)
+    assert resolve_policy(unlisted, None).provider is None
+    assert resolve_policy(opened, None).lines() == ["open: direct access to any address"]
+
+
+def policy(**fields: Any) -> dict[str, Any]:
+    return {"subnet": "10.213.0.0/28", "allow": [], "hosts": {}, "provider": None, **fields}
+
+
+def entry(text: str) -> dict[str, Any]:
+    return parse_allow_entry(text).to_dict()
+
+
+def test_the_proxy_decides_by_name_port_and_address() -> None:
+    proxy = proxy_module()
+    rules = policy(
+        allow=[entry("allowed.test"), entry("git.test:22"), entry(".mirror.test")],
+        hosts={"allowed.test": "10.9.9.9", "git.test": "10.9.9.9", "a.mirror.test": "10.1.1.1"},
+        provider={"host": "host.docker.internal", "port": 4321},
+    )
+    assert proxy.decide(rules, "allowed.test", 443) == (["10.9.9.9"], "")
+    assert proxy.decide(rules, "ALLOWED.test.", 80) == (["10.9.9.9"], "")
+    assert proxy.decide(rules, "allowed.test", 22)[1] == "port 22 is not allowed for this host"
+    assert proxy.decide(rules, "git.test", 22) == (["10.9.9.9"], "")
+    assert proxy.decide(rules, "git.test", 443)[1] == "host not allowed"
+    assert proxy.decide(rules, "a.mirror.test", 443) == (["10.1.1.1"], "")
+    assert proxy.decide(rules, "denied.test", 80)[1] == "host not allowed"
+    assert proxy.decide(rules, "10.9.9.9", 80) == (["10.9.9.9"], "")  # pinned to allowed.test
+    assert proxy.decide(rules, "10.9.9.8", 80)[1].startswith("an IP address")
+    assert proxy.decide(rules, "::1", 443)[1].startswith("an IP address")
+    assert proxy.decide(rules, "localhost", 443)[1] == "host not allowed"
+    # The provider: its host and port, even on a private address; no other port of it.
+    assert proxy.decide(rules, "host.docker.internal", 4321)[1] in {"", *_resolve_failures()}
+    assert proxy.decide(rules, "host.docker.internal", 22)[1] == "host not allowed"
+
+
+def _resolve_failures() -> set[str]:
+    # Outside a container the name may not resolve; what matters is that it is not refused.
+    import socket
+
+    try:
+        socket.getaddrinfo("host.docker.internal", 80)
+    except OSError as exc:
+        return {f"cannot resolve: {exc.strerror or exc}"}
+    return set()
+
+
+def test_the_proxy_refuses_names_that_resolve_to_private_addresses() -> None:
+    proxy = proxy_module()
+    rules = policy(allow=[entry("localhost")])
+    addresses, why = proxy.decide(rules, "localhost", 443)
+    assert addresses == [] and why.startswith("resolves to a non-public address")
+
+
+def test_a_runtime_the_engine_lacks_is_refused_before_anything_is_written(
+    write_manifest: WriteManifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import engine, launch
+    from orchestrator.errors import EngineError
+    from orchestrator.registry import Registry
+
+    monkeypatch.setattr(engine, "require_cli", lambda: None)
+    monkeypatch.setattr(engine, "runtimes", lambda **_: {"runc", "io.containerd.runc.v2"})
+    (one,) = load_manifest(write_manifest([session("sandboxed", runtime="runsc")]))
+    registry = Registry(tmp_path / "state")
+    with pytest.raises(EngineError) as caught:
+        launch.start_sessions([one], registry)
+    assert str(caught.value).startswith(
+        "session 'sandboxed': the engine has no runtime 'runsc': install and register it with "
+        "'sudo scripts/register_runsc.sh'"
+    )
+    assert list(registry.root.rglob("state.json")) == []
+
+
+def test_denials_are_read_bounded_and_printed_as_hostile_text(tmp_path: Path) -> None:
+    from orchestrator.denials import denial_count, denials_json, denials_table, read_denials
+
+    folder = tmp_path / ".egress" / "denials" / "coder"
+    folder.mkdir(parents=True)
+    lines = [
+        '{"time": "2026-12-04T10:00:00Z", "host": "evil\\u001b]52;c;aGk=\\u0007.test", '
+        '"port": 443, "reason": "host not allowed"}',
+        "not json",
+        '{"time": "2026-12-04T10:00:01Z", "host": "x.test", "port": "22", "reason": "r"}',
+    ]
+    (folder / "a.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "a.count").write_text("7\n")
+    denials = read_denials(tmp_path, "coder", "a")
+    assert [(d.host[:4], d.port) for d in denials] == [("evil", 443), ("x.te", 0)]
+    assert "\x1b" not in denials_table(denials) and "\x07" not in denials_table(denials)
+    assert "\\u001b" in denials_json(denials)
+    assert denial_count(tmp_path, "coder", "a") == 7
+    assert denial_count(tmp_path, "coder", "missing") == 0
+
+
+def test_a_record_past_its_bound_is_refused_and_links_are_not_followed(tmp_path: Path) -> None:
+    from orchestrator.errors import InputError
+    from orchestrator.record_bound import check_record, record_size
+
+    record = tmp_path / "agent"
+    (record / "transcript").mkdir(parents=True)
+    with (record / "transcript" / "0001.jsonl").open("wb") as handle:
+        handle.truncate(3 * 1024 * 1024)  # sparse: its size counts, not its blocks
+    elsewhere = tmp_path / "big"
+    with elsewhere.open("wb") as handle:
+        handle.truncate(50 * 1024 * 1024)
+    (record / "link").symlink_to(elsewhere)
+    (record / "dir-link").symlink_to(tmp_path)
+    assert record_size([record], 10**9) == 3 * 1024 * 1024
+    check_record("fine", [record], limit=4 * 1024 * 1024)
+    with pytest.raises(InputError) as caught:
+        check_record("flood", [record], limit=2 * 1024 * 1024)
+    assert str(caught.value).startswith(
+        "session 'flood': its record (transcripts, questions) holds more than 2 MB"
+    )

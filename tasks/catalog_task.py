@@ -76,8 +76,19 @@ class CatalogTask(Task[Callable[..., Any]]):
         self.confirm = confirm
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
-        """Invoke's arguments, made stricter and self-describing; see `_Option`."""
-        return [_Option.of(arg) for arg in super().get_arguments(ignore_unknown_help)]
+        """Invoke's arguments, made stricter and self-describing; see `_Option`.
+
+        Invoke takes an option's kind from its default, so an option that must be told apart
+        from "not given" (default None) would be text: `timeout: float | None = None` is a
+        number that is None when left out.
+        """
+        annotations = getattr(self.body, "__annotations__", {})
+        arguments: list[Argument] = []
+        for argument in super().get_arguments(ignore_unknown_help):
+            if argument.default is None:
+                argument.kind = _OPTIONAL_KINDS.get(str(annotations.get(argument.name)), str)
+            arguments.append(_Option.of(argument))
+        return arguments
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from orchestrator.errors import OrchestratorError
@@ -173,6 +184,7 @@ def quiet_broken_pipe(
 
 
 _KIND_WORDS = {int: "a whole number", float: "a number", str: "text", list: "text"}
+_OPTIONAL_KINDS: dict[str, type] = {"int | None": int, "float | None": float}
 
 
 class _Option(Argument):

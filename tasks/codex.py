@@ -55,6 +55,7 @@ def build(
 
     Without --tag, the tag follows from the Dockerfile's name, so building the smoke image
     (docker/Dockerfile.smoke, tagged filare-codex:smoke) never replaces the real filare-codex.
+    --ca-bundle trusts extra CA certificates during the build (apt, npm, pip).
     """
     from orchestrator.base_image import resolve_base
     from orchestrator.errors import InputError
@@ -107,7 +108,7 @@ def base(
     """Make a Debian base image from the distribution's mirror, for machines with no registry.
 
     debootstrap --variant=minbase, then docker import; needs root. An existing tag is kept
-    unless --force.
+    unless --force. codex.build picks it up.
     """
     from orchestrator.base_image import make_base_image, plan_base, read_host_sources
 

@@ -10,7 +10,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from tasks.catalog_task import CatalogTask
-from tasks.locations import REPOSITORY, repository_path, session_registry, shown
+from tasks.locations import REPOSITORY, manifest_path, session_registry, shown
 
 DEMO_MANIFEST = "agents/manifests/demo.yml"
 
@@ -30,7 +30,7 @@ def run(c: Context, manifest: str = DEMO_MANIFEST) -> None:
     from orchestrator.manifest import load_manifest
     from orchestrator.plan import container_name
 
-    sessions = load_manifest(repository_path(manifest))
+    sessions = load_manifest(manifest_path(manifest))
     for made in demo.ensure_throwaway_files(sessions):
         print(f"created throwaway {shown(made)}")
     for image in sorted({s.image for s in sessions}):

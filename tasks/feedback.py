@@ -25,7 +25,10 @@ from tasks.locations import session_registry
     },
 )
 def list_(c: Context, session: str = "", pending: bool = False, json: bool = False) -> None:
-    """List the questions agents asked (gathered from the sessions into the queue)."""
+    """List the questions agents asked (gathered from the sessions into the queue).
+
+    The queue is the origin's outputs/agents/prompts.json; agents ask with filare-ask.
+    """
     import json as json_module
 
     from orchestrator import feedback
@@ -112,7 +115,10 @@ def add(
     },
 )
 def answer(c: Context, id: str, decision: str, reply: str = "") -> None:
-    """Answer a question: record the decision and deliver it to the session as its next turn."""
+    """Answer a question: record the decision and deliver it to the session as its next turn.
+
+    Delivered once: answering again names the turn that carried the answer.
+    """
     from orchestrator import feedback
 
     done = feedback.answer(session_registry(), id, decision, reply or None)

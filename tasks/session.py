@@ -12,7 +12,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from tasks.catalog_task import CatalogTask
-from tasks.locations import session_registry
+from tasks.locations import manifest_path, session_registry
 
 if TYPE_CHECKING:
     from orchestrator.registry import Registry
@@ -43,12 +43,18 @@ def start(
     parallel: int = 8,
     send_goal: bool = False,
 ) -> None:
-    """Start the sessions of a manifest, one detached container each; running ones are kept."""
+    """Start the sessions of a manifest, one detached container each; running ones are kept.
+
+    Every selected session is checked first (every problem one line, exit 2, nothing started);
+    then they start concurrently, one line each: id, result (started, already running or
+    failed), container, and workspace or why it failed. Exit code non-zero when any failed; the
+    others keep running. --dry-run prints each docker run as one shell line and writes nothing.
+    """
     from orchestrator import report, runtime
-    from orchestrator.manifest import default_cache_dir, load_manifest, select_sessions
+    from orchestrator.manifest import default_cache_dir, select_sessions
 
     registry = session_registry()
-    every = load_manifest(manifest, cache_dir=default_cache_dir())
+    every = runtime.load_checked(manifest_path(manifest), registry, cache_dir=default_cache_dir())
     sessions = select_sessions(every, session or None)
     if dry_run:
         runtime.check_start(sessions, registry, engine_too=False)
@@ -121,14 +127,19 @@ def stop(
     all_: bool = False,
     timeout: float = 10.0,
 ) -> None:
-    """Stop and remove session containers (matched by label) and delete their secret copies."""
+    """Stop and remove session containers (matched by label) and delete their secret copies.
+
+    Selectors combine as AND: a session is stopped only when every one given matches it. --all
+    means every session of the current owner. A selector that matches nothing is an error that
+    names what exists. One line each: stopped or already stopped.
+    """
     from orchestrator import report, runtime
 
     stopped = runtime.stop_report(
         session_registry(),
         session_ids=session or (),
         role=role,
-        manifest=Path(manifest) if manifest else None,
+        manifest=manifest_path(manifest) if manifest else None,
         everything=all_,
         timeout=timeout,
     )
@@ -148,7 +159,12 @@ def stop(
     },
 )
 def list_(c: Context, json: bool = False, all_: bool = False) -> None:
-    """List sessions from container labels and state files, with orphans and stale records."""
+    """List sessions from container labels and state files, with orphans and stale records.
+
+    One row each: session, role, owner, status, what its agent does (its state, turns done, last
+    message), container, image, age, workspace. Stopped and failed sessions are hidden (the
+    table says how many) unless --all; the statuses and --json fields are in the README.
+    """
     from orchestrator import dashboard, report
 
     fleet = dashboard.fleet(session_registry(), include_ended=all_)
@@ -179,6 +195,7 @@ def prune(c: Context, dry_run: bool = False, records: bool = False) -> None:
     """Remove what is ours and dead (orphan or exited containers, lone SSH folders).
 
     Stale records are marked stopped; with --records, stopped and failed sessions are deleted.
+    Never touches a container without this checkout's labels.
     """
     from orchestrator import report, runtime
 
@@ -211,10 +228,11 @@ def validate(
     the same sessions.
     """
     from orchestrator import report, runtime
-    from orchestrator.manifest import load_manifest, select_sessions
+    from orchestrator.manifest import select_sessions
 
     registry = session_registry()
-    sessions = select_sessions(load_manifest(manifest), session or None)
+    every = runtime.load_checked(manifest_path(manifest), registry)
+    sessions = select_sessions(every, session or None)
     runtime.check_start(sessions, registry, engine_too=False)
     resolved = [runtime.resolved_session(one, registry) for one in sessions]
     print(report.resolved_json(resolved) if json else report.resolved_yaml(resolved), end="")
@@ -232,7 +250,7 @@ def validate(
         "message": "the text of the turn",
         "message_file": "read the text of the turn from this file instead",
         "wait": "wait for the turns to end and print each final agent message",
-        "timeout": "seconds to wait with --wait",
+        "timeout": "how long --wait waits, in seconds (default: 600)",
         "json": "print a JSON array instead of a table",
     },
 )
@@ -242,19 +260,23 @@ def send(
     message: str = "",
     message_file: str = "",
     wait: bool = False,
-    timeout: float = 600.0,
+    timeout: float | None = None,
     json: bool = False,
 ) -> None:
     """Start a Codex turn in sessions: the first starts a conversation, later ones continue it.
 
-    A session still working on its previous turn is refused (exit 2): wait for it with
-    session.wait, or end it with session.interrupt.
+    Returns with each turn's number, or with --wait each final agent message. A session still
+    working on its previous turn is refused (exit 2): wait for it with session.wait, or end it
+    with session.interrupt.
     """
     from orchestrator import conversation, report
 
+    if timeout is not None and not wait:
+        raise Exit("error: --timeout is how long --wait waits: give --wait too", code=2)
     text = _message_text(message, message_file)
     registry = session_registry()
-    results = conversation.send(registry, session or [], text, wait=timeout if wait else None)
+    waited = (600.0 if timeout is None else timeout) if wait else None
+    results = conversation.send(registry, session or [], text, wait=waited)
     print(report.sent_json(results) if json else report.sent_table(results))
     _exit_unless(all(r.result in ({"completed"} if wait else {"started"}) for r in results))
 
@@ -301,7 +323,10 @@ def wait(
     },
 )
 def log(c: Context, session: str, follow: bool = False, tail: int = 0, json: bool = False) -> None:
-    """Print a session's transcript: its turns, agent messages, commands, file changes, errors."""
+    """Print a session's transcript: its turns, agent messages, commands, file changes, errors.
+
+    --json prints its events as JSON lines (the fields: docs/operating-a-fleet.md).
+    """
     import json as json_module
 
     from orchestrator import conversation
@@ -366,6 +391,8 @@ def interrupt(c: Context, session: str) -> None:
 def _message_text(message: str, message_file: str) -> str:
     if message and message_file:
         raise Exit("error: give --message or --message-file, not both", code=2)
+    if not (message or message_file):
+        raise Exit("error: give the turn's text: --message TEXT or --message-file PATH", code=2)
     if not message_file:
         return message
     try:
@@ -412,7 +439,7 @@ def resume(
         session_registry(),
         everything=all_,
         session_ids=session or (),
-        manifest=Path(manifest) if manifest else None,
+        manifest=manifest_path(manifest) if manifest else None,
         parallel=parallel,
     )
     for line in report.warnings_text(outcomes):
@@ -439,7 +466,10 @@ def resume(
 def dashboard(
     c: Context, watch: bool = False, interval: float = 2.0, json: bool = False, all_: bool = False
 ) -> None:
-    """One screen for the fleet: every session and its agent, the questions waiting, what failed."""
+    """One screen for the fleet: every session and its agent, the questions waiting, what failed.
+
+    What failed: failed starts, exited or unhealthy containers, failed or interrupted turns.
+    """
     import time
 
     from orchestrator import dashboard as board

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import engine, hostpaths, session_folders, skills
-from orchestrator.errors import EngineError, InputError, OrchestratorError
+from orchestrator.errors import EngineError, InputError, ManifestError, OrchestratorError
 from orchestrator.plan import (
     SESSION_NETWORK,
     SHARED_WORKSPACE_LABEL,
@@ -27,7 +27,7 @@ from orchestrator.plan import (
     session_filters,
     tool_checkout,
 )
-from orchestrator.preflight import check_inputs
+from orchestrator.preflight import check_inputs, input_problems
 from orchestrator.registry import Registry, SessionState, now
 from orchestrator.spec import SessionSpec
 
@@ -113,6 +113,22 @@ def _refuse(session: SessionSpec, registry: Registry, reason: str) -> StartOutco
             plan = _SeedContext(registry, (), ()).plan(session)
             registry.write(_new_state(plan, previous).replace(status="error", error=str(error)))
     return StartOutcome(session, error=error)
+
+
+def load_checked(
+    manifest: Path, registry: Registry, *, cache_dir: Path | None = None
+) -> list[SessionSpec]:
+    """A manifest's sessions. When its fields are wrong, the files and folders of the sessions
+    that could be read are checked as well, so one run names every problem of the manifest."""
+    from orchestrator.manifest import load_manifest
+
+    try:
+        return load_manifest(manifest, cache_dir=cache_dir)
+    except ManifestError as exc:
+        if not exc.checkable:
+            raise
+        extra = input_problems(exc.checkable, registry_root=registry.root, shared_workspaces=False)
+        raise ManifestError(*exc.problems, *extra) from None
 
 
 def check_start(

@@ -35,6 +35,21 @@ _PRIVATE_HOME_FOLDERS |= {".docker": "your Docker settings", ".aws": "your AWS s
 
 def check_inputs(sessions: Iterable[SessionSpec], *, registry_root: Path | None = None) -> None:
     """Raise one `ManifestError` naming every problem of the sessions' files and folders."""
+    problems = input_problems(sessions, registry_root=registry_root)
+    if problems:
+        raise ManifestError(*problems)
+
+
+def input_problems(
+    sessions: Iterable[SessionSpec],
+    *,
+    registry_root: Path | None = None,
+    shared_workspaces: bool = True,
+) -> list[str]:
+    """Every problem of the sessions' files and folders, one line each.
+
+    `shared_workspaces=False` leaves out workspaces shared without consent, for a caller that
+    has its manifest's own line about them already."""
     sessions = list(sessions)
     problems: list[str] = []
     for session in sessions:
@@ -47,9 +62,9 @@ def check_inputs(sessions: Iterable[SessionSpec], *, registry_root: Path | None 
             problems += _file_problems(session, "known_hosts", session.known_hosts)
         problems += _folder_problems(session, registry_root)
         problems += _user_problems(session)
-    problems += _shared_workspace_problems(sessions)
-    if problems:
-        raise ManifestError(*problems)
+    if shared_workspaces:
+        problems += _shared_workspace_problems(sessions, registry_root)
+    return problems
 
 
 def env_file_problems(path: Path) -> list[str]:
@@ -233,9 +248,13 @@ def _user_problems(session: SessionSpec) -> list[str]:
     return []
 
 
-def _shared_workspace_problems(sessions: Sequence[SessionSpec]) -> list[str]:
+def _shared_workspace_problems(
+    sessions: Sequence[SessionSpec], registry_root: Path | None = None
+) -> list[str]:
     """Two sessions on one folder, reached by different paths (a link, `..`), or one in a folder
-    inside the other's, need consent too: either agent can write what the other runs."""
+    inside the other's, need consent too: either agent can write what the other runs. Consent
+    is advised only where it would be enough: a folder refused anyway (`/tmp`) has its own
+    line saying why."""
     seen: list[tuple[Path, SessionSpec]] = []
     problems = []
     for session in sessions:
@@ -251,12 +270,15 @@ def _shared_workspace_problems(sessions: Sequence[SessionSpec]) -> list[str]:
                 how = "lies inside"
             else:
                 how = "holds"
+            not_covered, private = _protected(session, registry_root)
+            refused = hostpaths.unsafe_reason(folder, not_covered=not_covered, private=private)
+            advice = "" if refused else "; set 'shared_workspace: true' on both to allow it"
             problems.append(
                 _line(
                     session,
                     "workspace",
                     f"{session.workspace} {how} session {other.id!r}'s workspace "
-                    f"{other.workspace}; set 'shared_workspace: true' on both to allow it",
+                    f"{other.workspace}{advice}",
                 )
             )
             break

@@ -13,6 +13,7 @@ from orchestrator.launch import (
     check_start,
     dry_run,
     launch_container,
+    load_checked,
     start_sessions,
 )
 from orchestrator.listing import SessionView, list_sessions, reconcile, survey
@@ -43,6 +44,7 @@ __all__ = [
     "launch_container",
     "launch_script",
     "list_sessions",
+    "load_checked",
     "prune",
     "reconcile",
     "resolved_session",

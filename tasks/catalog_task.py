@@ -9,6 +9,9 @@ Every argument is an option (`--manifest M`), as `just` and the catalog present 
 otherwise take arguments without a default positionally, and `inv session.start --help` would
 read `--help` as the manifest. Such arguments stay required; a missing one is a one-line error.
 
+A Ctrl-C says `interrupted` and exits with the shell's code for it, 130, instead of Invoke's
+silent exit code 1; a task with more to say (the turns go on) catches it first.
+
 Output piped into a reader that stops early (`inv session.list | head -3`, a pager quit before
 the end) ends quietly with the shell's code for it, 141, instead of a BrokenPipeError traceback.
 
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 # What a shell reports for a command killed by SIGPIPE (128 + 13): its reader went away.
 EXIT_BROKEN_PIPE = 141
+# What a shell reports for a command ended by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 class CatalogTask(Task[Callable[..., Any]]):
@@ -108,6 +113,10 @@ class CatalogTask(Task[Callable[..., Any]]):
         except Exit:
             flush_stdout()
             raise
+        except KeyboardInterrupt:
+            # Invoke would exit 1 in silence; the shell's code for Ctrl-C is 130.
+            flush_stdout()
+            raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             if not stdout_is_gone():
                 raise

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +14,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from tasks.catalog_task import CatalogTask
+from tasks.catalog_task import EXIT_INTERRUPTED, CatalogTask
 from tasks.locations import manifest_path, session_registry
 
 if TYPE_CHECKING:
@@ -61,9 +64,16 @@ def start(
         for one in sessions:
             print(f"# {one.id}: {runtime.dry_run(one, registry, manifest_sessions=every)}")
         return
-    outcomes = runtime.start_sessions(
-        sessions, registry, parallel=parallel, manifest_sessions=every
-    )
+    try:
+        outcomes = runtime.start_sessions(
+            sessions, registry, parallel=parallel, manifest_sessions=every
+        )
+    except KeyboardInterrupt:
+        raise Exit(
+            "interrupted: what this start had begun is undone and recorded as interrupted; "
+            "run it again to start the sessions",
+            code=EXIT_INTERRUPTED,
+        ) from None
     for line in report.warnings_text(outcomes):
         print(line, file=sys.stderr)
     print(report.start_table(outcomes))
@@ -276,7 +286,8 @@ def send(
     text = _message_text(message, message_file)
     registry = session_registry()
     waited = (600.0 if timeout is None else timeout) if wait else None
-    results = conversation.send(registry, session or [], text, wait=waited)
+    with _turns_go_on(session or []):
+        results = conversation.send(registry, session or [], text, wait=waited)
     print(report.sent_json(results) if json else report.sent_table(results))
     _exit_unless(all(r.result in ({"completed"} if wait else {"started"}) for r in results))
 
@@ -304,7 +315,8 @@ def wait(
     """
     from orchestrator import conversation, report
 
-    results = conversation.wait(session_registry(), session or [], timeout=timeout)
+    with _turns_go_on(session or []):
+        results = conversation.wait(session_registry(), session or [], timeout=timeout)
     print(report.sent_json(results) if json else report.sent_table(results))
     _exit_unless(all(r.result == "completed" for r in results))
 
@@ -403,6 +415,19 @@ def _message_text(message: str, message_file: str) -> str:
         raise Exit(f"error: --message-file: cannot read {message_file}: {exc}", code=2) from None
 
 
+@contextlib.contextmanager
+def _turns_go_on(session_ids: list[str]) -> Iterator[None]:
+    """A Ctrl-C while waiting ends the wait, not the turns: say so, and how to wait again."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        selected = " ".join(f"--session {shlex.quote(s)}" for s in session_ids)
+        raise Exit(
+            f"interrupted: the turns go on; wait again with: uv run inv session.wait {selected}",
+            code=EXIT_INTERRUPTED,
+        ) from None
+
+
 def _exit_unless(ok: bool) -> None:
     if not ok:
         raise Exit(code=1)
@@ -460,7 +485,7 @@ def resume(
         "watch": "redraw until Ctrl-C (plain lines when not on a terminal)",
         "interval": "seconds between redraws with --watch",
         "json": "print one JSON object: sessions, questions waiting, failures",
-        "all_": "also show stopped and failed sessions",
+        "all_": "also show stopped sessions (failed starts are always shown)",
     },
 )
 def dashboard(
@@ -480,7 +505,7 @@ def dashboard(
     redraw = watch and sys.stdout.isatty() and not json
     try:
         while True:
-            snapshot = board.fleet(registry, include_ended=all_)
+            snapshot = board.fleet(registry, include_ended=all_, failed_starts=True)
             text = board.render_json(snapshot) if json else board.render(snapshot)
             if redraw:
                 # Home the cursor and clear the screen, then draw: the view redraws in place.

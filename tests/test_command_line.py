@@ -129,3 +129,32 @@ def test_a_manifest_path_from_the_checkout_works_from_any_folder(
         f"error: {REPOSITORY / 'docker/agents/manifests/misspelt.yml'}: manifest not found "
         f"(nor {REPOSITORY / 'agents/manifests/misspelt.yml'})"
     )
+
+
+def test_ctrl_c_in_a_task_says_interrupted_exit_130() -> None:
+    from invoke.context import Context
+    from invoke.exceptions import Exit
+
+    from tasks.catalog_task import CatalogTask
+
+    def body(c: object) -> None:
+        raise KeyboardInterrupt
+
+    task = CatalogTask(body, category="x", safe_for_agents=True, runs_in="anywhere")
+    with pytest.raises(Exit) as stopped:
+        task(Context())
+    assert (stopped.value.code, stopped.value.message) == (130, "interrupted")
+
+
+def test_ctrl_c_while_waiting_says_the_turns_go_on() -> None:
+    from invoke.exceptions import Exit
+
+    from tasks.session import _turns_go_on
+
+    with pytest.raises(Exit) as stopped, _turns_go_on(["alpha", "b c"]):
+        raise KeyboardInterrupt
+    assert stopped.value.code == 130
+    assert stopped.value.message == (
+        "interrupted: the turns go on; "
+        "wait again with: uv run inv session.wait --session alpha --session 'b c'"
+    )

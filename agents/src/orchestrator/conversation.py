@@ -188,6 +188,7 @@ def send_each(
         _check_timeout(wait)
     views = _running_views(registry, list(messages))
     for view in views:
+        _check_has_codex(view)
         _check_idle(registry, view)
 
     def start(view: SessionView) -> Sent:
@@ -233,7 +234,19 @@ def _running_views(registry: Registry, session_ids: Sequence[str]) -> list[Sessi
 def check_ready(registry: Registry, session_id: str) -> None:
     """Refuse (bad input) unless the session runs and has no turn working."""
     (view,) = _running_views(registry, [session_id])
+    _check_has_codex(view)
     _check_idle(registry, view)
+
+
+def _check_has_codex(view: SessionView) -> None:
+    """The smoke image (busybox, for the lifecycle) has no Codex: a turn there could only fail
+    with `codex: not found`, so it is refused before anything is sent."""
+    labels = view.container.labels if view.container is not None else {}
+    if labels.get("org.filare.image.kind") == "smoke":
+        raise InputError(
+            f"session {view.session_id!r} runs the smoke image {view.image}, which has no Codex "
+            "to take a turn; give it the Codex image (see 'uv run inv demo --codex')"
+        )
 
 
 def turn_of_question(registry: Registry, role: str, session_id: str, question: str) -> str | None:

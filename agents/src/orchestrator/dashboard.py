@@ -33,6 +33,7 @@ class Fleet:
     hidden: int
     questions: list[Prompt]
     foreign: list[str]
+    hidden_what: str = "stopped or failed"
 
     @property
     def failures(self) -> list[dict[str, str]]:
@@ -56,17 +57,24 @@ class Fleet:
         }
 
 
-def fleet(registry: Registry, *, include_ended: bool = False) -> Fleet:
-    """The fleet as `session.list` and `session.dashboard` show it."""
+def fleet(registry: Registry, *, include_ended: bool = False, failed_starts: bool = False) -> Fleet:
+    """The fleet as `session.list` and `session.dashboard` show it.
+
+    `failed_starts`: keep sessions whose last start failed, as the dashboard does (a failed
+    start needs attention), and hide only stopped ones unless `include_ended`.
+    """
     surveyed = survey(registry)
     records = [view.state for view in surveyed.sessions if view.state is not None]
     questions = feedback.pending_questions(registry, records)
     waiting: dict[str, list[Prompt]] = {}
     for prompt in questions:
         waiting.setdefault(prompt.session_id, []).append(prompt)
-    shown = [v for v in surveyed.sessions if include_ended or v.status not in ENDED]
+    hide = ENDED - {"error"} if failed_starts else ENDED
+    shown = [v for v in surveyed.sessions if include_ended or v.status not in hide]
     views = [_with_agent(registry, view, waiting.get(view.session_id, [])) for view in shown]
-    return Fleet(views, len(surveyed.sessions) - len(shown), questions, surveyed.foreign)
+    hidden_what = "stopped" if failed_starts else "stopped or failed"
+    hidden = len(surveyed.sessions) - len(shown)
+    return Fleet(views, hidden, questions, surveyed.foreign, hidden_what)
 
 
 def _with_agent(registry: Registry, view: SessionView, questions: Sequence[Prompt]) -> SessionView:
@@ -98,7 +106,8 @@ def render(snapshot: Fleet) -> str:
     header = ("SESSION", "ROLE", "BRANCH", "STATUS", "AGENT", "AGE", "QUESTIONS", "LAST MESSAGE")
     parts = [table(header, rows) if rows else "no sessions"]
     if snapshot.hidden:
-        parts.append(f"({snapshot.hidden} stopped or failed sessions hidden)")
+        plural = "s" if snapshot.hidden != 1 else ""
+        parts.append(f"({snapshot.hidden} {snapshot.hidden_what} session{plural} hidden: --all)")
     if snapshot.questions:
         questions = [
             (

@@ -35,11 +35,10 @@ def ensure_throwaway_files(sessions: Sequence[SessionSpec]) -> list[Path]:
 
 
 def ensure_image(image: str, repository: Path) -> images.BuiltImage | None:
-    """Build the smoke image when it is the one asked for and is absent; None when present."""
-    if engine.image_exists(image):
+    """Build the smoke image when it is the one asked for and is absent; None otherwise (another
+    missing image is refused by the start itself, with `session.start`'s own answer)."""
+    if image != images.SMOKE_TAG or engine.image_exists(image):
         return None
-    if image != images.SMOKE_TAG:
-        raise InputError(f"image {image!r} not found: build it with 'uv run inv codex.build'")
     return images.build_image(repository / "docker" / "Dockerfile.smoke", images.SMOKE_TAG)
 
 

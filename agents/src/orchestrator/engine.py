@@ -25,6 +25,8 @@ _LIST_LABELS = (
     "filare.owner",
     "filare.workspace",
     "filare.manifest",
+    # An image label, which containers carry: the smoke image says it has no Codex.
+    "org.filare.image.kind",
 )
 
 

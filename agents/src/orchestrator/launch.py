@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -101,12 +102,23 @@ def start_sessions(
                     outcome = future.result()
                     if outcome.state is not None and not outcome.already_running:
                         _undo(registry, outcome.session)
+                        _record_interrupted(registry, outcome.session)
             raise
 
 
+def _record_interrupted(registry: Registry, session: SessionSpec) -> None:
+    """A start this call made, undone because the call was interrupted: the record says so,
+    never `running` for a container that is gone (which would show as `stale`)."""
+    with registry.lock(session.role, session.id):
+        state = registry.read(session.role, session.id)
+        if state is not None:
+            registry.write(state.replace(status="error", error=INTERRUPTED))
+
+
 def _refuse(session: SessionSpec, registry: Registry, reason: str) -> StartOutcome:
-    """A session that cannot start (its image is missing): recorded as failed, nothing seeded."""
-    error = EngineError(f"session {session.id!r}: {reason}")
+    """A session that cannot start (its image is missing): recorded as failed, nothing seeded.
+    The user builds the image: bad input, exit code 2, as `demo` says it too."""
+    error = InputError(f"session {session.id!r}: {reason}")
     with registry.lock(session.role, session.id):
         previous = registry.read(session.role, session.id)
         if previous is None or previous.status not in {"running", "starting"}:
@@ -129,6 +141,16 @@ def load_checked(
             raise
         extra = input_problems(exc.checkable, registry_root=registry.root, shared_workspaces=False)
         raise ManifestError(*exc.problems, *extra) from None
+
+
+# What the record of a start cut short by Ctrl-C says.
+INTERRUPTED = "interrupted: the start was cut short (Ctrl-C); start it again"
+
+
+class StartInterrupted(OrchestratorError):
+    """The launch script was ended by SIGINT (a Ctrl-C at the terminal)."""
+
+    exit_code = 130
 
 
 def check_start(
@@ -252,7 +274,10 @@ def _launch(
             container, warnings = _run_container(plan, registry, held)
         except BaseException as exc:
             _undo(registry, session)
-            reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
+            if isinstance(exc, StartInterrupted | KeyboardInterrupt):
+                reason = INTERRUPTED
+            else:
+                reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
             registry.write(state.replace(status="error", error=reason))
             raise
         if isinstance(container, engine.Container):
@@ -427,6 +452,9 @@ def _run_script_warnings(
 
 
 def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError:
+    if code in (-signal.SIGINT, 128 + signal.SIGINT):
+        # Ctrl-C reaches the whole process group: the launch script and its `docker run` too.
+        return StartInterrupted(f"session {plan.session.id!r}: {INTERRUPTED}")
     lines = [
         line.strip()
         for line in stderr.splitlines()

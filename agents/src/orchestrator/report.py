@@ -117,10 +117,12 @@ def sessions_table(views: Sequence[SessionView], *, hidden: int = 0) -> str:
 
 
 def agent_cell(agent: dict[str, object]) -> str:
-    """`working 2m`, `idle`, `failed`…: what the session's agent does, in a few characters."""
+    """`working 2m`, `idle`, `failed`, `none`…: what the session's agent does, in a few
+    characters, named as `--json`'s `agent` names it (the reason, turns and last message are in
+    `--json` and on the dashboard)."""
     state = agent.get("agent")
     if not state or state == "none":
-        return "-"
+        return "none"
     since = agent.get("agent_since")
     if state == "working" and isinstance(since, str):
         started = datetime.fromisoformat(since)

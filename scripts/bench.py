@@ -8,7 +8,7 @@ and user; only the container name, the `filare.registry` label value and the SSH
 `bench.run` label.
 
 The `send` group runs real Codex turns in sessions on the real Codex image (`--codex-image`),
-against a scripted model this process serves (`agents/testing/filare_testing/fake_model.py`);
+against a scripted model this process serves (`agents/src/orchestrator/scripted_model.py`);
 the baseline types the same `codex exec` by hand in the same containers. Without `--only`, the
 group is left out, with a note, when that image is absent.
 

@@ -61,6 +61,7 @@ def start(
     sessions = select_sessions(every, session or None)
     if dry_run:
         runtime.check_start(sessions, registry, engine_too=False)
+        _warn_without_login(sessions)
         for one in sessions:
             print(f"# {one.id}: {runtime.dry_run(one, registry, manifest_sessions=every)}")
         return
@@ -76,12 +77,20 @@ def start(
         ) from None
     for line in report.warnings_text(outcomes):
         print(line, file=sys.stderr)
+    _warn_without_login([o.session for o in outcomes if o.error is None])
     print(report.start_table(outcomes))
     codes = [o.error.exit_code for o in outcomes if o.error is not None]
     if send_goal:
         codes += _send_goals([o.session for o in outcomes if o.error is None], registry)
     if codes:
         raise Exit(code=max(codes))
+
+
+def _warn_without_login(sessions: list[SessionSpec]) -> None:
+    from orchestrator.preflight import login_warnings
+
+    for line in login_warnings(sessions):
+        print(line, file=sys.stderr)
 
 
 def _send_goals(sessions: list[SessionSpec], registry: Registry) -> list[int]:
@@ -244,6 +253,7 @@ def validate(
     every = runtime.load_checked(manifest_path(manifest), registry)
     sessions = select_sessions(every, session or None)
     runtime.check_start(sessions, registry, engine_too=False)
+    _warn_without_login(sessions)
     resolved = [runtime.resolved_session(one, registry) for one in sessions]
     print(report.resolved_json(resolved) if json else report.resolved_yaml(resolved), end="")
 

@@ -304,3 +304,67 @@ def _creatable(path: Path) -> bool:
 
 def _line(session: SessionSpec, field: str, message: str) -> str:
     return f"{session.manifest_path}: session {session.id!r}: field {field!r}: {message}"
+
+
+# Variables Codex 0.171.0 takes an OpenAI API key from, when no login is in its home.
+_API_KEY_VARIABLES = ("OPENAI_API_KEY", "CODEX_API_KEY")
+
+
+def login_warnings(sessions: Iterable[SessionSpec]) -> list[str]:
+    """One warning naming every session whose Codex could not authenticate: no `auth.json` in
+    its `codex_dir` (what `codex login` writes) and no API key in its env file (an OpenAI key,
+    or the variable its `config.toml`'s model provider reads). Only names are read from env
+    files, never values. Sessions on the smoke image, which has no Codex, need neither."""
+    from orchestrator.engine import SMOKE_IMAGE
+
+    without = [
+        session
+        for session in sessions
+        if session.image != SMOKE_IMAGE
+        and not (session.codex_dir / "auth.json").is_file()
+        and not set(_key_variables(session.codex_dir)) & _env_names(session.env_file)
+    ]
+    if not without:
+        return []
+    names = ", ".join(repr(session.id) for session in without[:3])
+    if len(without) > 3:
+        names += f" and {len(without) - 3} more"
+    first = without[0]
+    return [
+        f"warning: session{'s' if len(without) > 1 else ''} {names}: no Codex login "
+        f"({first.codex_dir / 'auth.json'}) and no OPENAI_API_KEY in {first.env_file}"
+        f"{' (and the others)' if len(without) > 1 else ''}: turns will fail to "
+        "authenticate; run 'codex login', or add OPENAI_API_KEY to the env file "
+        "('uv run inv demo --codex' shows a turn with no account)"
+    ]
+
+
+def _key_variables(codex_dir: Path) -> tuple[str, ...]:
+    """The variables that give this Codex home's model provider its key."""
+    import tomllib
+
+    try:
+        config = tomllib.loads((codex_dir / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return _API_KEY_VARIABLES
+    provider = config.get("model_provider")
+    providers = config.get("model_providers")
+    if isinstance(provider, str) and isinstance(providers, dict):
+        entry = providers.get(provider)
+        if isinstance(entry, dict) and isinstance(entry.get("env_key"), str):
+            return (entry["env_key"],)
+    return _API_KEY_VARIABLES
+
+
+def _env_names(env_file: Path) -> set[str]:
+    """The variable names an env file sets (Docker's rules), values unread."""
+    try:
+        data = env_file.read_bytes()
+    except OSError:
+        return set()
+    names = set()
+    for raw in data.split(b"\n"):
+        text = raw.decode("utf-8", "replace").strip().removeprefix("\ufeff")
+        if text and not text.startswith("#"):
+            names.add(text.split("=", 1)[0].strip())
+    return names

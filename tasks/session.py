@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import sys
 from collections.abc import Iterator
@@ -63,7 +62,13 @@ def start(
         runtime.check_start(sessions, registry, engine_too=False)
         _warn_without_login(sessions)
         for one in sessions:
-            print(f"# {one.id}: {runtime.dry_run(one, registry, manifest_sessions=every)}")
+            running = runtime.running_container(one, registry)
+            if running is not None:
+                print(
+                    f"# {one.id}: already running ({running.name}): a start keeps it, runs nothing"
+                )
+            else:
+                print(f"# {one.id}: {runtime.dry_run(one, registry, manifest_sessions=every)}")
         return
     try:
         outcomes = runtime.start_sessions(
@@ -358,11 +363,18 @@ def log(c: Context, session: str, follow: bool = False, tail: int = 0, json: boo
         raise Exit(f"error: --tail must be 0 or more, not {tail}", code=2)
     registry = session_registry()
     lines = conversation.log(registry, session, follow=follow, tail=tail)
+    printed = 0
     try:
         for event in lines:
             print(json_module.dumps(event.as_json()) if json else render(event), flush=follow)
+            printed += 1
     except KeyboardInterrupt:
         pass
+    if not printed and not json and not follow:
+        print(
+            f"{session}: no turns yet; 'uv run inv session.send --session {session} --message "
+            "TEXT' starts one"
+        )
 
 
 @task(
@@ -388,10 +400,26 @@ def attach(c: Context, session: str) -> None:
         raise Exit(
             "error: session.attach needs a terminal (run it in an interactive shell)", code=2
         )
+    import subprocess
+
     argv = conversation.attach_command(session_registry(), session)
     sys.stdout.flush()
-    # The terminal is handed over to `docker exec -it` for as long as the person stays.
-    os.execvp(argv[0], argv)  # noqa: S606 - explicit argv, no shell
+    # The terminal is the person's, through `docker exec -it`, for as long as they stay (no
+    # timeout: nothing runs unattended here). Ctrl-C there is theirs, for Codex: keep waiting.
+    process = subprocess.Popen(argv)
+    while True:
+        try:
+            code = process.wait()
+            break
+        except KeyboardInterrupt:
+            continue
+    # Codex prints its own `codex resume <id>` as it leaves, which means nothing on this host.
+    print(
+        f"\nLeft session {session}; it keeps running. Back to this conversation: "
+        f"uv run inv session.attach --session {shlex.quote(session)}"
+    )
+    if code != 0:
+        raise Exit(code=code)
 
 
 @task(

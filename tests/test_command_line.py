@@ -158,3 +158,29 @@ def test_ctrl_c_while_waiting_says_the_turns_go_on() -> None:
         "interrupted: the turns go on; "
         "wait again with: uv run inv session.wait --session alpha --session 'b c'"
     )
+
+
+def test_leaving_attach_says_how_to_come_back(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Codex prints `codex resume <id>` as it leaves, which means nothing on the host."""
+    import sys
+
+    from invoke.context import Context
+    from invoke.exceptions import Exit
+
+    from orchestrator import conversation
+    from tasks import session
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(
+        conversation, "attach_command", lambda registry, name: ["sh", "-c", "echo codex; exit 3"]
+    )
+    with pytest.raises(Exit) as left:
+        session.attach(Context(), session="alpha")
+    assert left.value.code == 3
+    assert capsys.readouterr().out.endswith(
+        "Left session alpha; it keeps running. Back to this conversation: "
+        "uv run inv session.attach --session alpha\n"
+    )

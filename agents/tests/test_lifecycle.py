@@ -189,5 +189,13 @@ def test_a_turn_on_the_smoke_image_is_refused_up_front(
         assert "has no Codex" in line
         inbox = registry.session_dir("coder", "busy") / "inbox"
         assert not inbox.exists() or list(inbox.iterdir()) == []
+        # No turn yet: the log says so. A dry run of a running session says it runs.
+        log = inv("session.log", "--session", "busy", state=registry.root)
+        assert log.returncode == 0 and log.stdout.startswith("busy: no turns yet;"), log.stdout
+        dry = inv("session.start", "--manifest", str(manifest), "--dry-run", state=registry.root)
+        assert dry.returncode == 0, dry.stderr
+        assert dry.stdout == (
+            "# busy: already running (filare-coder-busy): a start keeps it, runs nothing\n"
+        )
     finally:
         inv("session.stop", "--session", "busy", "--timeout", "1", state=registry.root)

@@ -178,6 +178,20 @@ def dry_run(
     return _run_script(plan, timeout=engine.DEFAULT_TIMEOUT).strip()
 
 
+def running_container(session: SessionSpec, registry: Registry) -> engine.Container | None:
+    """The session's container when its record says it runs and it does: a start would keep it
+    and run nothing. Asks the engine only for a session recorded as running; an engine that
+    cannot answer is no container (a dry run needs no engine)."""
+    record = registry.read(session.role, session.id)
+    if record is None or record.status not in {"running", "starting"}:
+        return None
+    try:
+        containers = _session_containers(registry, session.role, session.id)
+    except EngineError:
+        return None
+    return next((c for c in containers if c.running), None)
+
+
 @dataclass(frozen=True)
 class _SeedContext:
     """What no seeding may copy: every workspace known (the manifest's, the registry's), the

@@ -14,6 +14,7 @@ from orchestrator.launch import (
     dry_run,
     launch_container,
     load_checked,
+    running_container,
     start_sessions,
 )
 from orchestrator.listing import SessionView, list_sessions, reconcile, survey
@@ -48,6 +49,7 @@ __all__ = [
     "prune",
     "reconcile",
     "resolved_session",
+    "running_container",
     "start_sessions",
     "stop_report",
     "stop_sessions",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from orchestrator.demo_model import COMMAND
 from orchestrator.registry import Registry
 
 pytestmark = [pytest.mark.agent, pytest.mark.image]
+
+ONE_FORMAT = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
 
 
 def test_demo_codex_shows_a_scripted_turn_and_stops_it_all(
@@ -66,6 +69,13 @@ def test_demo_codex_shows_a_scripted_turn_and_stops_it_all(
         assert again.returncode == 0, again.stdout + again.stderr
         (sent,) = json.loads(again.stdout)
         assert sent["status"] == "completed" and "scripted" in sent["final_message"]
+
+        # One time format in the transcript and the listing, whoever wrote the time.
+        log = inv("session.log", "--session", "codex-demo", "--json", state=registry.root)
+        times = [json.loads(line).get("at") for line in log.stdout.splitlines()]
+        listed = json.loads(inv("session.list", "--json", state=registry.root).stdout)
+        times = [t for t in [*times, listed[0]["agent_since"]] if t is not None]
+        assert len(times) >= 3 and all(re.fullmatch(ONE_FORMAT, t) for t in times), times
 
         stop = inv("demo.stop", "--manifest", str(manifest), state=registry.root)
         assert stop.returncode == 0, stop.stdout + stop.stderr

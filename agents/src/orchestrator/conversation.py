@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator import engine, transcript
@@ -514,11 +514,27 @@ def agent_json(registry: Registry, view: SessionView) -> dict[str, object]:
         last = final_message(registry, view.state, number)
         if last:
             break
-    since = latest.end.ended_at if latest.end else None
+    since = moment(latest.end.ended_at) if latest.end else None
     if latest.status == "working":
-        return _agent("working", latest.record.started_at.isoformat(), None, done, last)
+        return _agent("working", moment(latest.record.started_at), None, done, last)
     state = "idle" if latest.status == "completed" else latest.status
     return _agent(state, since, latest.reason, done, last)
+
+
+def moment(value: datetime | str | None) -> str | None:
+    """One format for every time a transcript or a listing shows, whoever wrote it (the host
+    records microseconds and `+00:00`, the container's daemon `Z`): ISO 8601 in UTC, to the
+    second. A text that is not a time (the container's files are untrusted) is None."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _agent(
@@ -666,7 +682,7 @@ def turn_events(
         session,
         record.number,
         "turn_started",
-        {"message": _message(registry, view, record), "at": record.started_at.isoformat()},
+        {"message": _message(registry, view, record), "at": moment(record.started_at)},
     )
     produced = [started]
     closing = False
@@ -677,7 +693,7 @@ def turn_events(
             closing = closing or normal.type in {"turn_completed", "turn_failed"}
     status = turn_status(registry, view, record)
     if status.done and not closing:
-        at = status.end.ended_at if status.end else None
+        at = moment(status.end.ended_at) if status.end else None
         if status.status == "interrupted":
             fields: dict[str, object] = {"message": status.reason or "", "at": at}
             produced.append(TranscriptEvent(session, record.number, "turn_interrupted", fields))

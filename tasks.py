@@ -11,6 +11,7 @@ from pathlib import Path
 
 __path__ = [str(Path(__file__).resolve().with_name("tasks"))]
 
+from tasks import command_line
 from tasks.catalog_task import flush_at_exit, quiet_broken_pipe
 from tasks.collection import namespace
 
@@ -20,3 +21,5 @@ ns = namespace()
 # (`import tasks` is the package).
 sys.excepthook = quiet_broken_pipe
 atexit.register(flush_at_exit)
+# A command line Invoke cannot parse is one `error:` line with exit code 2, as the tasks' own.
+command_line.install()

@@ -12,7 +12,7 @@ The `collect` group brings the small changes of 8 sessions on the real Codex ima
 branches typed one after another (the bundle a person would make to carry the work out by hand).
 
 The `send` group runs real Codex turns in sessions on the real Codex image (`--codex-image`),
-against a scripted model this process serves (`agents/testing/filare_testing/fake_model.py`);
+against a scripted model this process serves (`agents/src/orchestrator/scripted_model.py`);
 the baseline types the same `codex exec` by hand in the same containers. The `memory` group
 reads what a warm session on that image holds (its container's memory, and each process's RSS)
 after each turn; it has no baseline: its target is in MB. Without `--only`, the groups on the

@@ -9,6 +9,9 @@ Every argument is an option (`--manifest M`), as `just` and the catalog present 
 otherwise take arguments without a default positionally, and `inv session.start --help` would
 read `--help` as the manifest. Such arguments stay required; a missing one is a one-line error.
 
+A Ctrl-C says `interrupted` and exits with the shell's code for it, 130, instead of Invoke's
+silent exit code 1; a task with more to say (the turns go on) catches it first.
+
 Output piped into a reader that stops early (`inv session.list | head -3`, a pager quit before
 the end) ends quietly with the shell's code for it, 141, instead of a BrokenPipeError traceback.
 
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 # What a shell reports for a command killed by SIGPIPE (128 + 13): its reader went away.
 EXIT_BROKEN_PIPE = 141
+# What a shell reports for a command ended by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 class CatalogTask(Task[Callable[..., Any]]):
@@ -76,8 +81,19 @@ class CatalogTask(Task[Callable[..., Any]]):
         self.confirm = confirm
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
-        """Invoke's arguments, made stricter and self-describing; see `_Option`."""
-        return [_Option.of(arg) for arg in super().get_arguments(ignore_unknown_help)]
+        """Invoke's arguments, made stricter and self-describing; see `_Option`.
+
+        Invoke takes an option's kind from its default, so an option that must be told apart
+        from "not given" (default None) would be text: `timeout: float | None = None` is a
+        number that is None when left out.
+        """
+        annotations = getattr(self.body, "__annotations__", {})
+        arguments: list[Argument] = []
+        for argument in super().get_arguments(ignore_unknown_help):
+            if argument.default is None:
+                argument.kind = _OPTIONAL_KINDS.get(str(annotations.get(argument.name)), str)
+            arguments.append(_Option.of(argument))
+        return arguments
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from orchestrator.errors import OrchestratorError
@@ -100,6 +116,10 @@ class CatalogTask(Task[Callable[..., Any]]):
         except Exit:
             flush_stdout()
             raise
+        except KeyboardInterrupt:
+            # Invoke would exit 1 in silence; the shell's code for Ctrl-C is 130.
+            flush_stdout()
+            raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             if not stdout_is_gone():
                 raise
@@ -176,6 +196,7 @@ def quiet_broken_pipe(
 
 
 _KIND_WORDS = {int: "a whole number", float: "a number", str: "text", list: "text"}
+_OPTIONAL_KINDS: dict[str, type] = {"int | None": int, "float | None": float}
 
 
 class _Option(Argument):

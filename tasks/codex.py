@@ -57,6 +57,7 @@ def build(
 
     Without --tag, the tag follows from the Dockerfile's name, so building the smoke image
     (docker/Dockerfile.smoke, tagged filare-codex:smoke) never replaces the real filare-codex.
+    --ca-bundle trusts extra CA certificates during the build (apt, npm, pip).
     """
     from orchestrator.base_image import resolve_base
     from orchestrator.engine import context_hosts
@@ -113,7 +114,7 @@ def base(
     """Make a Debian base image from the distribution's mirror, for machines with no registry.
 
     debootstrap --variant=minbase, then docker import; needs root. An existing tag is kept
-    unless --force.
+    unless --force. codex.build picks it up.
     """
     from orchestrator.base_image import make_base_image, plan_base, read_host_sources
 

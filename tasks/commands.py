@@ -4,7 +4,8 @@ Invoke tasks.
 The Invoke collection is the one definition of what can be run. `generate` writes
 `agents/justfile`, the root `justfile`, the `origin: invoke` entries of
 `agents/extra_commands.yml`, one skill per task under `.agents/skills/`, the session's skills under
-`agents/session/skills/` and `agents/session/skills-config.toml` from it; `check` fails with a diff
+`agents/session/skills/`, `agents/session/skills-config.toml` and the README's table of tasks
+from it; `check` fails with a diff
 when they drifted, so that CI (`nox -s lint`) catches a task changed without regenerating. Reading
 the collection happens here; rendering lives in `orchestrator.catalog` and `orchestrator.skills`,
 which do not know about Invoke.
@@ -38,7 +39,10 @@ REPOSITORY = Path(__file__).resolve().parents[1]
     example="just commands-generate",
 )
 def generate(c: Context) -> None:
-    """Regenerate the just recipes, the catalog's invoke entries and the skills from the tasks."""
+    """Regenerate the just recipes, the catalog's invoke entries and the skills from the tasks.
+
+    Also the README's table of tasks.
+    """
     changes = generate_files(_namespace(), REPOSITORY)
     print("\n".join(changes) or "generated files are up to date")
 
@@ -61,14 +65,19 @@ def generate_files(ns: Collection, root: Path) -> list[str]:
 
     Everything is rendered before anything is written, so a refused task changes nothing.
     """
-    from orchestrator import catalog, skills
+    from orchestrator import catalog, skills, task_table
 
     specs = describe(ns)
     skills.check_specs(specs)
     files = catalog.render_files(specs, catalog.read_generated(root)[catalog.CATALOG])
     skill_files = skills.render_skill_files(specs, skills.read_skill_files(root))
+    readme = catalog.read_text(root / task_table.README)
+    new_readme = task_table.render_readme(specs, readme)
     written = catalog.write_generated(root, files)
     written_skills, removed = skills.write_skill_files(root, skill_files)
+    if new_readme is not None and new_readme != readme:
+        catalog.write_atomically(root / task_table.README, new_readme)
+        written.append(task_table.README)
     return [f"wrote {name}" for name in written + written_skills] + [
         f"removed {name}" for name in removed
     ]
@@ -76,17 +85,19 @@ def generate_files(ns: Collection, root: Path) -> list[str]:
 
 def check_files(ns: Collection, root: Path) -> None:
     """Print the diff and exit 1 when the files under `root` are not what `generate` writes."""
-    from orchestrator import catalog, skills
+    from orchestrator import catalog, skills, task_table
 
     specs = describe(ns)
     skills.check_specs(specs)
     current = catalog.read_generated(root)
     current_skills = skills.read_skill_files(root)
+    readme = catalog.read_text(root / task_table.README)
     expected = {
         **catalog.render_files(specs, current[catalog.CATALOG]),
         **skills.render_skill_files(specs, current_skills),
+        task_table.README: task_table.render_readme(specs, readme),
     }
-    diff = catalog.diff_files(expected, {**current, **current_skills})
+    diff = catalog.diff_files(expected, {**current, **current_skills, task_table.README: readme})
     if diff:
         print(diff, end="")
         raise Exit(

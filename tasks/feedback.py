@@ -25,7 +25,10 @@ from tasks.locations import session_registry
     },
 )
 def list_(c: Context, session: str = "", pending: bool = False, json: bool = False) -> None:
-    """List the questions agents asked (gathered from the sessions into the queue)."""
+    """List the questions agents asked (gathered from the sessions into the queue).
+
+    The queue is the origin's outputs/agents/prompts.json; agents ask with filare-ask.
+    """
     from orchestrator import feedback
     from orchestrator.report import table
     from orchestrator.untrusted import json_text, printable
@@ -111,7 +114,10 @@ def add(
     },
 )
 def answer(c: Context, id: str, decision: str, reply: str = "") -> None:
-    """Answer a question: record the decision and deliver it to the session as its next turn."""
+    """Answer a question: record the decision and deliver it to the session as its next turn.
+
+    Delivered once: answering again names the turn that carried the answer.
+    """
     from orchestrator import feedback
     from orchestrator.untrusted import printable
 

@@ -27,6 +27,23 @@ def repository_path(text: str) -> Path:
     return path
 
 
+def manifest_path(text: str) -> Path:
+    """`--manifest` as every task reads it: from the current folder, else from the checkout (so
+    `agents/manifests/demo.yml` works from any folder of it, and a hint that names it too).
+
+    A manifest found in neither place is the one-line error `session.start` gives, exit code 2.
+    """
+    from orchestrator.errors import ManifestError
+
+    typed = Path(text).expanduser()
+    path = repository_path(str(typed))
+    if path.exists():
+        return path
+    here = typed.resolve()
+    where = "" if here == path.resolve() else f" (nor {path})"
+    raise ManifestError(f"{here}: manifest not found{where}")
+
+
 def shown(path: Path) -> str:
     """A path relative to the checkout when it is inside it, for shorter output."""
     return str(path.relative_to(REPOSITORY)) if path.is_relative_to(REPOSITORY) else str(path)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
+import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,8 +13,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from tasks.catalog_task import CatalogTask
-from tasks.locations import session_registry
+from tasks.catalog_task import EXIT_INTERRUPTED, CatalogTask
+from tasks.locations import manifest_path, session_registry
 
 if TYPE_CHECKING:
     from orchestrator.registry import Registry
@@ -43,23 +45,44 @@ def start(
     parallel: int = 8,
     send_goal: bool = False,
 ) -> None:
-    """Start the sessions of a manifest, one detached container each; running ones are kept."""
+    """Start the sessions of a manifest, one detached container each; running ones are kept.
+
+    Every selected session is checked first (every problem one line, exit 2, nothing started);
+    then they start concurrently, one line each: id, result (started, already running or
+    failed), container, and workspace or why it failed. Exit code non-zero when any failed; the
+    others keep running. --dry-run prints each docker run as one shell line and writes nothing.
+    """
     from orchestrator import report, runtime
-    from orchestrator.manifest import default_cache_dir, load_manifest, select_sessions
+    from orchestrator.manifest import default_cache_dir, select_sessions
 
     registry = session_registry()
-    every = load_manifest(manifest, cache_dir=default_cache_dir())
+    every = runtime.load_checked(manifest_path(manifest), registry, cache_dir=default_cache_dir())
     sessions = select_sessions(every, session or None)
     if dry_run:
         runtime.check_start(sessions, registry, engine_too=False)
+        _warn_without_login(sessions)
         for one in sessions:
-            print(f"# {one.id}: {runtime.dry_run(one, registry, manifest_sessions=every)}")
+            running = runtime.running_container(one, registry)
+            if running is not None:
+                print(
+                    f"# {one.id}: already running ({running.name}): a start keeps it, runs nothing"
+                )
+            else:
+                print(f"# {one.id}: {runtime.dry_run(one, registry, manifest_sessions=every)}")
         return
-    outcomes = runtime.start_sessions(
-        sessions, registry, parallel=parallel, manifest_sessions=every, progress=_progress
-    )
+    try:
+        outcomes = runtime.start_sessions(
+            sessions, registry, parallel=parallel, manifest_sessions=every, progress=_progress
+        )
+    except KeyboardInterrupt:
+        raise Exit(
+            "interrupted: what this start had begun is undone and recorded as interrupted; "
+            "run it again to start the sessions",
+            code=EXIT_INTERRUPTED,
+        ) from None
     for line in report.warnings_text(outcomes):
         print(line, file=sys.stderr)
+    _warn_without_login([o.session for o in outcomes if o.error is None])
     print(report.start_table(outcomes))
     codes = [o.error.exit_code for o in outcomes if o.error is not None]
     if send_goal:
@@ -71,6 +94,13 @@ def start(
 def _progress(line: str) -> None:
     """How an image copy to a session's engine goes, on stderr as it goes."""
     print(line, file=sys.stderr, flush=True)
+
+
+def _warn_without_login(sessions: list[SessionSpec]) -> None:
+    from orchestrator.preflight import login_warnings
+
+    for line in login_warnings(sessions):
+        print(line, file=sys.stderr)
 
 
 def _send_goals(sessions: list[SessionSpec], registry: Registry) -> list[int]:
@@ -126,14 +156,19 @@ def stop(
     all_: bool = False,
     timeout: float = 10.0,
 ) -> None:
-    """Stop and remove session containers (matched by label) and delete their secret copies."""
+    """Stop and remove session containers (matched by label) and delete their secret copies.
+
+    Selectors combine as AND: a session is stopped only when every one given matches it. --all
+    means every session of the current owner. A selector that matches nothing is an error that
+    names what exists. One line each: stopped or already stopped.
+    """
     from orchestrator import report, runtime
 
     stopped = runtime.stop_report(
         session_registry(),
         session_ids=session or (),
         role=role,
-        manifest=Path(manifest) if manifest else None,
+        manifest=manifest_path(manifest) if manifest else None,
         everything=all_,
         timeout=timeout,
     )
@@ -155,7 +190,12 @@ def stop(
     },
 )
 def list_(c: Context, json: bool = False, all_: bool = False) -> None:
-    """List sessions from container labels and state files, with orphans and stale records."""
+    """List sessions from container labels and state files, with orphans and stale records.
+
+    One row each: session, role, owner, status, what its agent does (its state, turns done, last
+    message), container, image, age, workspace. Stopped and failed sessions are hidden (the
+    table says how many) unless --all; the statuses and --json fields are in the README.
+    """
     from orchestrator import dashboard, report
     from orchestrator.untrusted import printable
 
@@ -189,6 +229,7 @@ def prune(c: Context, dry_run: bool = False, records: bool = False) -> None:
     """Remove what is ours and dead (orphan or exited containers, lone SSH folders).
 
     Stale records are marked stopped; with --records, stopped and failed sessions are deleted.
+    Never touches a container without this checkout's labels.
     """
     from orchestrator import report, runtime
 
@@ -222,11 +263,13 @@ def validate(
     """
     from orchestrator import report, runtime
     from orchestrator.egress import resolve_policy
-    from orchestrator.manifest import load_manifest, select_sessions
+    from orchestrator.manifest import select_sessions
 
     registry = session_registry()
-    sessions = select_sessions(load_manifest(manifest), session or None)
+    every = runtime.load_checked(manifest_path(manifest), registry)
+    sessions = select_sessions(every, session or None)
     runtime.check_start(sessions, registry, engine_too=False)
+    _warn_without_login(sessions)
     resolved = [runtime.resolved_session(one, registry) for one in sessions]
     policies = [resolve_policy(one, one.seed_from) for one in resolved]
     text = report.resolved_json if json else report.resolved_yaml
@@ -245,7 +288,7 @@ def validate(
         "message": "the text of the turn",
         "message_file": "read the text of the turn from this file instead",
         "wait": "wait for the turns to end and print each final agent message",
-        "timeout": "seconds to wait with --wait",
+        "timeout": "how long --wait waits, in seconds (default: 600)",
         "json": "print a JSON array instead of a table",
     },
 )
@@ -255,19 +298,24 @@ def send(
     message: str = "",
     message_file: str = "",
     wait: bool = False,
-    timeout: float = 600.0,
+    timeout: float | None = None,
     json: bool = False,
 ) -> None:
     """Start a Codex turn in sessions: the first starts a conversation, later ones continue it.
 
-    A session still working on its previous turn is refused (exit 2): wait for it with
-    session.wait, or end it with session.interrupt.
+    Returns with each turn's number, or with --wait each final agent message. A session still
+    working on its previous turn is refused (exit 2): wait for it with session.wait, or end it
+    with session.interrupt.
     """
     from orchestrator import conversation, report
 
+    if timeout is not None and not wait:
+        raise Exit("error: --timeout is how long --wait waits: give --wait too", code=2)
     text = _message_text(message, message_file)
     registry = session_registry()
-    results = conversation.send(registry, session or [], text, wait=timeout if wait else None)
+    waited = (600.0 if timeout is None else timeout) if wait else None
+    with _turns_go_on(session or []):
+        results = conversation.send(registry, session or [], text, wait=waited)
     print(report.sent_json(results) if json else report.sent_table(results))
     _exit_unless(all(r.result in ({"completed"} if wait else {"started"}) for r in results))
 
@@ -295,7 +343,8 @@ def wait(
     """
     from orchestrator import conversation, report
 
-    results = conversation.wait(session_registry(), session or [], timeout=timeout)
+    with _turns_go_on(session or []):
+        results = conversation.wait(session_registry(), session or [], timeout=timeout)
     print(report.sent_json(results) if json else report.sent_table(results))
     _exit_unless(all(r.result == "completed" for r in results))
 
@@ -314,7 +363,10 @@ def wait(
     },
 )
 def log(c: Context, session: str, follow: bool = False, tail: int = 0, json: bool = False) -> None:
-    """Print a session's transcript: its turns, agent messages, commands, file changes, errors."""
+    """Print a session's transcript: its turns, agent messages, commands, file changes, errors.
+
+    --json prints its events as JSON lines (the fields: docs/operating-a-fleet.md).
+    """
     from orchestrator import conversation
     from orchestrator.transcript import render
     from orchestrator.untrusted import json_text
@@ -323,11 +375,18 @@ def log(c: Context, session: str, follow: bool = False, tail: int = 0, json: boo
         raise Exit(f"error: --tail must be 0 or more, not {tail}", code=2)
     registry = session_registry()
     lines = conversation.log(registry, session, follow=follow, tail=tail)
+    printed = 0
     try:
         for event in lines:
             print(json_text(event.as_json()) if json else render(event), flush=follow)
+            printed += 1
     except KeyboardInterrupt:
         pass
+    if not printed and not json and not follow:
+        print(
+            f"{session}: no turns yet; 'uv run inv session.send --session {session} --message "
+            "TEXT' starts one"
+        )
 
 
 @task(
@@ -376,10 +435,26 @@ def attach(c: Context, session: str) -> None:
         raise Exit(
             "error: session.attach needs a terminal (run it in an interactive shell)", code=2
         )
+    import subprocess
+
     argv = conversation.attach_command(session_registry(), session)
     sys.stdout.flush()
-    # The terminal is handed over to `docker exec -it` for as long as the person stays.
-    os.execvp(argv[0], argv)  # noqa: S606 - explicit argv, no shell
+    # The terminal is the person's, through `docker exec -it`, for as long as they stay (no
+    # timeout: nothing runs unattended here). Ctrl-C there is theirs, for Codex: keep waiting.
+    process = subprocess.Popen(argv)
+    while True:
+        try:
+            code = process.wait()
+            break
+        except KeyboardInterrupt:
+            continue
+    # Codex prints its own `codex resume <id>` as it leaves, which means nothing on this host.
+    print(
+        f"\nLeft session {session}; it keeps running. Back to this conversation: "
+        f"uv run inv session.attach --session {shlex.quote(session)}"
+    )
+    if code != 0:
+        raise Exit(code=code)
 
 
 @task(
@@ -456,6 +531,8 @@ def watch(
 def _message_text(message: str, message_file: str) -> str:
     if message and message_file:
         raise Exit("error: give --message or --message-file, not both", code=2)
+    if not (message or message_file):
+        raise Exit("error: give the turn's text: --message TEXT or --message-file PATH", code=2)
     if not message_file:
         return message
     try:
@@ -464,6 +541,19 @@ def _message_text(message: str, message_file: str) -> str:
         raise Exit(f"error: --message-file: {message_file} does not exist", code=2) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise Exit(f"error: --message-file: cannot read {message_file}: {exc}", code=2) from None
+
+
+@contextlib.contextmanager
+def _turns_go_on(session_ids: list[str]) -> Iterator[None]:
+    """A Ctrl-C while waiting ends the wait, not the turns: say so, and how to wait again."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        selected = " ".join(f"--session {shlex.quote(s)}" for s in session_ids)
+        raise Exit(
+            f"interrupted: the turns go on; wait again with: uv run inv session.wait {selected}",
+            code=EXIT_INTERRUPTED,
+        ) from None
 
 
 def _exit_unless(ok: bool) -> None:
@@ -502,7 +592,7 @@ def resume(
         session_registry(),
         everything=all_,
         session_ids=session or (),
-        manifest=Path(manifest) if manifest else None,
+        manifest=manifest_path(manifest) if manifest else None,
         parallel=parallel,
         progress=_progress,
     )
@@ -524,13 +614,16 @@ def resume(
         "watch": "redraw until Ctrl-C (plain lines when not on a terminal)",
         "interval": "seconds between redraws with --watch",
         "json": "print one JSON object: sessions, questions waiting, failures",
-        "all_": "also show stopped and failed sessions",
+        "all_": "also show stopped sessions (failed starts are always shown)",
     },
 )
 def dashboard(
     c: Context, watch: bool = False, interval: float = 2.0, json: bool = False, all_: bool = False
 ) -> None:
-    """One screen for the fleet: every session and its agent, the questions waiting, what failed."""
+    """One screen for the fleet: every session and its agent, the questions waiting, what failed.
+
+    What failed: failed starts, exited or unhealthy containers, failed or interrupted turns.
+    """
     import time
 
     from orchestrator import dashboard as board
@@ -541,7 +634,7 @@ def dashboard(
     redraw = watch and sys.stdout.isatty() and not json
     try:
         while True:
-            snapshot = board.fleet(registry, include_ended=all_)
+            snapshot = board.fleet(registry, include_ended=all_, failed_starts=True)
             text = board.render_json(snapshot) if json else board.render(snapshot)
             if redraw:
                 # Home the cursor and clear the screen, then draw: the view redraws in place.

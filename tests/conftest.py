@@ -31,6 +31,8 @@ def session_files(tmp_path: Path) -> Path:
     (tmp_path / "id_test").write_text(FAKE_PRIVATE_KEY)
     (tmp_path / "id_test").chmod(0o600)
     (tmp_path / "codex").mkdir()
+    # A login, as `codex login` leaves it: a session without one is warned about at start.
+    (tmp_path / "codex" / "auth.json").write_text("{}\n")
     # Manifests live in a repository, which empty workspaces are seeded from.
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=30)
     return tmp_path

@@ -243,3 +243,25 @@ def test_codex_build_of_a_dockerfile_with_no_tag_of_its_own_is_exit_2(tmp_path: 
         f"error: {tmp_path / 'Dockerfile'}: no tag follows from its name (only Dockerfile.NAME "
         "builds filare-codex:NAME by default); give one with --tag"
     ]
+
+
+def test_the_legacy_builder_banner_is_left_out_of_the_build_output() -> None:
+    from orchestrator.images import without_legacy_banner
+
+    shown: list[str] = []
+    echo = without_legacy_banner(shown.append)
+    for line in [
+        "DEPRECATED: The legacy builder is deprecated and will be removed in a future release.",
+        "            Install the buildx component to build images with BuildKit:",
+        "            https://docs.docker.com/go/buildx/",
+        "",
+        "Sending build context to Docker daemon  2.048kB",
+        "",
+        "Step 1/2 : FROM scratch",
+    ]:
+        echo(line)
+    assert shown == [
+        "Sending build context to Docker daemon  2.048kB",
+        "",
+        "Step 1/2 : FROM scratch",
+    ]

@@ -36,3 +36,16 @@ def test_the_latest_record_is_the_newest_readable_one(tmp_path: Path) -> None:
     latest = conversation.latest_record(registry, "bench", "s1")
     assert latest == record("0002")
     assert conversation.turn_records(registry, "bench", "s1") == [record("0001"), record("0002")]
+
+
+def test_times_have_one_format_whoever_wrote_them() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from orchestrator.conversation import moment
+
+    host = datetime(2026, 12, 4, 18, 41, 17, 187111, tzinfo=UTC)
+    assert moment(host) == "2026-12-04T18:41:17+00:00"
+    assert moment("2026-12-04T18:41:17Z") == "2026-12-04T18:41:17+00:00"
+    assert moment(host.astimezone(timezone(timedelta(hours=2)))) == "2026-12-04T18:41:17+00:00"
+    assert moment("\x1b]52;c;bad") is None
+    assert moment(None) is None

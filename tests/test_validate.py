@@ -117,10 +117,11 @@ def test_bad_input_is_one_line_per_problem_exit_2_and_writes_nothing(
     assert code == 2
     assert out == ""
     lines = err.strip().splitlines()
-    assert len(lines) == 2, lines  # the files a manifest names are checked once it is valid
+    assert len(lines) == 3, lines  # fields and the files they name, in one run
     assert all(line.startswith(f"error: {path}: session '") for line in lines)
     assert "unknown field 'imgae'" in lines[0]
     assert "'lots' is not a size" in lines[1]
+    assert "session 'gamma': field 'env_file'" in lines[2] and "does not exist" in lines[2]
     assert not state.exists()
     assert not (path.parent / "ws").exists()
 

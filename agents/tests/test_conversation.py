@@ -264,7 +264,8 @@ def test_bad_input_sends_nothing(
         (["--session", "nobody", "--message", "x"], "no session with id 'nobody'"),
         (["--session", "alpha", "--message", "  "], "the message is empty"),
         (["--session", "alpha", "--message-file", str(tmp_path / "none.txt")], "does not exist"),
-        (["--session", "alpha"], "the message is empty"),
+        (["--session", "alpha"], "give the turn's text: --message TEXT or --message-file PATH"),
+        (["--session", "alpha", "--message", "x", "--timeout", "5"], "give --wait too"),
     ]
     for args, expected in cases:
         code, _, err = task(registry, "session.send", *args)

@@ -74,7 +74,7 @@ def test_one_failing_session_keeps_the_others(
     good_data = good.read_text()
     both.write_text(good_data + bad.read_text().split("sessions:\n", 1)[1])
     result = inv("session.start", "--manifest", str(both), state=registry.root)
-    assert result.returncode == 1
+    assert result.returncode == 2  # the missing image: the user builds it
     assert results(result.stdout).get("alpha") == "started"
     assert results(result.stdout).get("beta") == "failed"
     assert our_containers(registry) == ["filare-coder-alpha"]
@@ -112,19 +112,38 @@ def test_sigkill_at_any_point_leaves_only_what_prune_cleans(
     } <= {"stopped", "error"}
 
 
+@pytest.mark.parametrize("group", [False, True], ids=["process", "process-group"])
 def test_ctrl_c_removes_what_that_start_created_and_nothing_else(
-    registry: Registry, make_manifest: MakeManifest
+    registry: Registry, make_manifest: MakeManifest, group: bool
 ) -> None:
+    """A terminal's Ctrl-C reaches the process group (the launch script and `docker run` too);
+    `kill -INT` the orchestrator alone. Either way: `interrupted`, exit 130, nothing left half
+    started, and the records say interrupted (never `stale`, never Docker's `exit code -2`)."""
     keeper = make_manifest(ids=("keeper",), name="keeper.yml")
     assert inv("session.start", "--manifest", str(keeper), state=registry.root).returncode == 0
     manifest = make_manifest(ids=("s1", "s2", "s3", "s4", "s5"), name="many.yml")
     starter = start_process(manifest, registry, "--parallel", "1")
     wait_for_containers(registry, 2)
-    starter.send_signal(signal.SIGINT)
-    starter.communicate(timeout=60)
-    assert starter.returncode != 0
+    if group:
+        os.killpg(starter.pid, signal.SIGINT)
+    else:
+        starter.send_signal(signal.SIGINT)
+    _, err = starter.communicate(timeout=60)
+    assert starter.returncode == 130, err
+    assert err.strip().startswith("interrupted:"), err
+    assert "Traceback" not in err
     assert our_containers(registry) == ["filare-coder-keeper"]
     assert [p.parent.name for p in registry.ssh_dirs()] == ["keeper"]
+    mine = {s.session_id: s for s in registry.states() if s.session_id != "keeper"}
+    assert mine, "the sessions started before the Ctrl-C have records"
+    for state in mine.values():
+        assert state.status == "error" and state.error is not None, state
+        assert state.error.startswith("interrupted"), state.error
+    listed = json.loads(inv("session.list", "--json", "--all", state=registry.root).stdout)
+    assert {row["session"]: row["status"] for row in listed} == {
+        "keeper": "running",
+        **dict.fromkeys(mine, "error"),
+    }
 
 
 def test_container_gone_after_a_daemon_restart_is_seen_and_restarted(

@@ -137,14 +137,26 @@ def test_missing_image_names_the_task_that_builds_it(
     registry: Registry, make_manifest: MakeManifest
 ) -> None:
     manifest = make_manifest(ids=("alpha",), image="filare-codex:absent")
-    result = inv("session.start", "--manifest", str(manifest), state=registry.root)
-    assert result.returncode == 1
-    assert "filare-codex:absent" in result.stdout + result.stderr
-    assert "uv run inv codex.build" in result.stdout + result.stderr
+    hint = (
+        "image 'filare-codex:absent' not found: build it with 'uv run inv codex.build --tag "
+        "filare-codex:absent'"
+    )
+    # session.start and demo give one answer: bad input, exit code 2, the tag in the hint.
+    for command in ("session.start", "demo"):
+        result = inv(command, "--manifest", str(manifest), state=registry.root)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert hint in result.stdout, result.stdout
     assert our_containers(registry) == []
     assert registry.ssh_dirs() == []
     record = registry.read("coder", "alpha")
     assert record is not None and record.status == "error"
+    # The dashboard lists the failed start, in its rows and in what needs attention.
+    board = json.loads(inv("session.dashboard", "--json", state=registry.root).stdout)
+    assert [row["session"] for row in board["sessions"]] == ["alpha"]
+    assert [(f["session"], f["what"]) for f in board["failures"]] == [("alpha", "error")]
+    assert hint in board["failures"][0]["why"]
+    text = inv("session.dashboard", state=registry.root).stdout
+    assert "NEEDS ATTENTION" in text and "filare-codex:absent" in text
 
 
 def test_session_list_into_a_reader_that_went_away_ends_quietly(
@@ -161,3 +173,29 @@ def test_session_list_into_a_reader_that_went_away_ends_quietly(
         assert result.returncode == EXIT_BROKEN_PIPE, result.stderr
         assert result.stderr == ""
     stop_sessions(registry, session_ids=["piped"])
+
+
+def test_a_turn_on_the_smoke_image_is_refused_up_front(
+    registry: Registry, make_manifest: MakeManifest
+) -> None:
+    """The smoke image has no Codex: a send would end as `codex: not found`, exit 127."""
+    manifest = make_manifest(ids=("busy",))
+    assert inv("session.start", "--manifest", str(manifest), state=registry.root).returncode == 0
+    try:
+        result = inv("session.send", "--session", "busy", "--message", "hello", state=registry.root)
+        assert result.returncode == 2, result.stdout + result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: session 'busy' runs the smoke image filare-codex:")
+        assert "has no Codex" in line
+        inbox = registry.session_dir("coder", "busy") / "inbox"
+        assert not inbox.exists() or list(inbox.iterdir()) == []
+        # No turn yet: the log says so. A dry run of a running session says it runs.
+        log = inv("session.log", "--session", "busy", state=registry.root)
+        assert log.returncode == 0 and log.stdout.startswith("busy: no turns yet;"), log.stdout
+        dry = inv("session.start", "--manifest", str(manifest), "--dry-run", state=registry.root)
+        assert dry.returncode == 0, dry.stderr
+        assert dry.stdout == (
+            "# busy: already running (filare-coder-busy): a start keeps it, runs nothing\n"
+        )
+    finally:
+        inv("session.stop", "--session", "busy", "--timeout", "1", state=registry.root)

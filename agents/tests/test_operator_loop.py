@@ -147,6 +147,17 @@ def test_an_agent_asks_and_the_answer_comes_back_in_its_conversation(
         code, out, err = task(registry, *answer, "--reply", "Yes, push to main")
         assert code == 0, err
         assert "already delivered in turn 0002" in out
+        code, _, err = task(registry, *answer[:-1], "rejected")
+        decided_at = as_json(registry, "feedback.list")[0]["decided_at"]
+        assert code == 2 and err.strip() == (
+            f"error: question {question['id']!r} was already answered: approved at "
+            f"{decided_at}, delivered in turn 0002 of asker"
+        )
+        code, _, err = task(
+            registry, "feedback.add", "--session", "asker", "--reason", "x", "--severity", "urgent"
+        )
+        assert code == 2
+        assert err.strip() == "error: --severity must be info, warn or block, not 'urgent'"
         assert len(fake.requests) == requests
         (answered,) = as_json(registry, "feedback.list")
         assert (answered["decision"], answered["reply"]) == ("approved", "Yes, push to main")

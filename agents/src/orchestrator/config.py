@@ -36,6 +36,7 @@ from pydantic import (
     field_validator,
 )
 
+from orchestrator import hostpaths
 from orchestrator.errors import ManifestError, did_you_mean
 from orchestrator.spec import (
     MAX_NAME_LENGTH,
@@ -436,16 +437,24 @@ def _load(manifest: Path, data: bytes) -> tuple[list[AgentSessionConfig], bool]:
     defaults, entries = _split_shapes(manifest, raw)
     merged = [_merged(defaults, entry) for entry in entries]
     sessions: list[AgentSessionConfig] = []
+    # Every session whose fields are good enough to compare and to check its files, with its
+    # position: one run reports the fields, the duplicate ids and (the caller's) file problems.
+    checkable: list[tuple[int, AgentSessionConfig]] = []
     problems = _engine_problems(manifest, defaults, entries)
     for index, fields in enumerate(merged, 1):
         try:
-            sessions.append(_build_session(manifest, index, fields))
+            session = _build_session(manifest, index, fields)
         except ManifestError as exc:
             problems += exc.problems
-    if not problems:
-        problems = _uniqueness_problems(manifest, sessions)
+            checkable += [(index, repaired) for repaired in exc.checkable]
+        else:
+            sessions.append(session)
+            checkable.append((index, session))
+    problems += _uniqueness_problems(manifest, checkable)
     if problems:
-        raise ManifestError(*problems)
+        error = ManifestError(*problems)
+        error.checkable = [session.to_spec() for _, session in checkable]
+        raise error
     cacheable = not any(
         _names_other_home(fields.get(name)) for fields in merged for name in _PATH_FIELDS
     )
@@ -580,13 +589,28 @@ def _build_session(manifest: Path, index: int, data: dict[str, Any]) -> AgentSes
     if "mounts" in data:
         data["mounts"] = _resolved_mounts(manifest.parent, data["mounts"])
     data["manifest_path"] = manifest
+    repaired: list[AgentSessionConfig] = []
     try:
         session = AgentSessionConfig.model_validate(data)
     except ValidationError as exc:
+        if not problems:
+            repaired = _without_bad_fields(data, exc)
         problems += [f"{manifest}: {label}: {problem}" for problem in _problems(exc)]
     if problems:
-        raise ManifestError(*problems)
+        error = ManifestError(*problems)
+        error.checkable = repaired
+        raise error
     return session
+
+
+def _without_bad_fields(data: dict[str, Any], exc: ValidationError) -> list[AgentSessionConfig]:
+    """The session without the fields that failed (a misspelt one, a bad size), when what is
+    left still makes a session: its files can then be checked in the same run."""
+    bad = {error["loc"][0] for error in exc.errors(include_url=False) if error["loc"]}
+    try:
+        return [AgentSessionConfig.model_validate({k: v for k, v in data.items() if k not in bad})]
+    except ValidationError:
+        return []
 
 
 def _resolved_mounts(base: Path, value: Any) -> Any:
@@ -662,29 +686,43 @@ def _problems(exc: ValidationError) -> list[str]:
     return lines
 
 
-def _uniqueness_problems(manifest: Path, sessions: Sequence[AgentSessionConfig]) -> list[str]:
-    """Duplicate ids, ids differing only in case, and workspaces shared without consent."""
+def _uniqueness_problems(
+    manifest: Path, numbered: Sequence[tuple[int, AgentSessionConfig]]
+) -> list[str]:
+    """Duplicate ids, ids differing only in case, and workspaces shared without consent; a
+    duplicate names the entries by position (`#1`, counted from 1), since their ids are one."""
     problems: list[str] = []
-    seen: dict[str, AgentSessionConfig] = {}
-    for session in sessions:
-        other = seen.setdefault(session.id.casefold(), session)
+    seen: dict[str, tuple[int, AgentSessionConfig]] = {}
+    duplicates: set[int] = set()
+    for index, session in numbered:
+        first, other = seen.setdefault(session.id.casefold(), (index, session))
         if other is session:
             continue
+        duplicates.add(index)
         if other.id == session.id:
-            problems.append(f"{manifest}: session {session.id!r}: field 'id': duplicate id")
+            problems.append(
+                f"{manifest}: session {session.id!r}: field 'id': duplicate id: sessions "
+                f"#{first} and #{index}"
+            )
         else:
             problems.append(
                 f"{manifest}: session {session.id!r}: field 'id': differs from session "
-                f"{other.id!r} only in case; its records would collide on a file system that "
-                "ignores case"
+                f"{other.id!r} only in case (sessions #{first} and #{index}); its records would "
+                "collide on a file system that ignores case"
             )
     by_workspace: dict[Path, AgentSessionConfig] = {}
-    for session in sessions:
+    for index, session in numbered:
+        if index in duplicates:
+            continue
         other = by_workspace.setdefault(session.workspace, session)
         if other is not session and not (other.shared_workspace and session.shared_workspace):
+            # Consent is advice only where it is enough: `/tmp` is refused with its own line.
+            refused = hostpaths.unsafe_reason(
+                hostpaths.resolved(session.workspace), not_covered={}, private={}
+            )
+            advice = "" if refused else "; set 'shared_workspace: true' on both to allow it"
             problems.append(
                 f"{manifest}: session {session.id!r}: field 'workspace': {session.workspace} is "
-                f"also the workspace of session {other.id!r}; set 'shared_workspace: true' on "
-                "both to allow it"
+                f"also the workspace of session {other.id!r}{advice}"
             )
     return problems

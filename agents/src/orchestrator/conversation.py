@@ -48,7 +48,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator import engine, limits, transcript
@@ -214,6 +214,7 @@ def send_each(
         _check_timeout(wait)
     views = _running_views(registry, list(messages))
     for view in views:
+        _check_has_codex(view)
         _check_idle(registry, view)
         _check_budget(registry, view)
 
@@ -270,7 +271,19 @@ def _running_views(registry: Registry, session_ids: Sequence[str]) -> list[Sessi
 def check_ready(registry: Registry, session_id: str) -> None:
     """Refuse (bad input) unless the session runs and has no turn working."""
     (view,) = _running_views(registry, [session_id])
+    _check_has_codex(view)
     _check_idle(registry, view)
+
+
+def _check_has_codex(view: SessionView) -> None:
+    """The smoke image (busybox, for the lifecycle) has no Codex: a turn there could only fail
+    with `codex: not found`, so it is refused before anything is sent."""
+    labels = view.container.labels if view.container is not None else {}
+    if labels.get("org.filare.image.kind") == "smoke":
+        raise InputError(
+            f"session {view.session_id!r} runs the smoke image {view.image}, which has no Codex "
+            "to take a turn; give it the Codex image (see 'uv run inv demo --codex')"
+        )
 
 
 def turn_of_question(registry: Registry, role: str, session_id: str, question: str) -> str | None:
@@ -632,14 +645,30 @@ def agent_json(registry: Registry, view: SessionView) -> dict[str, object]:
         skipped += reader.skipped
         if last:
             break
-    since = latest.end.ended_at if latest.end else None
+    since = moment(latest.end.ended_at) if latest.end else None
     if latest.status == "working":
-        agent = _agent("working", latest.record.started_at.isoformat(), None, done, last, skipped)
+        agent = _agent("working", moment(latest.record.started_at), None, done, last, skipped)
     else:
         state = "idle" if latest.status == "completed" else latest.status
         agent = _agent(state, since, latest.reason, done, last, skipped)
     working = latest.record.number if latest.status == "working" else None
     return agent | limits.agent_fields(agent, folder, transcripts, working)
+
+
+def moment(value: datetime | str | None) -> str | None:
+    """One format for every time a transcript or a listing shows, whoever wrote it (the host
+    records microseconds and `+00:00`, the container's daemon `Z`): ISO 8601 in UTC, to the
+    second. A text that is not a time (the container's files are untrusted) is None."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _agent(
@@ -841,7 +870,7 @@ def turn_events(
     session, record = view.session_id, shown.record
     if not shown.started:
         shown.started = True
-        opening = {"message": _message(registry, view, record), "at": record.started_at.isoformat()}
+        opening = {"message": _message(registry, view, record), "at": moment(record.started_at)}
         yield TranscriptEvent(session, record.number, "turn_started", opening)
     if shown.ended:
         return
@@ -859,7 +888,7 @@ def turn_events(
     shown.ended = True
     if shown.closing:
         return
-    at = status.end.ended_at if status.end else None
+    at = moment(status.end.ended_at) if status.end else None
     fields: dict[str, object]
     if status.status == "interrupted":
         fields = {"message": status.reason or "", "at": at}

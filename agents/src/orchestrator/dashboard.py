@@ -37,6 +37,7 @@ class Fleet:
     hidden: int
     questions: list[Prompt]
     foreign: list[str]
+    hidden_what: str = "stopped or failed"
     # Engines that did not answer (context -> what they answered with).
     unreachable: dict[str, str] = field(default_factory=dict)
 
@@ -70,18 +71,24 @@ class Fleet:
         }
 
 
-def fleet(registry: Registry, *, include_ended: bool = False) -> Fleet:
-    """The fleet as `session.list` and `session.dashboard` show it."""
+def fleet(registry: Registry, *, include_ended: bool = False, failed_starts: bool = False) -> Fleet:
+    """The fleet as `session.list` and `session.dashboard` show it.
+
+    `failed_starts`: keep sessions whose last start failed, as the dashboard does (a failed
+    start needs attention), and hide only stopped ones unless `include_ended`.
+    """
     surveyed = survey(registry)
     records = [view.state for view in surveyed.sessions if view.state is not None]
     questions = feedback.pending_questions(registry, records)
     waiting: dict[str, list[Prompt]] = {}
     for prompt in questions:
         waiting.setdefault(prompt.session_id, []).append(prompt)
-    shown = [v for v in surveyed.sessions if include_ended or v.status not in ENDED]
+    hide = ENDED - {"error"} if failed_starts else ENDED
+    shown = [v for v in surveyed.sessions if include_ended or v.status not in hide]
     views = [_with_agent(registry, view, waiting.get(view.session_id, [])) for view in shown]
+    hidden_what = "stopped" if failed_starts else "stopped or failed"
     hidden = len(surveyed.sessions) - len(shown)
-    return Fleet(views, hidden, questions, surveyed.foreign, surveyed.unreachable)
+    return Fleet(views, hidden, questions, surveyed.foreign, hidden_what, surveyed.unreachable)
 
 
 def _with_agent(registry: Registry, view: SessionView, questions: Sequence[Prompt]) -> SessionView:
@@ -128,7 +135,8 @@ def render(snapshot: Fleet) -> str:
     header = ("SESSION", "ROLE", "BRANCH", "STATUS", "AGENT", "AGE", "QUESTIONS", "LAST MESSAGE")
     parts = [table(header, rows) if rows else "no sessions"]
     if snapshot.hidden:
-        parts.append(f"({snapshot.hidden} stopped or failed sessions hidden)")
+        plural = "s" if snapshot.hidden != 1 else ""
+        parts.append(f"({snapshot.hidden} {snapshot.hidden_what} session{plural} hidden: --all)")
     if snapshot.questions:
         questions = [
             (

@@ -36,6 +36,8 @@ _LIST_LABELS = (
     "filare.workspace",
     "filare.manifest",
     "filare.engine",
+    # An image label, which containers carry: the smoke image says it has no Codex.
+    "org.filare.image.kind",
 )
 # What the docker CLI reads to pick an engine; a call naming its context takes them out.
 _ENGINE_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT")

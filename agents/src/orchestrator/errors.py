@@ -6,7 +6,8 @@ started or written), 1 for a fault found while acting (engine, files).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class OrchestratorError(Exception):
@@ -29,7 +30,13 @@ class InputError(OrchestratorError):
 
 
 class ManifestError(InputError):
-    """A manifest, or a file it names, that cannot be used; names the file, session and field."""
+    """A manifest, or a file it names, that cannot be used; names the file, session and field.
+
+    `checkable`: the sessions (`SessionSpec`s) whose fields were good enough to check the files
+    they name, so that one run reports those problems too.
+    """
+
+    checkable: Sequence[Any] = ()
 
 
 class CatalogError(InputError):

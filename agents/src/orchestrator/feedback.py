@@ -222,14 +222,19 @@ def answer(registry: Registry, question_id: str, decision: str, reply: str | Non
             where = queue_path(registry)
             raise InputError(f"no question with id {question_id!r} in {where}{hint}")
         prompt = prompts[index]
-        if not prompt.pending and (prompt.decision, prompt.reply) != (decision, reply):
-            raise InputError(
-                f"question {question_id!r} was already answered: {prompt.decision} at "
-                f"{prompt.decided_at}"
-            )
         delivered = conversation.turn_of_question(
             registry, prompt.role, prompt.session_id, prompt.id
         )
+        if not prompt.pending and (prompt.decision, prompt.reply) != (decision, reply):
+            carried = (
+                f"delivered in turn {delivered} of {prompt.session_id}"
+                if delivered is not None
+                else "not delivered yet (answer it the same way to deliver it)"
+            )
+            raise InputError(
+                f"question {question_id!r} was already answered: {prompt.decision} at "
+                f"{prompt.decided_at}, {carried}"
+            )
         if delivered is not None:
             return Answered(prompt, delivered, already_delivered=True)
         conversation.check_ready(registry, prompt.session_id)
@@ -319,21 +324,23 @@ def _remove_question_file(registry: Registry, state: SessionState, file_id: str)
 
 
 def _validated(state: SessionState, data: dict[str, Any], where: str) -> Prompt:
+    def named(name: str) -> str:
+        # A question added by hand came from options: name the option a user typed.
+        return f"{where}: {name}" if where else f"--{name.replace('_', '-')}"
+
     def text(name: str, *, required: bool = False) -> str:
         value = data.get(name)
         if value is None or value == "":
             if required:
-                raise InputError(f"{where or 'the question'}: {name} is missing")
+                raise InputError(f"{named(name)} is missing")
             return ""
         if not isinstance(value, str) or len(value) > MAX_TEXT:
-            raise InputError(
-                f"{where or 'the question'}: {name} must be text of at most {MAX_TEXT} characters"
-            )
+            raise InputError(f"{named(name)} must be text of at most {MAX_TEXT} characters")
         return value
 
     severity = text("severity") or "info"
     if severity not in SEVERITIES:
-        raise InputError(f"{where or 'the question'}: severity must be info, warn or block")
+        raise InputError(f"{named('severity')} must be info, warn or block, not {severity!r}")
     return Prompt(
         id=str(data["id"]),
         session_id=state.session_id,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,12 +238,38 @@ def build_image(
             on_engine=on_engine,
         )
         result = run_streaming(
-            argv, timeout=BUILD_TIMEOUT, what="docker build", install_hint=engine.INSTALL_HINT
+            argv,
+            timeout=BUILD_TIMEOUT,
+            what="docker build",
+            install_hint=engine.INSTALL_HINT,
+            echo=without_legacy_banner(),
         )
     if not result.ok:
         reason = tls_failure_hint(result.tail) or "see the output above"
         raise EngineError(f"docker build of {dockerfile.name} as {tag} failed: {reason}")
     return inspect_image(tag) if on_engine is None else inspect_image(tag, on_engine=on_engine)
+
+
+_LEGACY_BANNER = "DEPRECATED: The legacy builder is deprecated"
+
+
+def without_legacy_banner(echo: Callable[[str], None] | None = None) -> Callable[[str], None]:
+    """Docker's output, less the banner it prints when BuildKit (buildx) is not installed: the
+    build works either way, and the banner reads like a failure to a newcomer. It runs from its
+    first line to the blank line after it."""
+    write = echo or (lambda line: print(line, flush=True))
+    in_banner = False
+
+    def line(text: str) -> None:
+        nonlocal in_banner
+        if text.startswith(_LEGACY_BANNER):
+            in_banner = True
+        elif in_banner and not text.strip():
+            in_banner = False
+        elif not in_banner:
+            write(text)
+
+    return line
 
 
 def inspect_image(tag: str, *, on_engine: str | None = None) -> BuiltImage:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator import egress, engine, hostpaths, limits, session_folders, skills
-from orchestrator.errors import EngineError, InputError, OrchestratorError
+from orchestrator.errors import EngineError, InputError, ManifestError, OrchestratorError
 from orchestrator.plan import (
     SESSION_NETWORK,
     SHARED_WORKSPACE_LABEL,
@@ -28,7 +29,7 @@ from orchestrator.plan import (
     session_filters,
     tool_checkout,
 )
-from orchestrator.preflight import check_inputs
+from orchestrator.preflight import check_inputs, input_problems
 from orchestrator.registry import Registry, SessionState, now
 from orchestrator.spec import SessionSpec
 
@@ -111,6 +112,7 @@ def start_sessions(
                     outcome = future.result()
                     if outcome.state is not None and not outcome.already_running:
                         _undo(registry, outcome.session)
+                        _record_interrupted(registry, outcome.session)
             raise
 
 
@@ -212,16 +214,52 @@ def copy_progress(
     return report
 
 
+def _record_interrupted(registry: Registry, session: SessionSpec) -> None:
+    """A start this call made, undone because the call was interrupted: the record says so,
+    never `running` for a container that is gone (which would show as `stale`)."""
+    with registry.lock(session.role, session.id):
+        state = registry.read(session.role, session.id)
+        if state is not None:
+            registry.write(state.replace(status="error", error=INTERRUPTED))
+
+
 def _refuse(session: SessionSpec, registry: Registry, reason: str) -> StartOutcome:
     """A session that cannot start (its image is missing, no engine takes it): recorded as
-    failed, nothing seeded."""
-    error = EngineError(f"session {session.id!r}: {reason}")
+    failed, nothing seeded. The user builds the image or makes room: bad input, exit code 2,
+    as `demo` says it too."""
+    error = InputError(f"session {session.id!r}: {reason}")
     with registry.lock(session.role, session.id):
         previous = registry.read(session.role, session.id)
         if previous is None or previous.status not in {"running", "starting"}:
             plan = _SeedContext(registry, (), ()).plan(session)
             registry.write(_new_state(plan, previous).replace(status="error", error=str(error)))
     return StartOutcome(session, error=error)
+
+
+def load_checked(
+    manifest: Path, registry: Registry, *, cache_dir: Path | None = None
+) -> list[SessionSpec]:
+    """A manifest's sessions. When its fields are wrong, the files and folders of the sessions
+    that could be read are checked as well, so one run names every problem of the manifest."""
+    from orchestrator.manifest import load_manifest
+
+    try:
+        return load_manifest(manifest, cache_dir=cache_dir)
+    except ManifestError as exc:
+        if not exc.checkable:
+            raise
+        extra = input_problems(exc.checkable, registry_root=registry.root, shared_workspaces=False)
+        raise ManifestError(*exc.problems, *extra) from None
+
+
+# What the record of a start cut short by Ctrl-C says.
+INTERRUPTED = "interrupted: the start was cut short (Ctrl-C); start it again"
+
+
+class StartInterrupted(OrchestratorError):
+    """The launch script was ended by SIGINT (a Ctrl-C at the terminal)."""
+
+    exit_code = 130
 
 
 def check_start(
@@ -273,6 +311,20 @@ def dry_run(
         session = placed[0]
     plan = context.plan(session, dry_run=True)
     return _run_script(plan, timeout=engine.DEFAULT_TIMEOUT).strip()
+
+
+def running_container(session: SessionSpec, registry: Registry) -> engine.Container | None:
+    """The session's container when its record says it runs and it does: a start would keep it
+    and run nothing. Asks the engine only for a session recorded as running; an engine that
+    cannot answer is no container (a dry run needs no engine)."""
+    record = registry.read(session.role, session.id)
+    if record is None or record.status not in {"running", "starting"}:
+        return None
+    try:
+        containers = _session_containers(registry, session.role, session.id)
+    except EngineError:
+        return None
+    return next((c for c in containers if c.running), None)
 
 
 @dataclass(frozen=True)
@@ -391,7 +443,10 @@ def _launch(
                 error = OrchestratorError(f"session {session.id!r}: {_folder_fault(exc)}")
                 registry.write(state.replace(status="error", error=str(error)))
                 raise error from None
-            reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
+            if isinstance(exc, StartInterrupted | KeyboardInterrupt):
+                reason = INTERRUPTED
+            else:
+                reason = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
             registry.write(state.replace(status="error", error=reason))
             raise
         if isinstance(container, engine.Container):
@@ -620,6 +675,9 @@ def _run_script_warnings(
 
 
 def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError:
+    if code in (-signal.SIGINT, 128 + signal.SIGINT):
+        # Ctrl-C reaches the whole process group: the launch script and its `docker run` too.
+        return StartInterrupted(f"session {plan.session.id!r}: {INTERRUPTED}")
     lines = [
         line.strip()
         for line in stderr.splitlines()

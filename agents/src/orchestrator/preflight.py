@@ -35,6 +35,21 @@ _PRIVATE_HOME_FOLDERS |= {".docker": "your Docker settings", ".aws": "your AWS s
 
 def check_inputs(sessions: Iterable[SessionSpec], *, registry_root: Path | None = None) -> None:
     """Raise one `ManifestError` naming every problem of the sessions' files and folders."""
+    problems = input_problems(sessions, registry_root=registry_root)
+    if problems:
+        raise ManifestError(*problems)
+
+
+def input_problems(
+    sessions: Iterable[SessionSpec],
+    *,
+    registry_root: Path | None = None,
+    shared_workspaces: bool = True,
+) -> list[str]:
+    """Every problem of the sessions' files and folders, one line each.
+
+    `shared_workspaces=False` leaves out workspaces shared without consent, for a caller that
+    has its manifest's own line about them already."""
     sessions = list(sessions)
     problems: list[str] = []
     for session in sessions:
@@ -47,9 +62,9 @@ def check_inputs(sessions: Iterable[SessionSpec], *, registry_root: Path | None 
             problems += _file_problems(session, "known_hosts", session.known_hosts)
         problems += _folder_problems(session, registry_root)
         problems += _user_problems(session)
-    problems += _shared_workspace_problems(sessions)
-    if problems:
-        raise ManifestError(*problems)
+    if shared_workspaces:
+        problems += _shared_workspace_problems(sessions, registry_root)
+    return problems
 
 
 def env_file_problems(path: Path) -> list[str]:
@@ -233,9 +248,13 @@ def _user_problems(session: SessionSpec) -> list[str]:
     return []
 
 
-def _shared_workspace_problems(sessions: Sequence[SessionSpec]) -> list[str]:
+def _shared_workspace_problems(
+    sessions: Sequence[SessionSpec], registry_root: Path | None = None
+) -> list[str]:
     """Two sessions on one folder, reached by different paths (a link, `..`), or one in a folder
-    inside the other's, need consent too: either agent can write what the other runs."""
+    inside the other's, need consent too: either agent can write what the other runs. Consent
+    is advised only where it would be enough: a folder refused anyway (`/tmp`) has its own
+    line saying why."""
     seen: list[tuple[Path, SessionSpec]] = []
     problems = []
     for session in sessions:
@@ -251,12 +270,15 @@ def _shared_workspace_problems(sessions: Sequence[SessionSpec]) -> list[str]:
                 how = "lies inside"
             else:
                 how = "holds"
+            not_covered, private = _protected(session, registry_root)
+            refused = hostpaths.unsafe_reason(folder, not_covered=not_covered, private=private)
+            advice = "" if refused else "; set 'shared_workspace: true' on both to allow it"
             problems.append(
                 _line(
                     session,
                     "workspace",
                     f"{session.workspace} {how} session {other.id!r}'s workspace "
-                    f"{other.workspace}; set 'shared_workspace: true' on both to allow it",
+                    f"{other.workspace}{advice}",
                 )
             )
             break
@@ -282,3 +304,67 @@ def _creatable(path: Path) -> bool:
 
 def _line(session: SessionSpec, field: str, message: str) -> str:
     return f"{session.manifest_path}: session {session.id!r}: field {field!r}: {message}"
+
+
+# Variables Codex 0.171.0 takes an OpenAI API key from, when no login is in its home.
+_API_KEY_VARIABLES = ("OPENAI_API_KEY", "CODEX_API_KEY")
+
+
+def login_warnings(sessions: Iterable[SessionSpec]) -> list[str]:
+    """One warning naming every session whose Codex could not authenticate: no `auth.json` in
+    its `codex_dir` (what `codex login` writes) and no API key in its env file (an OpenAI key,
+    or the variable its `config.toml`'s model provider reads). Only names are read from env
+    files, never values. Sessions on the smoke image, which has no Codex, need neither."""
+    from orchestrator.engine import SMOKE_IMAGE
+
+    without = [
+        session
+        for session in sessions
+        if session.image != SMOKE_IMAGE
+        and not (session.codex_dir / "auth.json").is_file()
+        and not set(_key_variables(session.codex_dir)) & _env_names(session.env_file)
+    ]
+    if not without:
+        return []
+    names = ", ".join(repr(session.id) for session in without[:3])
+    if len(without) > 3:
+        names += f" and {len(without) - 3} more"
+    first = without[0]
+    return [
+        f"warning: session{'s' if len(without) > 1 else ''} {names}: no Codex login "
+        f"({first.codex_dir / 'auth.json'}) and no OPENAI_API_KEY in {first.env_file}"
+        f"{' (and the others)' if len(without) > 1 else ''}: turns will fail to "
+        "authenticate; run 'codex login', or add OPENAI_API_KEY to the env file "
+        "('uv run inv demo --codex' shows a turn with no account)"
+    ]
+
+
+def _key_variables(codex_dir: Path) -> tuple[str, ...]:
+    """The variables that give this Codex home's model provider its key."""
+    import tomllib
+
+    try:
+        config = tomllib.loads((codex_dir / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return _API_KEY_VARIABLES
+    provider = config.get("model_provider")
+    providers = config.get("model_providers")
+    if isinstance(provider, str) and isinstance(providers, dict):
+        entry = providers.get(provider)
+        if isinstance(entry, dict) and isinstance(entry.get("env_key"), str):
+            return (entry["env_key"],)
+    return _API_KEY_VARIABLES
+
+
+def _env_names(env_file: Path) -> set[str]:
+    """The variable names an env file sets (Docker's rules), values unread."""
+    try:
+        data = env_file.read_bytes()
+    except OSError:
+        return set()
+    names = set()
+    for raw in data.split(b"\n"):
+        text = raw.decode("utf-8", "replace").strip().removeprefix("\ufeff")
+        if text and not text.startswith("#"):
+            names.add(text.split("=", 1)[0].strip())
+    return names

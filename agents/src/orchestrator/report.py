@@ -128,13 +128,15 @@ def sessions_table(views: Sequence[SessionView], *, hidden: int = 0) -> str:
 
 
 def agent_cell(agent: dict[str, object]) -> str:
-    """`working 2m`, `idle`, `failed`…: what the session's agent does, in a few characters;
-    `(bad transcript)` after it when lines of its newest transcripts are no events."""
+    """`working 2m`, `idle`, `failed`, `none`…: what the session's agent does, in a few
+    characters, named as `--json`'s `agent` names it (the reason, turns and last message are in
+    `--json` and on the dashboard); `(bad transcript)` after it when lines of its newest
+    transcripts are no events."""
     denied = agent.get("egress_denied")
     note = f", {denied} denied" if isinstance(denied, int) and denied else ""
     state = agent.get("agent")
     if not state or state == "none":
-        return "-" + note
+        return "none" + note
     since = agent.get("agent_since")
     cell = str(state)
     if state == "working" and isinstance(since, str):

@@ -15,6 +15,8 @@ from orchestrator.launch import (
     check_start,
     dry_run,
     launch_container,
+    load_checked,
+    running_container,
     start_sessions,
 )
 from orchestrator.listing import SessionView, list_sessions, reconcile, survey
@@ -46,9 +48,11 @@ __all__ = [
     "launch_container",
     "launch_script",
     "list_sessions",
+    "load_checked",
     "prune",
     "reconcile",
     "resolved_session",
+    "running_container",
     "start_sessions",
     "stop_report",
     "stop_sessions",

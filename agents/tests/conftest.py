@@ -81,6 +81,26 @@ def test_engine_smoke_image(test_engine: OwnEngine, smoke_image: str) -> str:
     return smoke_image
 
 
+# The smoke image under a kind of its own: the tool refuses a turn on the smoke image (it has
+# no Codex), while tests of the host's side of a turn (its record, its transcript folder, the
+# inbox) need one recorded; on this image its runner then fails at `codex`, as they expect.
+TURNS_SMOKE_TAG = "filare-codex:smoke-turns"
+
+
+@pytest.fixture(scope="session")
+def turn_smoke_image(smoke_image: str) -> str:
+    build = subprocess.run(
+        ["docker", "build", "--quiet", "--tag", TURNS_SMOKE_TAG, "-"],
+        input=f"FROM {smoke_image}\nLABEL org.filare.image.kind=turn-test\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    return TURNS_SMOKE_TAG
+
+
 @pytest.fixture
 def registry(tmp_path: Path, docker_engine: None) -> Iterator[Registry]:
     registry = Registry(tmp_path / "state")

@@ -31,7 +31,8 @@ def test_daemon_restart_under_running_sessions(
         result = inv(*args, state=registry.root, DOCKER_HOST=test_engine.host)
         return result.returncode, result.stdout, result.stderr
 
-    manifest = make_manifest(ids=("alpha", "beta"))
+    # Open egress: the proxy's image is the machine engine's, not this one's.
+    manifest = make_manifest(ids=("alpha", "beta"), egress="open")
     code, _, err = task("session.start", "--manifest", str(manifest))
     assert code == 0, err
     # On the test engine only: DOCKER_HOST reached every docker call, `docker run` included.

@@ -189,7 +189,8 @@ def test_pool_placement_by_room_and_fewest_live_sessions(
         "sleep", "600",
     )  # fmt: skip
     result = inv("session.start", "--manifest", str(manifest), state=registry.root)
-    assert result.returncode == 1, result.stdout + result.stderr
+    # No room for s4: bad input (the pool's sizes), as a missing image is.
+    assert result.returncode == 2, result.stdout + result.stderr
     # s1 to the emptier third engine, which is then full; s2 and s3 fill the second.
     assert third.names(registry, running=True) == ["filare-coder-s1"]
     assert second.names(registry, running=True) == ["filare-coder-s2", "filare-coder-s3"]
@@ -251,7 +252,7 @@ def test_an_image_the_engine_lacks_is_copied_there_with_progress_or_refused(
     data["defaults"]["image"] = "filare-codex:nowhere"
     missing.write_text(yaml.safe_dump(data, sort_keys=False))
     refused = inv("session.start", "--manifest", str(missing), state=registry.root)
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert (
         f"image 'filare-codex:nowhere' not found on engine {empty.context!r}: build it with "
         f"'uv run inv codex.build --tag filare-codex:nowhere --engine {empty.context}'"
@@ -285,9 +286,9 @@ def test_codex_build_builds_on_the_engine_named(empty: NamedEngine) -> None:
 
 
 def test_turns_and_questions_go_through_the_sessions_own_engine(
-    registry: Registry, make_manifest: MakeManifest, second: NamedEngine
+    registry: Registry, make_manifest: MakeManifest, second: NamedEngine, turn_smoke_image: str
 ) -> None:
-    manifest = make_manifest(("alpha",), engine=second.context)
+    manifest = make_manifest(("alpha",), engine=second.context, image=turn_smoke_image)
     assert inv("session.start", "--manifest", str(manifest), state=registry.root).returncode == 0
     try:
         second.engine.docker(

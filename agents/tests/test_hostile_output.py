@@ -67,10 +67,10 @@ def shown_ok(registry: Registry, *args: str) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture
-def fleet(registry: Registry, make_manifest: MakeManifest) -> Path:
+def fleet(registry: Registry, make_manifest: MakeManifest, turn_smoke_image: str) -> Path:
     """Two running sessions, each with one turn the host started (it fails at once on the smoke
     image, which has no Codex: what matters is the turn's record and transcript folder)."""
-    manifest = make_manifest(ids=FLEET, name="hostile.yml")
+    manifest = make_manifest(ids=FLEET, name="hostile.yml", image=turn_smoke_image)
     started = run(registry, "session.start", "--manifest", str(manifest))
     assert started.returncode == 0, started.stdout + started.stderr
     sent = run(registry, "session.send", *session_args(FLEET), "--message", "hello")

@@ -248,6 +248,10 @@ def test_sessions_come_back_after_a_daemon_restart_and_continue_their_conversati
     """On the tests' own engine, which the test restarts (never the machine's); its Codex
     reaches the fake model on this machine at `host.docker.internal`, as on any engine."""
     on = {"DOCKER_HOST": test_engine.host}
+    # Open egress: the egress proxy's image is the machine engine's, not this one's.
+    data = yaml.safe_load(codex_manifest.read_text())
+    data["defaults"]["egress"] = "open"
+    codex_manifest.write_text(yaml.safe_dump(data))
     assert task(registry, "session.start", "--manifest", str(codex_manifest), **on)[0] == 0
     try:
         fake.enqueue(message("first answer"), message("first answer"))

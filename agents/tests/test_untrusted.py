@@ -319,7 +319,8 @@ def test_the_registry_never_acts_on_what_it_did_not_write(
         other = [{"id": "x", "role": "planted"}]
         result = start(write_manifest(project, smoke_image, other, name="other.yml"), registry)
         assert result.returncode == 1, result.stdout + result.stderr
-        assert f"{registry.root / 'planted'}: refusing a link in the registry" in result.stdout
+        refusal = f"{registry.root / 'planted'}: refusing a link in the registry"
+        assert refusal in result.stdout + result.stderr
     listed = inv("session.list", state=registry.root)
     assert listed.returncode == 0, listed.stderr
     pruned = inv("session.prune", state=registry.root)

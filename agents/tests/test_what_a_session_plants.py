@@ -244,10 +244,10 @@ def agent_state(registry: Registry, session_id: str) -> dict[str, Any]:
 
 
 def test_a_forged_ready_file_never_wedges_the_sessions_turns(
-    registry: Registry, project: Path, smoke_image: str
+    registry: Registry, project: Path, turn_smoke_image: str
 ) -> None:
     (project / "outputs" / "codex-home").mkdir(parents=True)
-    manifest = write_manifest(project, smoke_image, [{"id": "forger"}])
+    manifest = write_manifest(project, turn_smoke_image, [{"id": "forger"}])
     ok(task(registry, "session.start", "--manifest", str(manifest)))
     name = "filare-coder-forger"
     forge_ready_file(name)

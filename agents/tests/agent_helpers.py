@@ -21,6 +21,7 @@ __all__ = [
     "inspect",
     "inv",
     "our_containers",
+    "remove_ours",
     "sh",
     "wait_until",
 ]
@@ -52,6 +53,18 @@ def our_containers(
     if host is not None:
         args = ["-H", host, *args]
     return sorted(docker(*args).split())
+
+
+def remove_ours(state: Path) -> None:
+    """Whatever a test's registry left on the engine: its containers, its egress proxy (which
+    outlives the sessions until `session.prune`) and its networks."""
+    leftovers = docker("ps", "-aq", "--filter", f"label=filare.registry={state}")
+    proxies = docker("ps", "-aq", "--filter", f"label=filare.egress-registry={state}")
+    if leftovers or proxies:
+        docker("rm", "-f", *leftovers.split(), *proxies.split())
+    networks = docker("network", "ls", "-q", "--filter", f"label=filare.registry={state}")
+    if networks:
+        docker("network", "rm", *networks.split())
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 90) -> None:

@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 import yaml
-from agent_helpers import CODEX_TEST_IMAGE, REPOSITORY, SMOKE_TAG, MakeManifest, docker, inv, sh
+from agent_helpers import (
+    CODEX_TEST_IMAGE,
+    REPOSITORY,
+    SMOKE_TAG,
+    MakeManifest,
+    inv,
+    remove_ours,
+    sh,
+)
 
 from filare_testing.engines import OwnEngine, claimed_engine
 from filare_testing.fake_model import FakeModel
@@ -105,13 +113,7 @@ def turn_smoke_image(smoke_image: str) -> str:
 def registry(tmp_path: Path, docker_engine: None) -> Iterator[Registry]:
     registry = Registry(tmp_path / "state")
     yield registry
-    leftovers = docker("ps", "-aq", "--filter", f"label=filare.registry={registry.root}")
-    proxies = docker("ps", "-aq", "--filter", f"label=filare.egress-registry={registry.root}")
-    if leftovers or proxies:
-        docker("rm", "-f", *leftovers.split(), *proxies.split())
-    networks = docker("network", "ls", "-q", "--filter", f"label=filare.registry={registry.root}")
-    if networks:
-        docker("network", "rm", *networks.split())
+    remove_ours(registry.root)
 
 
 @pytest.fixture

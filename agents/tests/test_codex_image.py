@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from agent_helpers import CODEX_TEST_IMAGE, docker, inv, sh
+from agent_helpers import CODEX_TEST_IMAGE, docker, inv, remove_ours, sh
 
 from conftest import BuiltCodexImage, explain
 
@@ -203,9 +203,7 @@ def session(
         yield Session(view["container_id"], root / "workspace", state, manifest)
     finally:
         inv("session.stop", "--session", SESSION_ID, state=state)
-        leftovers = docker("ps", "-aq", "--filter", f"label=filare.registry={state}")
-        if leftovers:
-            docker("rm", "-f", *leftovers.split())
+        remove_ours(state)
 
 
 def exec_in(session: Session, command: str) -> subprocess.CompletedProcess[str]:

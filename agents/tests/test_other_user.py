@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from agent_helpers import REPOSITORY, docker, inspect, sh
+from agent_helpers import REPOSITORY, docker, inspect, remove_ours, sh
 
 from filare_testing.commands import results
 
@@ -50,9 +50,7 @@ def stranger_files(project: Path, smoke_image: str) -> Iterator[Path]:
     try:
         yield base
     finally:
-        leftovers = docker("ps", "-aq", "--filter", f"label=filare.registry={base / 'state'}")
-        if leftovers:
-            docker("rm", "-f", *leftovers.split())
+        remove_ours(base / "state")
         shutil.rmtree(base, ignore_errors=True)
 
 

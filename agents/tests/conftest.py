@@ -8,8 +8,10 @@ ran. Each test gets its own registry folder, and containers are told apart by th
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +116,29 @@ def registry(tmp_path: Path, docker_engine: None) -> Iterator[Registry]:
     registry = Registry(tmp_path / "state")
     yield registry
     remove_ours(registry.root)
+
+
+@pytest.fixture
+def host_listener() -> Iterator[int]:
+    """A TCP port bound on 0.0.0.0 of the host, answering `host` to whoever connects: what
+    a session must (or must not) reach of this machine."""
+    server = socket.create_server(("0.0.0.0", 0))  # noqa: S104 - on every address a session might try
+    server.settimeout(60)
+
+    def answer() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.sendall(b"host\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    server.close()
+    thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -63,28 +61,6 @@ def internet(smoke_image: str) -> Iterator[Internet]:
         for endpoint in attached:
             docker("network", "disconnect", "--force", network, endpoint, check=False)
         docker("network", "rm", network)
-
-
-@pytest.fixture
-def host_listener() -> Iterator[int]:
-    """A TCP port bound on 0.0.0.0 of the host, answering `host` to whoever connects."""
-    server = socket.create_server(("0.0.0.0", 0))  # noqa: S104 - the test must prove it unreachable
-    server.settimeout(60)
-
-    def answer() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                return
-            with connection:
-                connection.sendall(b"host\n")
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    server.close()
-    thread.join(timeout=5)
 
 
 def started(manifest: Path, registry: Registry) -> None:

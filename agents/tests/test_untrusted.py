@@ -14,8 +14,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -602,27 +600,6 @@ def test_a_start_that_fails_leaves_nothing_behind(
         assert "contains a NUL byte" in line or "is a link to nothing" in line
         assert "before" not in result.stderr or case != "nul-in-env"
         assert list(registry.root.rglob("state.json")) == []
-
-
-@pytest.fixture
-def host_listener() -> Iterator[int]:
-    """A TCP port on the host that answers `host` to whoever connects."""
-    server = socket.create_server(("0.0.0.0", 0))  # noqa: S104 - containers must reach it
-    server.settimeout(30)
-
-    def answer() -> None:
-        try:
-            connection, _ = server.accept()
-        except OSError:
-            return
-        with connection:
-            connection.sendall(b"host\n")
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    server.close()
-    thread.join(timeout=5)
 
 
 def test_a_session_reaches_the_host_but_no_sibling_and_has_a_pids_limit(

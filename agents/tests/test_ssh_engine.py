@@ -68,11 +68,18 @@ def test_the_context_is_the_tests_own_and_needs_the_tests_ssh_setup(
 
 
 def test_context_hosts_reports_the_ssh_endpoint(ssh_environment: SshEngine) -> None:
-    hosts = engine.context_hosts([ssh_environment.context])
-    assert hosts == {ssh_environment.context: f"ssh://root@{ssh_environment.engine.engine_address}"}
-    assert not engine.shares_files(hosts[ssh_environment.context])
+    ssh = ssh_environment
+    socket_context = f"{ssh.context}-socket"
+    ssh.add_context(socket_context, ssh.engine.host)
+    hosts = engine.context_hosts([ssh.context, socket_context])
+    assert hosts == {
+        ssh.context: f"ssh://root@{ssh.engine.engine_address}",
+        socket_context: ssh.engine.host,
+    }
+    assert not engine.shares_files(hosts[ssh.context])
+    assert engine.shares_files(hosts[socket_context])
     # Engine calls on the context go over ssh to the tests' engine.
-    assert engine.runtimes(context=ssh_environment.context) >= {"runc"}
+    assert engine.runtimes(context=ssh.context) >= {"runc"}
 
 
 def test_a_session_on_the_ssh_engine_is_refused_before_anything_is_written(

@@ -127,6 +127,19 @@ class SshEngine:
             raise RuntimeError(f"docker {args[0]} over {self.host} failed: {result.stderr}")
         return result.stdout.strip()
 
+    def add_context(self, name: str, host: str) -> None:
+        """Another context in this `DOCKER_CONFIG` (say, the engine's socket, or a second test
+        engine, for a pool mixing them): the machine's own contexts are not seen through `env`.
+        Removed with the rest by `stop`."""
+        subprocess.run(
+            ["docker", "context", "create", name, "--docker", f"host={host}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+            env=self.env,
+        )
+
     def load_image(self, tag: str) -> None:
         """Copy an image of the machine's engine into this one, through the engine's socket
         (the quick way for a test's setup; the tool's own copying goes over the context)."""
@@ -210,21 +223,19 @@ class SshEngine:
             start_new_session=True,
         )
         self._wait_for_banner(listener, timeout)
-        docker_config = {"DOCKER_CONFIG": str(self.docker_config)}
-        subprocess.run(
-            ["docker", "context", "create", self.context, "--docker", f"host={self.host}"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-            env={**os.environ, **docker_config},
-        )
-        answer = self.docker("version", "--format", "{{.Server.Version}}", check=False)
-        if not answer:
+        self.add_context(self.context, self.host)
+        # The engine's data root, over ssh and on its socket (its ID alone may be the machine
+        # engine's, from a shared /etc/docker/key.json): should sshd's environment not reach
+        # the session, its docker CLI would talk to the machine's engine instead.
+        which = "{{.ID}} {{.DockerRootDir}}"
+        there = self.docker("info", "--format", which, check=False)
+        if not there:
             raise RuntimeError(
                 f"the engine does not answer over {self.host}; sshd's log:\n"
                 + self.log.read_text(errors="replace")[-2000:]
             )
+        if there != self.engine.docker("info", "--format", which):
+            raise RuntimeError(f"{self.host} reaches another engine than {self.engine.name}")
 
     def stop(self, timeout: float = 10) -> None:
         """End the shared connection, sshd and its connections; remove every file `start`

@@ -271,6 +271,10 @@ class SshEngine:
                 # once: sshd's default (10 unauthenticated, then random drops) would refuse some.
                 "MaxStartups 200",
                 "MaxSessions 200",
+                # A connection whose client went (a run killed with its engine's link) ends
+                # instead of waiting for a peer that is gone.
+                "ClientAliveInterval 15",
+                "ClientAliveCountMax 2",
                 "LogLevel INFO",
                 "",
             ]

@@ -145,3 +145,41 @@ def test_sshd_namespace_and_files_are_gone_after_the_block_and_the_machines_ssh_
     assert not any(root.exists() for root in roots)
     assert sh("ip", "link", "show", f"fte{ssh.engine.index}a", check=False).returncode != 0
     assert {path: _stat(path) for path in watched} == before
+
+
+def test_streams_go_both_ways_over_ssh(
+    ssh_engine: SshEngine, ssh_engine_smoke_image: str, tmp_path: Path
+) -> None:
+    """What a session on a remote engine is made of: a tar stream copied into a container, a
+    file written through `exec -i`'s standard input, and both copied back out, unchanged."""
+    payload = tmp_path / "in"
+    payload.mkdir()
+    blob = os.urandom(8 << 20)
+    (payload / "blob").write_bytes(blob)
+    tarball = subprocess.run(
+        ["tar", "-C", str(payload), "-c", "blob"], capture_output=True, timeout=60, check=True
+    ).stdout
+    name = f"streams-{uuid.uuid4().hex[:8]}"
+    ssh_engine.docker("create", "--name", name, ssh_engine_smoke_image, "sleep", "300")
+    try:
+        over = ["docker", "--context", ssh_engine.context]
+
+        def run(*args: str, data: bytes = b"") -> bytes:
+            done = subprocess.run(
+                [*over, *args], input=data, capture_output=True, timeout=120, env=ssh_engine.env,
+                check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr.decode(errors="replace")
+            return done.stdout
+
+        run("cp", "-", f"{name}:/tmp", data=tarball)
+        run("start", name)
+        run("exec", "-i", name, "sh", "-c", "cat > /tmp/typed", data=b"over stdin\n")
+        out = tmp_path / "out"
+        out.mkdir()
+        back = run("cp", f"{name}:/tmp/blob", "-")
+        subprocess.run(["tar", "-C", str(out), "-x"], input=back, timeout=60, check=True)
+        assert (out / "blob").read_bytes() == blob
+        assert run("exec", name, "cat", "/tmp/typed") == b"over stdin\n"
+    finally:
+        ssh_engine.docker("rm", "-f", name, check=False)

@@ -123,7 +123,7 @@ def stop_report(
         on_each_engine(fresh, lambda context, ids: engine.Engine(context).stop(ids, timeout))
         for view in fresh:
             forget(registry, view)
-        _remove_networks(registry, fresh)
+        # A session's egress network stays for its next start; `session.prune` removes it.
     outcomes = [
         StopOutcome(
             v.session_id,
@@ -191,17 +191,6 @@ def _check_selectors(
                     f"session {wanted!r} was started from {view.manifest}, not {manifest}: "
                     "selectors combine, and a session is stopped only when every one matches"
                 )
-
-
-def _remove_networks(registry: Registry, views: Sequence[SessionView]) -> None:
-    """The egress networks of these sessions (one engine call per engine finds them all)."""
-    from orchestrator import egress_proxy
-
-    for context in _engines_of(views):
-        keys = {v.key for v in views if v.engine == context}
-        for _, role, session_id in egress_proxy.our_networks(registry, context):
-            if (role, session_id) in keys:
-                egress_proxy.remove_network(registry, role, session_id, context)
 
 
 def _engines_of(views: Sequence[SessionView]) -> list[str | None]:
@@ -328,8 +317,12 @@ def _wait_for_starts(registry: Registry, views: Sequence[SessionView]) -> bool:
 
 
 def _remove_session_folder(registry: Registry, view: SessionView) -> None:
-    """Everything of a session: record, Codex home, agent folder, default transcripts. The lock
-    file goes too; its holder (us) keeps the open descriptor until done."""
+    """Everything of a session: record, Codex home, agent folder, default transcripts, what the
+    egress proxy recorded of it. The lock file goes too; its holder (us) keeps the open
+    descriptor until done."""
+    from orchestrator.denials import remove_denials
+
+    remove_denials(registry.root, view.role, view.session_id)
     folder = registry.session_dir(view.role, view.session_id)
     for entry in list(folder.iterdir()) if folder.is_dir() else []:
         if entry.name == "lock":

@@ -176,6 +176,7 @@ def prepare(session: SessionSpec, registry: Registry, policy: EgressPolicy) -> J
     name = network_name(registry, session.role, session.id)
     subnet = _kept_subnet(registry, session, name)
     if subnet is None:
+        _leave_other_engine(registry, session, name)
         _make_network(registry, session, name, policy)
     else:
         write_policy(registry, session, name, subnet, policy)
@@ -194,6 +195,19 @@ def _make_network(
     except BaseException:
         remove_network(registry, session.role, session.id, session.engine)
         raise
+
+
+def _leave_other_engine(registry: Registry, session: SessionSpec, network: str) -> None:
+    """A network kept on the engine the session ran on before it moved: removed there, since
+    prune looks on the engines sessions run on now."""
+    try:
+        kept = json.loads(_policy_file(registry.root, network).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    before = kept.get("engine") if isinstance(kept, dict) else None
+    if before != session.engine and (before is None or isinstance(before, str)):
+        with contextlib.suppress(EngineError):
+            remove_network(registry, session.role, session.id, before)
 
 
 def _kept_subnet(

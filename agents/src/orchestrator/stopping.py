@@ -193,6 +193,19 @@ def _check_selectors(
                 )
 
 
+def _remove_networks(registry: Registry, views: Sequence[SessionView]) -> None:
+    """The egress networks of these sessions (one engine call per engine finds them all)."""
+    from orchestrator import egress_proxy
+
+    keys = {v.key for v in views}
+    if not keys:
+        return
+    for context in _engines_of(views):
+        for _, role, session_id in egress_proxy.our_networks(registry, context):
+            if (role, session_id) in keys:
+                egress_proxy.remove_network(registry, role, session_id, context)
+
+
 def _engines_of(views: Sequence[SessionView]) -> list[str | None]:
     """The current engine and every engine these sessions run on (egress networks and the
     proxy live on the session's engine)."""
@@ -266,9 +279,12 @@ def prune(
         for key in keys:
             session_folders.remove_secrets(registry.session_dir(*key))
         if records:
-            for view in views:
-                if view.container is None and (view.status in ENDED or view in dead):
-                    _remove_session_folder(registry, view)
+            gone = [v for v in views if v.container is None and (v.status in ENDED or v in dead)]
+            # Their networks now, under the locks held: taking a lock later would make the
+            # session's folder again.
+            _remove_networks(registry, gone)
+            for view in gone:
+                _remove_session_folder(registry, view)
     _prune_egress(registry, views)
     return actions + egress_actions
 

@@ -138,7 +138,9 @@ class Joining:
         context = self.session.engine
         try:
             with self.registry.named_lock("egress"):
-                proxy = ensure_proxy(self.registry, context)
+                proxy, joined = ensure_proxy(self.registry, context)
+            if self.network in joined:  # a kept network: joined at an earlier start
+                return
             try:
                 engine.docker(
                     "network", "connect", "--alias", PROXY_ALIAS, self.network, proxy,
@@ -260,8 +262,9 @@ def ensure_image(context: str | None = None) -> str:
     return tag
 
 
-def ensure_proxy(registry: Registry, context: str | None = None) -> str:
-    """The registry's proxy, running the current image; (re)made, its image built, when not."""
+def ensure_proxy(registry: Registry, context: str | None = None) -> tuple[str, frozenset[str]]:
+    """The registry's proxy, running the current image ((re)made, its image built, when not),
+    and the networks it is on."""
     name = proxy_name(registry.root)
     tag = image_tag()
     try:
@@ -269,7 +272,8 @@ def ensure_proxy(registry: Registry, context: str | None = None) -> str:
             "container",
             "inspect",
             "--format",
-            "{{.State.Running}} {{.Config.Image}}",
+            "{{.State.Running}} {{.Config.Image}}"
+            "{{range $name, $_ := .NetworkSettings.Networks}} {{$name}}{{end}}",
             name,
             context=context,
         ).split()
@@ -277,8 +281,8 @@ def ensure_proxy(registry: Registry, context: str | None = None) -> str:
         if "No such" not in str(exc):
             raise
         state = []
-    if state == ["true", tag]:
-        return name
+    if state[:2] == ["true", tag]:
+        return name, frozenset(state[2:])
     ensure_image(context)
     if state:
         engine.remove_containers([name], context=context)
@@ -325,7 +329,7 @@ def ensure_proxy(registry: Registry, context: str | None = None) -> str:
         tag,
         context=context,
     )
-    return name
+    return name, frozenset()
 
 
 def _proxy_user() -> str:

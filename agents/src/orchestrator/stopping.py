@@ -330,6 +330,11 @@ def _wait_for_starts(registry: Registry, views: Sequence[SessionView]) -> bool:
 def _remove_session_folder(registry: Registry, view: SessionView) -> None:
     """Everything of a session: record, Codex home, agent folder, default transcripts. The lock
     file goes too; its holder (us) keeps the open descriptor until done."""
+    from orchestrator import volumes
+
+    if view.state is not None and volumes.uses_volumes(view.state.labels):
+        # Its volumes first: a session whose engine cannot remove them keeps its record.
+        volumes.remove_volumes(registry.root, view.role, view.session_id, view.engine)
     folder = registry.session_dir(view.role, view.session_id)
     for entry in list(folder.iterdir()) if folder.is_dir() else []:
         if entry.name == "lock":

@@ -1,20 +1,14 @@
 """Sessions on an engine that does not share this machine's files: the whole loop on named
 volumes, through the engine only, with no bind mount.
 
-The engine is a test engine of the tests' own (a second dockerd in its own network namespace),
-reached through a Docker context whose endpoint is not a socket here, so the tool must treat it
-as remote: it cannot see this machine's folders.
+The engine is a test engine of the tests' own reached over ssh (`ssh_engine`: an sshd in the
+engine's network namespace, a context `ssh://root@…` in a DOCKER_CONFIG of its own), running the
+real Codex image against the fake model on this host.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import socketserver
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,55 +17,21 @@ import yaml
 from agent_helpers import inv, sh, wait_until
 
 from conftest import BuiltCodexImage
-from filare_testing.engines import OwnEngine, claimed_engine
 from filare_testing.fake_model import API_KEY_ENV, FakeModel, message
 from filare_testing.fake_model import write_codex_home as write_fake_codex_home
+from filare_testing.ssh_engine import SshEngine
 from orchestrator.registry import Registry
 
 pytestmark = [pytest.mark.agent, pytest.mark.image]
 
-# Engine indices of these tests: 50-59.
-INDICES = range(50, 60)
 
+class Remote:
+    """The ssh engine as these tests use it: the tool runs with its environment."""
 
-class _Forward(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    socket_path = ""
-
-
-class _Pipe(socketserver.BaseRequestHandler):
-    """One TCP connection carried to the engine's socket, bytes both ways."""
-
-    def handle(self) -> None:
-        server = self.server
-        assert isinstance(server, _Forward)
-        upstream = socket.socket(socket.AF_UNIX)
-        try:
-            upstream.connect(server.socket_path)
-        except OSError:
-            return
-
-        def pump(source: socket.socket, sink: socket.socket) -> None:
-            with contextlib.suppress(OSError):
-                while data := source.recv(65536):
-                    sink.sendall(data)
-            with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
-
-        back = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
-        back.start()
-        pump(self.request, upstream)
-        back.join()
-        upstream.close()
-
-
-@dataclass(frozen=True)
-class RemoteEngine:
-    """A test engine and the context that reaches it as a remote engine."""
-
-    engine: OwnEngine
-    context: str
+    def __init__(self, ssh: SshEngine) -> None:
+        self.ssh = ssh
+        self.engine = ssh.engine
+        self.context = ssh.context
 
     def docker(self, *args: str, check: bool = True) -> str:
         return self.engine.docker(*args, check=check)
@@ -86,32 +46,18 @@ class RemoteEngine:
         )
         return sorted(found.split())
 
+    def inv(self, *args: str, state: Path) -> Any:
+        return inv(*args, state=state, environment=self.ssh.env)
+
 
 @pytest.fixture(scope="module")
-def remote(codex_image: BuiltCodexImage) -> Iterator[RemoteEngine]:
-    """A test engine holding the Codex image, named by a context over TCP (`tcp://127.0.0.1:…`,
-    carried to its socket here): an endpoint the tool must treat as remote."""
-    with claimed_engine(INDICES) as started:
-        started.load_image(codex_image.tag)
-        server = _Forward(("127.0.0.1", 0), _Pipe)
-        server.socket_path = str(started.socket)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        context = f"filare-test-{started.index}-remote"
-        sh("docker", "context", "rm", "--force", context, check=False)
-        host = f"tcp://127.0.0.1:{server.server_address[1]}"
-        sh("docker", "context", "create", context, "--docker", f"host={host}")
-        try:
-            yield RemoteEngine(started, context)
-        finally:
-            sh("docker", "context", "rm", "--force", context, check=False)
-            server.shutdown()
-            server.server_close()
+def remote(ssh_engine: SshEngine, codex_image: BuiltCodexImage) -> Remote:
+    """The ssh engine, holding the real Codex image."""
+    ssh_engine.load_image(codex_image.tag)
+    return Remote(ssh_engine)
 
 
-def _manifest(
-    project: Path, remote: RemoteEngine, image: str, fake: FakeModel, **extra: object
-) -> Path:
+def _manifest(project: Path, remote: Remote, image: str, fake: FakeModel, **extra: object) -> Path:
     url = f"http://{remote.engine.host_address}:{fake.port}/v1"
     write_fake_codex_home(project / "outputs" / "codex-home", url)
     (project / "outputs" / "model.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")
@@ -139,12 +85,12 @@ def test_the_whole_loop_on_volumes_with_no_bind_mount(
     project: Path,
     codex_image: BuiltCodexImage,
     fake: FakeModel,
-    remote: RemoteEngine,
+    remote: Remote,
 ) -> None:
     manifest = _manifest(project, remote, codex_image.tag, fake)
     state = registry.root
     try:
-        start = inv("session.start", "--manifest", str(manifest), state=state)
+        start = remote.inv("session.start", "--manifest", str(manifest), state=state)
         assert start.returncode == 0, start.stdout + start.stderr[-3000:]
 
         # Nothing of this machine is mounted: four volumes, the SSH folder a tmpfs.
@@ -183,7 +129,7 @@ def test_the_whole_loop_on_volumes_with_no_bind_mount(
 
         # A Codex turn: the message goes into the inbox volume, the transcript comes home.
         fake.enqueue(message("Hello from far away."))
-        sent = inv(
+        sent = remote.inv(
             "session.send", "--session", "far", "--message", "Say hello.", "--wait",
             state=state,
         )  # fmt: skip
@@ -193,7 +139,7 @@ def test_the_whole_loop_on_volumes_with_no_bind_mount(
         assert "Work carefully, far away." in json.dumps(fake.model_requests[-1].body)
         transcripts = registry.session_dir("coder", "far") / "agent" / "transcript"
         assert (transcripts / "0001.exit").is_file()
-        log = inv("session.log", "--session", "far", "--json", state=state)
+        log = remote.inv("session.log", "--session", "far", "--json", state=state)
         assert log.returncode == 0, log.stderr
         kinds = [json.loads(line)["type"] for line in log.stdout.splitlines()]
         assert kinds[0] == "turn_started" and "turn_completed" in kinds, kinds
@@ -202,18 +148,18 @@ def test_the_whole_loop_on_volumes_with_no_bind_mount(
         remote.docker(
             "exec", "filare-coder-far", "agent-entrypoint", "filare-ask", "--reason", "May I?"
         )
-        listed = inv("feedback.list", "--json", state=state)
+        listed = remote.inv("feedback.list", "--json", state=state)
         assert listed.returncode == 0, listed.stderr
         (question,) = json.loads(listed.stdout)
         assert (question["session_id"], question["reason"]) == ("far", "May I?")
         left = remote.docker("exec", "filare-coder-far", "ls", "/home/agent/.filare/questions")
         assert left == ""
         fake.enqueue(message("Thanks, doing it."))
-        answered = inv(
+        answered = remote.inv(
             "feedback.answer", "--id", question["id"], "--decision", "approved", state=state
         )
         assert answered.returncode == 0, answered.stdout + answered.stderr
-        waited = inv("session.wait", "--session", "far", state=state)
+        waited = remote.inv("session.wait", "--session", "far", state=state)
         assert waited.returncode == 0 and "Thanks, doing it." in waited.stdout, waited.stdout
 
         # Collect: the agent's commit comes home as the session's refs.
@@ -222,23 +168,23 @@ def test_the_whole_loop_on_volumes_with_no_bind_mount(
             "/home/agent/workspace", "-c", "user.name=a", "-c", "user.email=a@a", "commit",
             "--allow-empty", "-qm", "far work",
         )  # fmt: skip
-        collected = inv("session.collect", "--session", "far", state=state)
+        collected = remote.inv("session.collect", "--session", "far", state=state)
         assert collected.returncode == 0, collected.stdout + collected.stderr
         assert collected.stdout.splitlines()[1].split()[:3] == ["far", "collected", "1"]
 
         # Stop keeps the volumes; the transcript is still read here; prune --records removes all.
-        stop = inv("session.stop", "--session", "far", state=state)
+        stop = remote.inv("session.stop", "--session", "far", state=state)
         assert stop.returncode == 0, stop.stderr
         assert len(remote.volumes(registry)) == 4
-        again = inv("session.log", "--session", "far", "--json", state=state)
+        again = remote.inv("session.log", "--session", "far", "--json", state=state)
         assert again.returncode == 0 and "Thanks, doing it." in again.stdout
-        pruned = inv("session.prune", "--records", state=state)
+        pruned = remote.inv("session.prune", "--records", state=state)
         assert pruned.returncode == 0, pruned.stdout + pruned.stderr
         assert remote.volumes(registry) == []
         assert not registry.session_dir("coder", "far").exists()
     finally:
-        inv("session.stop", "--all", state=state)
-        inv("session.prune", "--records", state=state)
+        remote.inv("session.stop", "--all", state=state)
+        remote.inv("session.prune", "--records", state=state)
 
 
 def test_the_engine_stopped_marks_its_session_unreachable_then_it_resumes_on_its_volumes(
@@ -246,32 +192,36 @@ def test_the_engine_stopped_marks_its_session_unreachable_then_it_resumes_on_its
     project: Path,
     codex_image: BuiltCodexImage,
     fake: FakeModel,
-    remote: RemoteEngine,
+    remote: Remote,
 ) -> None:
     manifest = _manifest(project, remote, codex_image.tag, fake)
     state = registry.root
     try:
-        start = inv("session.start", "--manifest", str(manifest), state=state)
+        start = remote.inv("session.start", "--manifest", str(manifest), state=state)
         assert start.returncode == 0, start.stdout + start.stderr[-3000:]
         fake.enqueue(message("First."))
-        sent = inv("session.send", "--session", "far", "--message", "One.", "--wait", state=state)
+        sent = remote.inv(
+            "session.send", "--session", "far", "--message", "One.", "--wait", state=state
+        )
         assert sent.returncode == 0 and "First." in sent.stdout, sent.stdout + sent.stderr
 
         remote.engine.stop_daemon()
-        listed = inv("session.list", "--json", state=state)
+        listed = remote.inv("session.list", "--json", state=state)
         assert listed.returncode == 0, listed.stderr
         (view,) = json.loads(listed.stdout)
         assert view["status"] == "unreachable"
 
         remote.engine.start()
-        resume = inv("session.resume", "--all", state=state)
+        resume = remote.inv("session.resume", "--all", state=state)
         assert resume.returncode == 0, resume.stdout + resume.stderr
         # The same volumes: the workspace not seeded again, the conversation goes on.
         fake.enqueue(message("Second."))
-        sent = inv("session.send", "--session", "far", "--message", "Two.", "--wait", state=state)
+        sent = remote.inv(
+            "session.send", "--session", "far", "--message", "Two.", "--wait", state=state
+        )
         assert sent.returncode == 0 and "Second." in sent.stdout, sent.stdout + sent.stderr
         assert "One." in json.dumps(fake.model_requests[-1].body)
         wait_until(lambda: len(remote.volumes(registry)) == 4, "the session's four volumes")
     finally:
-        inv("session.stop", "--all", state=state)
-        inv("session.prune", "--records", state=state)
+        remote.inv("session.stop", "--all", state=state)
+        remote.inv("session.prune", "--records", state=state)

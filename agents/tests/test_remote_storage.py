@@ -90,6 +90,12 @@ def test_the_whole_loop_on_volumes_with_no_bind_mount(
     manifest = _manifest(project, remote, codex_image.tag, fake)
     state = registry.root
     try:
+        dry = remote.inv("session.start", "--manifest", str(manifest), "--dry-run", state=state)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert f"docker --context {remote.context} run --detach" in dry.stdout
+        assert "--mount type=volume,source=filare-coder-far-" in dry.stdout
+        assert "--volume" not in dry.stdout and not state.exists()
+
         start = remote.inv("session.start", "--manifest", str(manifest), state=state)
         assert start.returncode == 0, start.stdout + start.stderr[-3000:]
 

@@ -304,6 +304,8 @@ def dry_run(
         if refused:
             raise EngineError(f"session {session.id!r}: {refused[session.id]}")
         session = placed[0]
+    if volumes.remote(session.engine):
+        return volumes.dry_run(volumes.with_volumes(context.plan(session)))
     plan = context.plan(session, dry_run=True)
     return _run_script(plan, timeout=engine.DEFAULT_TIMEOUT).strip()
 

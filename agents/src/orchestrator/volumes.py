@@ -750,6 +750,8 @@ def refresh_states(registry: Registry, states: Iterable[SessionState]) -> None:
     """`refresh_views` for records alone (the question queue reads no engine otherwise): each
     session on volumes that has had a container; one whose container is gone keeps its copy."""
     chosen = [s for s in states if uses_volumes(s.labels) and s.container_id]
+    if not chosen:
+        return
 
     def one(state: SessionState) -> None:
         with contextlib.suppress(OrchestratorError, OSError):
@@ -766,3 +768,18 @@ def workspace_source(state: SessionState) -> str:
         return str(state.workspace)
     root = Path(state.labels.get(REGISTRY_LABEL, ""))
     return volume_name(root, state.role, state.session_id, "workspace")
+
+
+def dry_run(plan: LaunchPlan) -> str:
+    """The `docker run` a start on an engine without this machine's files would execute (one
+    line, shell-quoted); the volumes are filled and the key handed over around it."""
+    import shlex
+
+    registry_root = Path(plan.labels[REGISTRY_LABEL])
+    session = plan.session
+    names = {p: volume_name(registry_root, session.role, session.id, p) for p in PARTS}
+    uid, gid = (int(part) for part in plan.user.split(":"))
+    argv = engine.command_argv(
+        "run", "--detach", *_run_args(plan, names, uid, gid), context=session.engine
+    )
+    return shlex.join(argv[argv.index("docker") :])

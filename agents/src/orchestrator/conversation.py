@@ -39,6 +39,7 @@ container). The transcript folder and the agent folder hold what the container w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -736,6 +737,12 @@ def _wait_for(registry: Registry, views: Sequence[SessionView], *, timeout: floa
     next_survey = time.monotonic() + SURVEY_SECONDS
     while True:
         for session_id, view in list(pending.items()):
+            if view.state is not None and view.container is not None:
+                # On an engine without this machine's files: its transcript home (at most once
+                # a second; nothing to do for bind mounts).
+                state = view.state.replace(container_id=view.container.id)
+                with contextlib.suppress(OrchestratorError, OSError):
+                    volumes.storage(registry, state).refresh()
             status = latest_status(registry, view)
             assert status is not None
             if status.done:

@@ -377,7 +377,8 @@ def run(
         if fresh:
             warnings = _seed_here(plan, staging, timeout, keep_fds)
         for part in PARTS:
-            if names[part] not in existing:
+            if names[part] not in existing and not _labels_fit_mount(plan, part):
+                # A label `--mount` cannot carry (a comma or quote in it): made on its own.
                 where.docker(
                     "volume", "create",
                     *(f"--label={k}={v}" for k, v in _volume_labels(plan, part).items()),
@@ -408,6 +409,18 @@ def run(
     container = done.stdout.strip().splitlines()[-1]
     _hand_key(plan, where, container, uid, gid)
     return container, tuple(w.removeprefix(WARNING_PREFIX) for w in warnings)
+
+
+def _seed_mount(name: str, part: str, labels: Mapping[str, str]) -> str:
+    spec = f"type=volume,source={name},target=/seed/{part}"
+    if all("," not in f"{k}={v}" and '"' not in f"{k}={v}" for k, v in labels.items()):
+        spec += "".join(f",volume-label={k}={v}" for k, v in labels.items())
+    return spec
+
+
+def _labels_fit_mount(plan: LaunchPlan, part: str) -> bool:
+    labels = _volume_labels(plan, part)
+    return all("," not in f"{k}={v}" and '"' not in f"{k}={v}" for k, v in labels.items())
 
 
 def _volume_labels(plan: LaunchPlan, part: str) -> dict[str, str]:
@@ -455,7 +468,13 @@ def _fill(
     uid, gid = ids
     where = engine.Engine(session.engine)
     folders = plan.folders
-    mounts = [arg for part in PARTS for arg in ("--volume", f"{names[part]}:/seed/{part}")]
+    # The volumes a first start needs are made by this run, labelled (`volume-label`), in one
+    # engine call rather than one each.
+    mounts = [
+        arg
+        for part in PARTS
+        for arg in ("--mount", _seed_mount(names[part], part, _volume_labels(plan, part)))
+    ]
     argv = where.argv(
         "run", "--rm", "--interactive", "--pull", "never", "--network", "none",
         "--user", "0:0", "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE",

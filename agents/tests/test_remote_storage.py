@@ -231,3 +231,35 @@ def test_the_engine_stopped_marks_its_session_unreachable_then_it_resumes_on_its
     finally:
         remote.inv("session.stop", "--all", state=state)
         remote.inv("session.prune", "--records", state=state)
+
+
+def test_a_first_start_that_fails_there_leaves_no_volume_and_the_next_one_seeds_again(
+    registry: Registry,
+    project: Path,
+    codex_image: BuiltCodexImage,
+    fake: FakeModel,
+    remote: Remote,
+) -> None:
+    """`docker run` refuses the session after its volumes were seeded (a memory limit below
+    Docker's minimum): no container, no volume is left, and a start that can run seeds again and
+    records its base."""
+    manifest = _manifest(project, remote, codex_image.tag, fake, resources={"memory": "1m"})
+    state = registry.root
+    try:
+        failed = remote.inv("session.start", "--manifest", str(manifest), state=state)
+        assert failed.returncode != 0, failed.stdout + failed.stderr
+        assert "Minimum memory limit" in failed.stdout + failed.stderr, failed.stdout
+        assert remote.volumes(registry) == []
+        assert remote.docker("ps", "-aq", "--filter", f"label=filare.registry={state}") == ""
+
+        data = yaml.safe_load(manifest.read_text())
+        del data["defaults"]["resources"]
+        manifest.write_text(yaml.safe_dump(data))
+        start = remote.inv("session.start", "--manifest", str(manifest), state=state)
+        assert start.returncode == 0, start.stdout + start.stderr[-3000:]
+        record = registry.read("coder", "far")
+        assert record is not None and record.base_commit is not None
+        assert len(remote.volumes(registry)) == 4
+    finally:
+        remote.inv("session.stop", "--all", state=state)
+        remote.inv("session.prune", "--records", state=state)

@@ -362,7 +362,7 @@ def run(
     """Start the session on an engine without this machine's files: seed and fill its volumes,
     run its container on them (no bind mount), hand it its SSH key. Returns what the launch
     script would print (the container id) and its warnings."""
-    from orchestrator.launch import WARNING_PREFIX, _launch_error
+    from orchestrator.launch import WARNING_PREFIX, _launch_error, _NameTaken, _NoNetwork
 
     session = plan.session
     where = engine.Engine(session.engine)
@@ -396,18 +396,31 @@ def run(
 
             remove_tree(staging)
     argv = where.argv("run", "--detach", *_run_args(plan, names, uid, gid))
+    container = None
     try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, check=False, env=where.env()
-        )
-    except subprocess.TimeoutExpired:
-        raise EngineError(
-            f"session {session.id!r}: launch did not finish within {timeout:g} s"
-        ) from None
-    if done.returncode != 0:
-        raise _launch_error(plan, done.returncode, done.stderr)
-    container = done.stdout.strip().splitlines()[-1]
-    _hand_key(plan, where, container, uid, gid)
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False, env=where.env()
+            )
+        except subprocess.TimeoutExpired:
+            raise EngineError(
+                f"session {session.id!r}: launch did not finish within {timeout:g} s"
+            ) from None
+        if done.returncode != 0:
+            raise _launch_error(plan, done.returncode, done.stderr)
+        container = done.stdout.strip().splitlines()[-1]
+        _hand_key(plan, where, container, uid, gid)
+    except BaseException as exc:
+        # A name taken or a network to make: the caller runs this again on the filled volumes.
+        # Any other failure of a first start removes what it made, so the next one seeds again
+        # (and records the base it seeds at).
+        if not isinstance(exc, _NameTaken | _NoNetwork):
+            with contextlib.suppress(OrchestratorError):
+                if container is not None:
+                    where.remove([container])
+                if fresh:
+                    remove_volumes(registry_root, session.role, session.id, session.engine)
+        raise
     return container, tuple(w.removeprefix(WARNING_PREFIX) for w in warnings)
 
 

@@ -686,10 +686,25 @@ def _hand_key(plan: LaunchPlan, where: engine.Engine, container: str, uid: int, 
 def bring_home(registry: Registry, state: SessionState) -> None:
     """What the session wrote in its agent folder, mirrored into its folder here (transcripts
     into its transcript folder). A container that is gone leaves the last copy as it is."""
+    import fcntl
+
+    folder = registry.session_dir(state.role, state.session_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    # One copy home at a time per session (a listing and a wait may run at once): each unpacks
+    # into the one staging folder and mirrors from it. Not the session's lock, which a caller
+    # (interrupt) may hold.
+    lock = os.open(folder / ".agent-incoming.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _copy_home(state, folder)
+    finally:
+        os.close(lock)
+
+
+def _copy_home(state: SessionState, folder: Path) -> None:
     from orchestrator import record_bound, untar
 
     where = engine.Engine(state.engine)
-    folder = registry.session_dir(state.role, state.session_id)
     staging = folder / ".agent-incoming"
     if staging.exists():
         from orchestrator.session_folders import remove_tree

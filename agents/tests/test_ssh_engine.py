@@ -88,8 +88,9 @@ def test_a_session_on_the_ssh_engine_is_refused_before_anything_is_written(
     registry: Registry,
     make_manifest: MakeManifest,
 ) -> None:
-    """Today's tool runs sessions only on engines that see this machine's files (bind
-    mounts); an engine over ssh is refused as bad input, with nothing written anywhere."""
+    """A session behind the egress proxy (the default) cannot run on an engine that does not
+    see this machine's files (the proxy's policies are bind mounts): refused as bad input, with
+    nothing written anywhere. Sessions there run on volumes (test_remote_storage.py)."""
     volumes = ssh_engine.engine.docker("volume", "ls", "-q")
     networks = ssh_engine.engine.docker("network", "ls", "-q")
     manifest = make_manifest(("alpha",), engine=ssh_engine.context)

@@ -39,6 +39,7 @@ container). The transcript folder and the agent folder hold what the container w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator import engine, limits, transcript
+from orchestrator import engine, limits, transcript, volumes
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.listing import SessionView, survey
 from orchestrator.plan import CONTAINER_WORKSPACE
@@ -320,20 +321,25 @@ def _start_turn(
         state = registry.read(view.role, view.session_id) or state
         thread = conversation_of(registry, state)
         folder = registry.session_dir(view.role, view.session_id)
+        store = volumes.storage(registry, state.replace(container_id=view.container.id))
         boot = agentd_boot(registry, view)
         previous = latest_record(registry, view.role, view.session_id)
+        withdrawn: list[str] = []
         if previous is not None and previous.sent_to_daemon and not _taken(folder, state, previous):
             # Never taken: a late daemon must not run it after the turns that follow it, and a
             # daemon that did not take it will not take the next one either.
             (folder / INBOX / f"{previous.number}.json").unlink(missing_ok=True)
+            withdrawn.append(f"{previous.number}.json")
             if previous.agentd == boot:
                 boot = None
         number = _next_turn(folder / TURNS)
         inbox = folder / INBOX
         atomic_write(inbox / f"{number}.message", message, mode=0o644)
-        instructions = role_instructions(state)
+        written = [f"{number}.message"]
+        instructions = role_instructions(state, store)
         if instructions is not None:
             atomic_write(inbox / f"{number}.instructions", _toml_string(instructions), mode=0o644)
+            written.append(f"{number}.instructions")
         record = TurnRecord(
             view.session_id,
             view.role,
@@ -351,12 +357,18 @@ def _start_turn(
             # message or instructions half written.
             request = {"turn": number, "thread": thread, "agentd": boot}
             atomic_write(inbox / f"{number}.json", json.dumps(request) + "\n", mode=0o644)
-        else:
+            written.append(f"{number}.json")
+        # On an engine without this machine's files the inbox is a volume there: the files go
+        # in the order written, the request last.
+        store.deliver(written, withdrawn)
+        if boot is None:
             argv = ["agent-entrypoint", "filare-turn", number, *([thread] if thread else [])]
             engine.Engine(view.engine).exec_detached(
                 view.container.id, argv, workdir=CONTAINER_WORKSPACE
             )
-        _forget_old_turns(folder, state)
+        forgotten = _forget_old_turns(folder, state)
+        if forgotten:
+            store.deliver(remove=forgotten)
         return number
 
 
@@ -399,12 +411,16 @@ def conversation_of(registry: Registry, state: SessionState) -> str | None:
     return None
 
 
-def role_instructions(state: SessionState) -> str | None:
+def role_instructions(state: SessionState, store: volumes.Storage | None = None) -> str | None:
     """The origin's role file in the workspace (`agents/AGENT.<ROLE>.md`), if there is one.
 
     The workspace is the session's: the file is read without following a link anywhere on its
-    path, and only up to a bound.
+    path, and only up to a bound (in a volume: read in the container, as the session's user).
     """
+    if store is not None and not isinstance(store, volumes.BindMounts):
+        found = store.read_workspace_file(ROLE_FILE.format(role=state.role))
+        text = (found or b"").decode("utf-8", "replace").strip()
+        return text or None
     parts = ROLE_FILE.format(role=state.role).split("/")
     try:
         fd = os.open(state.workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -452,9 +468,12 @@ def _record_numbers(folder: Path) -> list[str]:
     return transcript.numbered(folder, "json")
 
 
-def _forget_old_turns(folder: Path, state: SessionState) -> None:
+def _forget_old_turns(folder: Path, state: SessionState) -> list[str]:
+    """Remove the oldest turns past `MAX_TURNS`; the inbox files removed, by name."""
     numbers = _record_numbers(folder / TURNS)
+    removed: list[str] = []
     for number in numbers[:-MAX_TURNS]:
+        removed += [f"{number}.{suffix}" for suffix in ("message", "instructions", "json")]
         for path in (
             folder / TURNS / f"{number}.json",
             folder / TURNS / f"{number}.{HOST_END_SUFFIX}",
@@ -469,6 +488,7 @@ def _forget_old_turns(folder: Path, state: SessionState) -> None:
             entry = transcripts / f"{number}.{suffix}"
             if entry.is_file() or entry.is_symlink():
                 entry.unlink()
+    return removed
 
 
 # --- turn state -----------------------------------------------------------------------------------
@@ -717,6 +737,12 @@ def _wait_for(registry: Registry, views: Sequence[SessionView], *, timeout: floa
     next_survey = time.monotonic() + SURVEY_SECONDS
     while True:
         for session_id, view in list(pending.items()):
+            if view.state is not None and view.container is not None:
+                # On an engine without this machine's files: its transcript home (at most once
+                # a second; nothing to do for bind mounts).
+                state = view.state.replace(container_id=view.container.id)
+                with contextlib.suppress(OrchestratorError, OSError):
+                    volumes.storage(registry, state).refresh()
             status = latest_status(registry, view)
             assert status is not None
             if status.done:
@@ -785,6 +811,7 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
     record = status.record
     folder = registry.session_dir(view.role, view.session_id)
     inbox = folder / INBOX
+    store = volumes.storage(registry, view.state.replace(container_id=view.container.id))
     asked = "the session did not end it"
     if record.sent_to_daemon or (inbox / f"{record.number}.json").is_file():
         # A turn sent to the agent daemon: it ends the turn when this file appears (written
@@ -792,6 +819,8 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
         atomic_write(inbox / f"{record.number}.interrupt", "", mode=0o644)
         with registry.lock(view.role, view.session_id):
             (inbox / f"{record.number}.json").unlink(missing_ok=True)
+            store.deliver([f"{record.number}.interrupt"], [f"{record.number}.json"])
+            store.refresh()
             if not _taken(folder, view.state, record):
                 # Withdrawn before the daemon took it: it never will.
                 return _end_by_host(
@@ -807,6 +836,7 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
             asked = f"filare-turn --interrupt failed ({exc})"
     deadline = time.monotonic() + timeout
     while True:
+        store.refresh()
         status = turn_status(registry, view, record)
         if status.done:
             return status
@@ -818,6 +848,7 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
         if status.done:
             return status
         (inbox / f"{record.number}.json").unlink(missing_ok=True)
+        store.deliver(remove=[f"{record.number}.json"])
         return _end_by_host(
             folder,
             record,

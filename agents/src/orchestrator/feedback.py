@@ -127,11 +127,15 @@ def gather(registry: Registry) -> tuple[list[Prompt], list[str]]:
 
 
 def _gather_locked(registry: Registry) -> tuple[list[Prompt], list[str]]:
+    from orchestrator import volumes
+
     prompts = load_queue(registry)
     known = {p.id for p in prompts}
     problems: list[str] = []
     gathered: list[tuple[SessionState, str]] = []
-    for state in registry.states():
+    states = registry.states()
+    volumes.refresh_states(registry, states)
+    for state in states:
         for file_id, prompt in _session_questions(registry, state, problems):
             if prompt.id not in known:
                 prompts.append(prompt)
@@ -151,9 +155,13 @@ def pending_questions(
 
     `states`: the registry's records when the caller has just read them (one scan, not two).
     """
+    from orchestrator import volumes
+
     prompts = [p for p in load_queue(registry) if p.pending]
     known = {p.id for p in prompts}
-    for state in registry.states() if states is None else states:
+    states = registry.states() if states is None else states
+    volumes.refresh_states(registry, states)
+    for state in states:
         for _, prompt in _session_questions(registry, state, []):
             if prompt.id not in known:
                 prompts.append(prompt)
@@ -321,6 +329,11 @@ def _remove_question_file(registry: Registry, state: SessionState, file_id: str)
         pass
     finally:
         os.close(dir_fd)
+    from orchestrator import volumes
+
+    # On an engine without this machine's files, the question is gone from its volume too, so
+    # the next copy home does not bring it back.
+    volumes.storage(registry, state).remove_question(file_id)
 
 
 def _validated(state: SessionState, data: dict[str, Any], where: str) -> Prompt:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator import egress, engine, hostpaths, limits, session_folders, skills
+from orchestrator import egress, engine, hostpaths, limits, session_folders, skills, volumes
 from orchestrator.errors import EngineError, InputError, ManifestError, OrchestratorError
 from orchestrator.plan import (
     REGISTRY_LABEL,
@@ -128,26 +128,21 @@ def place_sessions(
     named = {s.engine for s in sessions if s.engine} | {
         slot.context for s in sessions for slot in s.engines
     }
-    for name, host in engine.context_hosts(sorted(named)).items():
-        if not engine.shares_files(host):
-            user = next(s for s in sessions if s.engine == name or name in _pool(s))
-            field = "engine" if user.engine == name else "engines"
-            raise InputError(
-                f"{user.manifest_path}: session {user.id!r}: field {field!r}: engine {name!r} "
-                f"is at {host}: sessions run on engines reached through a socket on this "
-                "machine (unix://…), whose daemon sees this machine's files, as their bind "
-                "mounts need"
-            )
+    hosts = engine.context_hosts(sorted(named))
     placement = place(sessions, registry)
     placed = [
         dataclasses.replace(s, engine=placement.engines.get(s.id, s.engine), engines=())
         for s in sessions
     ]
+    problems = [
+        f"{s.manifest_path}: session {s.id!r}: {problem}"
+        for s in placed
+        if s.engine and not engine.shares_files(hosts.get(s.engine, "unix://"))
+        for problem in volumes.problems(s, hosts[s.engine])
+    ]
+    if problems:
+        raise InputError(*problems)
     return placed, dict(placement.refused)
-
-
-def _pool(session: SessionSpec) -> set[str]:
-    return {slot.context for slot in session.engines}
 
 
 def _missing_images(
@@ -310,6 +305,8 @@ def dry_run(
         if refused:
             raise EngineError(f"session {session.id!r}: {refused[session.id]}")
         session = placed[0]
+    if volumes.remote(session.engine):
+        return volumes.dry_run(volumes.with_volumes(context.plan(session)))
     plan = context.plan(session, dry_run=True)
     return _run_script(plan, timeout=engine.DEFAULT_TIMEOUT).strip()
 
@@ -402,6 +399,8 @@ def _launch(
     that says the session runs is checked with the engine first.
     """
     plan = context.plan(session)
+    if volumes.remote(session.engine):
+        plan = volumes.with_volumes(plan)
     workspace_lock = (
         contextlib.nullcontext()
         if session.shared_workspace
@@ -542,9 +541,10 @@ def _run_container(
     An exited container of the session is removed and the run tried once more; a container of
     that name without the session's labels is not ours, and is left alone.
     """
+    run = volumes.run if volumes.uses_volumes(plan.labels) else _run_script_warnings
     for attempt in range(3):
         try:
-            output, warnings = _run_script_warnings(plan, LAUNCH_TIMEOUT, locks)
+            output, warnings = run(plan, LAUNCH_TIMEOUT, locks)
             return output.strip().splitlines()[-1], warnings
         except _NoNetwork:
             with registry.named_lock("network"):

@@ -171,8 +171,13 @@ def set_budget(registry: Registry, session_id: str, tokens: int) -> Limits:
         hint = did_you_mean(session_id, states)
         raise InputError(f"no session with id {session_id!r} in {registry.root}{hint}")
     with registry.lock(state.role, session_id):
+        from orchestrator import volumes
+
         folder = registry.session_dir(state.role, session_id)
-        return raise_budget(session_id, folder, transcript_folder(registry, state), tokens)
+        chosen = raise_budget(session_id, folder, transcript_folder(registry, state), tokens)
+        if state.status == "running":
+            volumes.storage(registry, state).deliver([LIMITS_FILE])
+        return chosen
 
 
 def raise_budget(session_id: str, session_dir: Path, transcripts: Path, tokens: int) -> Limits:

@@ -158,7 +158,13 @@ def survey(registry: Registry | None = None) -> Fleet:
                 f"an unsafe session {container.role!r}/{container.session_id!r}"
             )
     unreachable = {context or "current": str(error) for context, error in failed.items()}
-    return Fleet(reconcile(scan.states, ours, failed.keys()), foreign, unreachable)
+    views = reconcile(scan.states, ours, failed.keys())
+    if any(s.labels.get("filare.storage") == "volumes" for s in scan.states):
+        # Sessions on engines without this machine's files: what they wrote, brought home.
+        from orchestrator import volumes
+
+        volumes.refresh_views(registry, views)
+    return Fleet(views, foreign, unreachable)
 
 
 def _survey_engines(

@@ -334,10 +334,14 @@ def _wait_for_starts(registry: Registry, views: Sequence[SessionView]) -> bool:
 
 def _remove_session_folder(registry: Registry, view: SessionView) -> None:
     """Everything of a session: record, Codex home, agent folder, default transcripts, what the
-    egress proxy recorded of it. The lock file goes too; its holder (us) keeps the open
-    descriptor until done."""
+    egress proxy recorded of it, its volumes on an engine without this machine's files. The lock
+    file goes too; its holder (us) keeps the open descriptor until done."""
+    from orchestrator import volumes
     from orchestrator.denials import remove_denials
 
+    if view.state is not None and volumes.uses_volumes(view.state.labels):
+        # Its volumes first: a session whose engine cannot remove them keeps its record.
+        volumes.remove_volumes(registry.root, view.role, view.session_id, view.engine)
     remove_denials(registry.root, view.role, view.session_id)
     folder = registry.session_dir(view.role, view.session_id)
     for entry in list(folder.iterdir()) if folder.is_dir() else []:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import engine
+from orchestrator import engine, volumes
 from orchestrator.errors import EngineError, InputError
 from orchestrator.plan import CONTAINER_HOME, CONTAINER_WORKSPACE
 from orchestrator.registry import SessionState
@@ -140,7 +140,7 @@ def container_argv(state: SessionState, *, running: str | None, args: Sequence[s
         "run", "--rm", "--pull", "never", "--network", "none", *user,
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "--env", f"HOME={CONTAINER_HOME}", "--workdir", CONTAINER_WORKSPACE,
-        "--volume", f"{state.workspace}:{CONTAINER_WORKSPACE}",
+        "--volume", f"{volumes.workspace_source(state)}:{CONTAINER_WORKSPACE}",
         "--label", f"filare.collect={state.session_id}",
         state.image, *args,
         context=state.engine,

@@ -52,6 +52,13 @@ class NamedEngine:
         return data[0]
 
 
+@pytest.fixture(autouse=True)
+def own_docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contexts these tests make live in a Docker configuration of their own, which every
+    docker and `inv` process they start reads: the user's `~/.docker` never sees them."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+
+
 @contextlib.contextmanager
 def named_engine(index: int, image: str | None) -> Iterator[NamedEngine]:
     """A started test engine (holding `image`, when given), named by a context

@@ -48,15 +48,31 @@ def test_row_markdown_and_json() -> None:
 
 
 def test_floors_add_invokes_start_up_to_the_baseline() -> None:
-    listed = row((0.4,), (0.03,), cases.CASE_BY_NAME["list-8"])
+    listed = row((0.4,), (0.03,), cases.CASE_BY_NAME["send-1"])
     stop = row((1.2,), (1.3,), cases.CASE_BY_NAME["stop-8"])
     assert figures.with_floors([listed, stop]) == [listed, stop]  # no inv-list: no floor known
     startup = row((0.31,), (0.27,), cases.CASE_BY_NAME["inv-list"])
     floored, unfloored, _ = figures.with_floors([listed, stop, startup])
     assert floored.floor == pytest.approx(10.0)
     assert unfloored.floor is None
-    assert "| 13.33 | 10.00 | ≤ 2.5 | **no** |" in floored.markdown()
+    assert "| 13.33 | 10.00 | ≤ 1.15 | **no** |" in floored.markdown()
     assert floored.as_json()["floor"] == pytest.approx(10.0)
+
+
+def test_the_lifecycle_cases_carry_the_issues_targets_and_units() -> None:
+    """start-1 and list-8 against the docker command plus Invoke's start-up; start-8 and stop-8
+    against eight docker commands in a row; a floor only where the baseline has no start-up."""
+    targets = {
+        name: cases.CASE_BY_NAME[name] for name in ("start-1", "start-8", "stop-8", "list-8")
+    }
+    assert {n: c.target for n, c in targets.items()} == {
+        "start-1": 1.1,
+        "start-8": 0.7,
+        "stop-8": 0.8,
+        "list-8": 1.1,
+    }
+    assert {n for n, c in targets.items() if c.startup} == {"start-1", "list-8"}
+    assert not any(c.startup and c.floored for c in cases.CASES)
 
 
 def test_tables_judge_targeted_cases_and_scale_per_session() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from filare_testing.commands import inv
-from scripts.benchmark import lifecycle
+from scripts.benchmark import common, figures, lifecycle
 from tests.conftest import WriteManifest, session
 
 DRY_RUN = """\
@@ -69,3 +69,13 @@ def test_the_tools_dry_run_is_what_the_baseline_parses(
         argvs["b"], name="n", tool_registry=state, registry=tmp_path / "base", run_id="r"
     )
     assert shlex.join(out).count(str(state)) == 0
+
+
+def test_a_baseline_after_startup_adds_invokes_own_start_up(tmp_path: Path) -> None:
+    bench = common.Bench(tmp_path, "r1", tuple(common.inv_command()))
+    common.make_empty_collection(bench.empty_collection)
+    alone = common.invoke_startup(bench)
+    assert alone.seconds > 0.05 and alone.max_rss_kb > 10_000  # Python with Invoke imported
+    work = figures.Measurement(1.0, 5)
+    both = common.after_startup(bench, lambda: work)
+    assert both.seconds > 1.05 and both.max_rss_kb > 10_000

@@ -17,36 +17,39 @@ class Case:
     # The tool is one `inv` command doing the baseline's work: its best possible ratio is
     # (Invoke's start-up + baseline) / baseline, with the start-up measured by `inv-list`.
     floored: bool = False
+    # The baseline starts Invoke first (an empty collection's `inv --list`), then does its
+    # docker work: the ratio is what the tool costs beyond the two, in the units.
+    startup: bool = False
 
 
 CASES = (
     Case(
         "start-1",
         "inv session.start, 1 session, workspace already seeded",
-        "docker run -d with the argv --dry-run prints",
-        1.8,
+        "Invoke's start-up + docker run -d with the argv --dry-run prints",
+        1.1,
         sessions=1,
-        floored=True,
+        startup=True,
     ),
     Case(
         "start-8",
         "inv session.start, 8 sessions in one command",
-        "8 docker run -d, one after another",
-        0.8,
+        "8 docker run -d with the argvs --dry-run prints, one after another",
+        0.7,
         sessions=8,
     ),
     Case(
         "stop-8",
         "inv session.stop --manifest, 8 running (graceful)",
         "8 docker rm -f, one after another",
-        1.0,
+        0.8,
     ),
     Case(
         "list-8",
         "inv session.list, 8 running",
-        "docker ps --all --no-trunc --filter label=filare.registry=…",
-        2.5,
-        floored=True,
+        "Invoke's start-up + docker ps --all --no-trunc --filter label=filare.registry=…",
+        1.1,
+        startup=True,
     ),
     Case(
         "send-1",
@@ -131,7 +134,7 @@ CASES = (
     Case(
         "start-32",
         "inv session.start, 32 sessions in one command",
-        "32 docker run -d, one after another",
+        "32 docker run -d with the argvs --dry-run prints, one after another",
         None,
         sessions=32,
     ),

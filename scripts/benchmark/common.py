@@ -45,6 +45,11 @@ class Bench:
         return self.root / "project"
 
     @property
+    def empty_collection(self) -> Path:
+        """A folder whose `tasks.py` is an empty Invoke collection, made by `make_project`."""
+        return self.root / "empty-collection"
+
+    @property
     def run_label(self) -> str:
         return f"{RUN_LABEL}={self.run_id}"
 
@@ -80,6 +85,30 @@ def make_project(bench: Bench) -> None:
     git("init", "-q", "-b", "main", cwd=project)
     git("add", ".", cwd=project)
     git("commit", "-qm", "bench project", cwd=project)
+    make_empty_collection(bench.empty_collection)
+
+
+def make_empty_collection(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "tasks.py").write_text("from invoke import Collection\n\nns = Collection()\n")
+    return folder
+
+
+def invoke_startup(bench: Bench) -> Measurement:
+    """Invoke's own start-up: `inv --list` of an empty collection, which does nothing else."""
+    # Invoke lists an empty collection by saying so and exiting 1, after the same work.
+    result = bench.inv_run("--list", cwd=bench.empty_collection, check=False)
+    if result.returncode != 0 and "No tasks found" not in result.stderr:
+        raise BenchError(f"inv --list of an empty collection: {result.stderr.strip()}")
+    return result.measurement
+
+
+def after_startup(bench: Bench, baseline: Callable[[], Measurement]) -> Measurement:
+    """Invoke's start-up, then the baseline's docker work: what a tool that added nothing to
+    the two would take. Wall times add up; the peak RSS is the larger."""
+    startup = invoke_startup(bench)
+    work = baseline()
+    return Measurement(startup.seconds + work.seconds, max(startup.max_rss_kb, work.max_rss_kb))
 
 
 def ensure_image(bench: Bench) -> str:

@@ -20,7 +20,7 @@ from scripts.benchmark.contain import prepare_contain, round_contain
 from scripts.benchmark.engines import ENGINE_CONTEXT, prepare_engines, round_engines
 from scripts.benchmark.figures import Measurement, Row, Samples, with_floors
 from scripts.benchmark.lifecycle import Fleet, make_fleet, round_fleet, round_start
-from scripts.benchmark.listing import make_empty_collection, round_inv_list
+from scripts.benchmark.listing import round_inv_list
 from scripts.benchmark.memory import MemoryProbe, MemoryRow, prepare_memory, round_memory
 from scripts.benchmark.process import BenchError, run
 from scripts.benchmark.seed import SEED_FILES, make_seed_repository, round_seed
@@ -97,8 +97,7 @@ def prepare(
                 round_contain, bench, prepare_contain(bench, codex_image, stack)
             )
         elif group == "inv-list":
-            empty = make_empty_collection(bench.root / "empty-collection")
-            rounds[group] = partial(round_inv_list, bench, empty)
+            rounds[group] = partial(round_inv_list, bench)
         elif group == "transcript":
             hostile = make_transcript_registry(bench.root / "transcript-64mb", hostile=True)
             plain = make_transcript_registry(bench.root / "transcript-plain", hostile=False)

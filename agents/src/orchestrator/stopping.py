@@ -120,10 +120,14 @@ def stop_report(
         fresh = [v for v in selected(list_sessions(registry)) if v.key in keys]
         dark = {v.session_id: v.engine or "current" for v in fresh if v.status == "unreachable"}
         fresh = [v for v in fresh if v.session_id not in dark]
-        on_each_engine(fresh, lambda context, ids: engine.Engine(context).stop(ids, timeout))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # Their egress networks are listed while the containers stop (only read; removed
+            # once the containers are gone).
+            networks = pool.submit(_session_networks, registry, fresh)
+            on_each_engine(fresh, lambda context, ids: engine.Engine(context).stop(ids, timeout))
         for view in fresh:
             forget(registry, view)
-        _remove_networks(registry, fresh)
+        _remove_networks(registry, networks.result())
     outcomes = [
         StopOutcome(
             v.session_id,
@@ -193,15 +197,28 @@ def _check_selectors(
                 )
 
 
-def _remove_networks(registry: Registry, views: Sequence[SessionView]) -> None:
-    """The egress networks of these sessions (one engine call per engine finds them all)."""
+def _session_networks(
+    registry: Registry, views: Sequence[SessionView]
+) -> list[tuple[str, str, str | None]]:
+    """(role, session id, engine) of each egress network of these sessions (one engine call
+    per engine finds them all)."""
     from orchestrator import egress_proxy
 
+    found = []
     for context in _engines_of(views):
         keys = {v.key for v in views if v.engine == context}
         for _, role, session_id in egress_proxy.our_networks(registry, context):
             if (role, session_id) in keys:
-                egress_proxy.remove_network(registry, role, session_id, context)
+                found.append((role, session_id, context))
+    return found
+
+
+def _remove_networks(registry: Registry, networks: Sequence[tuple[str, str, str | None]]) -> None:
+    """Remove the egress networks `_session_networks` found, once their containers are gone."""
+    from orchestrator import egress_proxy
+
+    for role, session_id, context in networks:
+        egress_proxy.remove_network(registry, role, session_id, context)
 
 
 def _engines_of(views: Sequence[SessionView]) -> list[str | None]:

@@ -478,12 +478,13 @@ def _with_seed_record(plan: LaunchPlan, state: SessionState) -> SessionState:
     The file is in the session's host-only folder and was written from the fresh copy before the
     container started; a workspace that was not seeded this time keeps the base recorded before.
     """
-    from orchestrator.homecoming.refs import parse_seed_record
-
     try:
         text = plan.folders.seed_record.read_text(encoding="ascii")
     except (FileNotFoundError, UnicodeDecodeError):
         return state
+    # Imported only when this start seeded (3 ms a start would pay for nothing otherwise).
+    from orchestrator.homecoming.refs import parse_seed_record
+
     seeded = parse_seed_record(text)
     if seeded is None:
         return state

@@ -614,6 +614,12 @@ if [[ -n "$egress_proxy" ]]; then
   done
   docker_args+=(--env "NO_PROXY=localhost,127.0.0.1,::1" --env "no_proxy=localhost,127.0.0.1,::1"
     --env NODE_USE_ENV_PROXY=1)
+  # The proxy resolves names; the session resolves only the proxy's (Docker's embedded DNS
+  # answers that). Other names would be forwarded to the host's resolvers, from the host's
+  # network namespace when they are on its loopback (CVE-2024-29018, Docker before 26): a way
+  # out through DNS. An upstream given with --dns is asked from the container's namespace,
+  # which has no route: this one (TEST-NET-1, RFC 5737) answers nothing from anywhere.
+  docker_args+=(--dns 192.0.2.53)
 elif [[ "$network" != "none" ]]; then
   docker_args+=(--add-host host.docker.internal:host-gateway)
 fi

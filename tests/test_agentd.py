@@ -704,3 +704,40 @@ def test_attach_asks_the_daemon_to_let_go_of_the_conversation(
     ready_file(registry, record, READY)
     argv = conversation.attach_command(registry, "a")
     assert argv[-3:] == ["filare-agentd", "--attach", "01a22205-3385-7810-b62b-3e8143142500"]
+
+
+# /proc/self/mountinfo in a session under gVisor (runsc 2022-12-19), and under runc.
+GVISOR_MOUNTS = """\
+8 8 0:8 / / rw  - 9p none rw,trans=fd,rfdno=4,wfdno=4,aname=/,cache=fscache
+11 8 0:10 / /proc rw,noexec  - proc none rw,dentry_cache_limit=1000
+18 8 0:17 / /run/filare/inbox ro  - 9p none ro,trans=fd,rfdno=10,wfdno=10,cache=remote_revalidating
+24 8 0:23 / /tmp rw  - tmpfs none rw,mode=01777
+"""
+RUNC_MOUNTS = """\
+612 540 0:58 / / rw,relatime master:301 - overlay overlay rw,lowerdir=/var/lib/docker/l/A
+650 612 254:1 /tmp/state/coder/a/inbox /run/filare/inbox ro,relatime - ext4 /dev/vda1 rw
+651 612 254:1 /tmp/my\\040ws /home/agent/my\\040ws rw,relatime - ext4 /dev/vda1 rw
+"""
+
+
+def test_the_inbox_on_a_9p_mount_is_listed_not_watched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under gVisor the host's writes into the inbox raise no inotify event: the daemon polls."""
+    inbox = Path("/run/filare/inbox")
+    assert agentd.mount_type(inbox, GVISOR_MOUNTS.encode()) == "9p"
+    assert agentd.mount_type(Path("/tmp/x"), GVISOR_MOUNTS.encode()) == "tmpfs"
+    assert agentd.mount_type(Path("/run/filare"), GVISOR_MOUNTS.encode()) == "9p"
+    assert agentd.mount_type(inbox, RUNC_MOUNTS.encode()) == "ext4"
+    assert agentd.mount_type(Path("/run/filare"), RUNC_MOUNTS.encode()) == "overlay"
+    assert agentd.mount_type(Path("/home/agent/my ws/x"), RUNC_MOUNTS.encode()) == "ext4"
+    assert agentd.mount_type(inbox, b"garbage\n") is None
+
+    mountinfo = tmp_path / "mountinfo"
+    monkeypatch.setattr(agentd, "MOUNTINFO", mountinfo)
+    mountinfo.write_text(f"1 0 0:1 / / rw - 9p none rw\n2 1 0:2 / {tmp_path} rw - ext4 x rw\n")
+    watched = agentd.Inotify.watch(tmp_path)
+    assert watched is not None
+    os.close(watched)
+    mountinfo.write_text(f"1 0 0:1 / / rw - ext4 none rw\n2 1 0:2 / {tmp_path} rw - 9p x rw\n")
+    assert agentd.Inotify.watch(tmp_path) is None

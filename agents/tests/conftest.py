@@ -31,6 +31,7 @@ from agent_helpers import (
 
 from filare_testing.engines import OwnEngine, claimed_engine
 from filare_testing.fake_model import FakeModel
+from filare_testing.ssh_engine import SshEngine, claimed_ssh_engine
 from orchestrator.registry import Registry
 
 
@@ -89,6 +90,42 @@ def test_engine_smoke_image(test_engine: OwnEngine, smoke_image: str) -> str:
     """The smoke image, copied into the test engine."""
     test_engine.load_image(smoke_image)
     return smoke_image
+
+
+# Test engines reached over ssh (an sshd in the engine's network namespace).
+SSH_ENGINE_INDICES = range(20, 30)
+
+
+@pytest.fixture(scope="session")
+def ssh_engine(docker_engine: None) -> Iterator[SshEngine]:
+    """A Docker engine of the tests' own reached as a remote one: Docker context
+    `ssh_engine.context` (`ssh://root@10.77.N.2`), through an sshd of the tests' own.
+
+    The context exists only in `ssh_engine.env` (its own `DOCKER_CONFIG`, and a `PATH` whose
+    `ssh` uses the test key and pinned host key): give that to the tool (`inv(...,
+    environment=ssh_engine.env)`), or use `ssh_environment` for calls in this process.
+    `ssh_engine.engine` is the `OwnEngine` behind it (its socket, for quick setup and checks).
+    """
+    with claimed_ssh_engine(SSH_ENGINE_INDICES) as ssh:
+        yield ssh
+
+
+@pytest.fixture(scope="session")
+def ssh_engine_smoke_image(ssh_engine: SshEngine, smoke_image: str) -> str:
+    """The smoke image, copied into the ssh engine."""
+    ssh_engine.load_image(smoke_image)
+    return smoke_image
+
+
+@pytest.fixture
+def ssh_environment(ssh_engine: SshEngine, monkeypatch: pytest.MonkeyPatch) -> SshEngine:
+    """This process's environment set to reach `ssh_engine.context` (for library calls made
+    here rather than in a subprocess), restored after the test."""
+    for name in ("DOCKER_HOST", "DOCKER_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in ssh_engine.env.items():
+        monkeypatch.setenv(name, value)
+    return ssh_engine
 
 
 # The smoke image under a kind of its own: the tool refuses a turn on the smoke image (it has

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +24,10 @@ import yaml
 from agent_helpers import MakeManifest, docker, inspect, inv
 
 from conftest import BuiltCodexImage
+from filare_testing.engines import claimed_engine
 from filare_testing.fake_model import API_KEY_ENV, FakeModel, message, shell
 from filare_testing.fake_model import write_codex_home as write_fake_codex_home
+from orchestrator import egress_proxy
 from orchestrator.egress_proxy import denials_file, proxy_name
 from orchestrator.registry import Registry
 
@@ -148,17 +152,77 @@ def test_only_allowed_names_leave_through_the_proxy_and_the_rest_is_recorded(
 
     networks = json.loads(docker("network", "inspect", network_names(registry)[0]))[0]
     assert networks["Internal"] is True
+    assert networks["EnableIPv6"] is False
     assert networks["Options"]["com.docker.network.bridge.inhibit_ipv4"] == "true"
     assert networks["Labels"]["filare.registry"] == str(registry.root)
     assert len(network_names(registry)) == 2
+    assert_no_ipv6(alpha)
+    # Names are the proxy's to resolve: Docker's embedded DNS forwards no other name anywhere.
+    assert inspect(alpha)["HostConfig"]["Dns"] == ["192.0.2.53"]
+    assert "403" in run_in(beta, "wget -q -O- http://denied.test/")
+
+    # A stopped session keeps its network; its next start takes a changed `egress`.
+    kept = network_id(alpha_network := network_names(registry, "in-a")[0])
+    stop = inv("session.stop", "--session", "in-a", state=registry.root)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert network_id(alpha_network) == kept
+    wider = {**egress, "allow": [*egress["allow"], "denied.test"]}
+    started(make_manifest(ids=("in-a", "in-b"), egress=wider), registry)
+    assert network_id(alpha_network) == kept
+    assert PAGE in run_in(alpha, "wget -q -O- http://denied.test/")
+    assert attached(alpha_network) == {alpha, proxy}
+    # A kept network removed behind the tool's back is made again at the next start.
+    inv("session.stop", "--session", "in-a", state=registry.root)
+    docker("network", "disconnect", "--force", alpha_network, proxy)
+    docker("network", "rm", alpha_network)
+    started(make_manifest(ids=("in-a", "in-b"), egress=egress), registry)
+    assert attached(alpha_network) == {alpha, proxy}
+    assert PAGE in run_in(alpha, "wget -q -O- http://allowed.test/")
+    assert "403" in run_in(alpha, "wget -q -O- http://denied.test/")
+
+    # Pruning the stopped session's records takes its network, policy and denials, nothing of
+    # the running one's.
+    stop = inv("session.stop", "--session", "in-a", state=registry.root)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    pruned = inv("session.prune", "--records", state=registry.root)
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert network_names(registry) == network_names(registry, "in-b") != []
+    policies = registry.root / ".egress" / "policies"
+    assert [p.stem for p in policies.iterdir()] == network_names(registry, "in-b")
+    denials = registry.root / ".egress" / "denials" / "coder"
+    assert sorted(p.name for p in denials.iterdir()) == ["in-b.count", "in-b.jsonl"]
+    assert docker("ps", "-q", "--filter", f"name=^{proxy}$") != ""
 
     stop = inv("session.stop", "--all", state=registry.root)
     assert stop.returncode == 0, stop.stdout + stop.stderr
-    assert network_names(registry) == []
-    assert list((registry.root / ".egress" / "policies").iterdir()) == []
+    assert network_names(registry) == network_names(registry, "in-b") != []
     pruned = inv("session.prune", state=registry.root)
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert network_names(registry) == []
+    assert list(policies.iterdir()) == []
     assert docker("ps", "-aq", "--filter", f"name=^{proxy}$") == ""
+
+
+def network_id(name: str) -> str:
+    return docker("network", "inspect", "--format", "{{.Id}}", name)
+
+
+def attached(network: str) -> set[str]:
+    """Names of the containers on `network`."""
+    found = json.loads(docker("network", "inspect", network))[0]["Containers"] or {}
+    return {endpoint["Name"] for endpoint in found.values()}
+
+
+def assert_no_ipv6(container: str) -> None:
+    """No IPv6 in the session: disabled on every interface (the network has none), no address,
+    no route, and the session cannot turn it on."""
+    assert run_in(container, "cat /proc/sys/net/ipv6/conf/all/disable_ipv6").split() == [
+        "1",
+        "rc=0",
+    ]
+    assert run_in(container, "ip -6 addr; ip -6 route").split() == ["rc=0"]
+    turned_on = run_in(container, "echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6")
+    assert "rc=0" not in turned_on, turned_on
 
 
 def test_none_has_no_network_and_open_reaches_the_internet_directly(
@@ -197,11 +261,14 @@ def test_limits_by_default_show_in_docker_inspect(
     assert (config["Memory"], config["NanoCpus"], config["PidsLimit"] or 0) == (0, 0, 0)
 
 
-def network_names(registry: Registry) -> list[str]:
-    return docker(
-        "network", "ls", "--filter", f"label=filare.registry={registry.root}",
-        "--format", "{{.Name}}",
-    ).split()  # fmt: skip
+def network_names(registry: Registry, session: str | None = None) -> list[str]:
+    only = ["--filter", f"label=filare.session={session}"] if session else []
+    return sorted(
+        docker(
+            "network", "ls", "--filter", f"label=filare.registry={registry.root}", *only,
+            "--format", "{{.Name}}",
+        ).split()
+    )  # fmt: skip
 
 
 def host_addresses() -> list[str]:
@@ -321,3 +388,57 @@ def test_a_codex_turn_with_a_tool_call_works_under_runsc_through_the_proxy(
     row = send(registry, "gvisor", "run the tool")
     assert (row["status"], row["final_message"]) == ("completed", "done under gVisor"), row
     assert "tool-ran-under-gvisor" in json.dumps(fake.model_requests[-1].body)
+
+
+# Engines of this module's own (the contain range).
+DNS_ENGINE_INDICES = range(30, 40)
+# Records the first label of every query it gets, answers none.
+FAKE_RESOLVER = """
+import socket, sys
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("127.0.0.1", 53))
+with open(sys.argv[1], "ab", buffering=0) as seen:
+    while True:
+        query = server.recv(4096)[12:]
+        seen.write(query[1 : 1 + query[0]] + b"\\n")
+"""
+
+
+def test_a_session_behind_the_proxy_sends_no_query_to_the_hosts_resolver(
+    registry: Registry, make_manifest: MakeManifest, smoke_image: str, tmp_path: Path
+) -> None:
+    """Docker's embedded DNS forwards names it does not know to the host's resolvers, and from
+    the host's network namespace when they are on its loopback (Docker before 26): a way out of
+    an internal network, through DNS. An engine of the test's own whose host resolver is a fake
+    one on its loopback: a container on an ordinary network reaches it; a session does not."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\n")
+    seen = tmp_path / "queries"
+    seen.write_bytes(b"")
+    with claimed_engine(DNS_ENGINE_INDICES, resolv) as own:
+        resolver = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{own.netns}", sys.executable, "-c", FAKE_RESOLVER,
+             str(seen)],
+        )  # fmt: skip
+        try:
+            own.load_image(smoke_image)
+            own.load_image(egress_proxy.ensure_image())
+            result = inv(
+                "session.start",
+                "--manifest",
+                str(make_manifest(ids=("quiet",), egress={"allow": ["allowed.test"]})),
+                state=registry.root,
+                DOCKER_HOST=own.host,
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+            lookup = ["--entrypoint", "/bin/busybox", smoke_image, "nslookup"]
+            own.docker("network", "create", "--label", "filare.test=dns", "dns-control")
+            own.docker("run", "--rm", "--network", "dns-control", *lookup, "control.test",
+                       check=False)  # fmt: skip
+            assert set(seen.read_bytes().split()) == {b"control"}  # the fake resolver is the host's
+
+            own.docker("exec", "filare-coder-quiet", "nslookup", "leak.test", check=False)
+            assert set(seen.read_bytes().split()) == {b"control"}
+        finally:
+            resolver.kill()
+            resolver.wait()

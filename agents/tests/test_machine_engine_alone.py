@@ -1,4 +1,5 @@
-"""The tests that restart a Docker engine leave the machine's own alone.
+"""The tests that restart a Docker engine, or start one reached over ssh, leave the machine's
+own alone.
 
 Each is run here as a user runs it (`pytest -m agent FILE`), with a container of nobody's
 started on the machine's engine before: afterwards the machine's `dockerd` is the same process
@@ -34,6 +35,7 @@ def machine_daemon() -> tuple[int, str]:
     "selection",
     [
         pytest.param(["-m", "agent", "agents/tests/test_daemon_restart.py"], id="daemon-restart"),
+        pytest.param(["-m", "agent", "agents/tests/test_ssh_engine.py"], id="ssh-engine"),
         pytest.param(
             [
                 "-m",

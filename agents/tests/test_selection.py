@@ -15,6 +15,7 @@ import yaml
 from agent_helpers import docker, inv, our_containers
 
 from filare_testing.commands import results
+from orchestrator import egress
 from orchestrator.registry import Registry
 
 pytestmark = pytest.mark.agent
@@ -174,9 +175,12 @@ def test_prune_marks_a_stale_record_stopped_and_records_deletes_folders(
     assert inv("session.stop", "--session", "sel-delta", state=state).returncode == 0
     deleted = inv("session.prune", "--records", state=state)
     assert deleted.returncode == 0, deleted.stderr
+    # The stopped session's network, kept for its next start, goes with it.
+    network = egress.network_name("filare-coder-sel-delta", state)
     assert deleted.stdout.splitlines() == [
         "coder/sel-delta  deleted session folder  (stopped)",
         "planner/sel-charlie  deleted session folder  (stopped)",
+        f"coder/sel-delta  removed network {network}  (no running session)",
     ]
     assert not (state / "planner" / "sel-charlie").exists()
     assert not (state / "coder" / "sel-delta").exists()

@@ -8,6 +8,7 @@ for: every field goes through `orchestrator.untrusted` before a terminal sees it
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,17 @@ class Denial:
 
 def denials_folder(registry_root: Path, role: str) -> Path:
     return registry_root / ".egress" / "denials" / role
+
+
+def remove_denials(registry_root: Path, role: str, session_id: str) -> None:
+    """What the proxy recorded of the session (its list and count), gone with its record; the
+    role's folder too once no session of it has any."""
+    folder = denials_folder(registry_root, role)
+    for name in (f"{session_id}.jsonl", f"{session_id}.count", f"{session_id}.count.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def read_denials(registry_root: Path, role: str, session_id: str) -> list[Denial]:

@@ -120,6 +120,19 @@ def network_name(container: str, registry_root: Path) -> str:
     return f"{container}-egress-{hashlib.sha256(str(registry_root).encode()).hexdigest()[:6]}"
 
 
+def policy_path(registry_root: Path, network: str) -> Path:
+    """Where the proxy reads the policy of the session on `network`."""
+    return registry_root / ".egress" / "policies" / f"{network}.json"
+
+
+def kept_network(registry_root: Path, session: SessionSpec) -> bool:
+    """Whether an earlier start kept a network for the session (its policy is still there)."""
+    from orchestrator.plan import container_name
+
+    network = network_name(container_name(session.role, session.id), registry_root)
+    return policy_path(registry_root, network).exists()
+
+
 def egress_mode(session: SessionSpec) -> EgressMode:
     """How the session's container is networked; cheap, for planning its `docker run`."""
     egress = session.egress

@@ -74,7 +74,7 @@ def denials_file(registry_root: Path, role: str, session_id: str) -> Path:
 
 
 def _policy_file(registry_root: Path, network: str) -> Path:
-    return egress_dir(registry_root) / "policies" / f"{network}.json"
+    return egress.policy_path(registry_root, network)
 
 
 def _proxy_sources() -> tuple[Path, Path]:
@@ -121,20 +121,35 @@ class Joining:
     network, in the background while the session's container starts: the container needs the
     proxy only at its first request. `wait` raises what the join raised."""
 
-    def __init__(self, registry: Registry, network: str, context: str | None = None) -> None:
+    def __init__(
+        self, registry: Registry, session: SessionSpec, network: str, policy: EgressPolicy
+    ) -> None:
+        self.registry, self.session, self.network, self.policy = registry, session, network, policy
         self.error: BaseException | None = None
-        self.thread = threading.Thread(
-            target=self._join, args=(registry, network, context), daemon=True
-        )
-        self.thread.start()
+        self.thread = self._started()
 
-    def _join(self, registry: Registry, network: str, context: str | None) -> None:
+    def _started(self) -> threading.Thread:
+        self.error = None
+        thread = threading.Thread(target=self._join, daemon=True)
+        thread.start()
+        return thread
+
+    def _join(self) -> None:
+        context = self.session.engine
         try:
-            with registry.named_lock("egress"):
-                proxy = ensure_proxy(registry, context)
-            engine.docker(
-                "network", "connect", "--alias", PROXY_ALIAS, network, proxy, context=context
-            )
+            with self.registry.named_lock("egress"):
+                proxy, joined = ensure_proxy(self.registry, context)
+            if self.network in joined:  # a kept network: joined at an earlier start
+                return
+            try:
+                engine.docker(
+                    "network", "connect", "--alias", PROXY_ALIAS, self.network, proxy,
+                    context=context,
+                )  # fmt: skip
+            except EngineError as exc:
+                # A kept network: the proxy joined it at an earlier start.
+                if "already exists in network" not in str(exc):
+                    raise
         except BaseException as exc:  # handed to `wait`
             self.error = exc
 
@@ -143,11 +158,36 @@ class Joining:
         if self.error is not None:
             raise self.error
 
+    def remake(self) -> None:
+        """The kept network was gone when the container started (removed by hand, or the
+        engine's data reset): made again, its policy written, the proxy joining it anew."""
+        self.thread.join()
+        _make_network(self.registry, self.session, self.network, self.policy)
+        self.thread = self._started()
+
 
 def prepare(session: SessionSpec, registry: Registry, policy: EgressPolicy) -> Joining:
-    """The session's network made and its policy written; the proxy (and its image) made first
-    when missing; the proxy joining the network in the background (`Joining.wait`)."""
+    """The session's network and its policy, the proxy joining it in the background
+    (`Joining.wait`; the proxy and its image made first when missing).
+
+    The network is kept from one start to the next (`session.prune` removes it once the
+    session has no running container): a start finds it through the policy the last start
+    wrote, rewrites that policy (a changed `egress` takes effect now), and needs no engine call
+    before `docker run`. Making a network is a `docker network create` on the start's path.
+    """
     name = network_name(registry, session.role, session.id)
+    subnet = _kept_subnet(registry, session, name)
+    if subnet is None:
+        _leave_other_engine(registry, session, name)
+        _make_network(registry, session, name, policy)
+    else:
+        write_policy(registry, session, name, subnet, policy)
+    return Joining(registry, session, name, policy)
+
+
+def _make_network(
+    registry: Registry, session: SessionSpec, name: str, policy: EgressPolicy
+) -> None:
     # Under the egress lock, the network exists before the lock is let go: prune removes the
     # proxy only when no network is left.
     with registry.named_lock("egress"):
@@ -157,7 +197,33 @@ def prepare(session: SessionSpec, registry: Registry, policy: EgressPolicy) -> J
     except BaseException:
         remove_network(registry, session.role, session.id, session.engine)
         raise
-    return Joining(registry, name, session.engine)
+
+
+def _leave_other_engine(registry: Registry, session: SessionSpec, network: str) -> None:
+    """A network kept on the engine the session ran on before it moved: removed there, since
+    prune looks on the engines sessions run on now."""
+    try:
+        kept = json.loads(_policy_file(registry.root, network).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    before = kept.get("engine") if isinstance(kept, dict) else None
+    if before != session.engine and (before is None or isinstance(before, str)):
+        with contextlib.suppress(EngineError):
+            remove_network(registry, session.role, session.id, before)
+
+
+def _kept_subnet(
+    registry: Registry, session: SessionSpec, network: str
+) -> ipaddress.IPv4Network | None:
+    """The subnet of the network an earlier start made on this session's engine, from the
+    policy it wrote (the tool's own file, in the state folder); None when there is none."""
+    try:
+        kept = json.loads(_policy_file(registry.root, network).read_text(encoding="utf-8"))
+        if kept.get("engine") != session.engine:
+            return None
+        return ipaddress.IPv4Network(kept["subnet"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def ensure_image(context: str | None = None) -> str:
@@ -196,8 +262,9 @@ def ensure_image(context: str | None = None) -> str:
     return tag
 
 
-def ensure_proxy(registry: Registry, context: str | None = None) -> str:
-    """The registry's proxy, running the current image; (re)made, its image built, when not."""
+def ensure_proxy(registry: Registry, context: str | None = None) -> tuple[str, frozenset[str]]:
+    """The registry's proxy, running the current image ((re)made, its image built, when not),
+    and the networks it is on."""
     name = proxy_name(registry.root)
     tag = image_tag()
     try:
@@ -205,7 +272,8 @@ def ensure_proxy(registry: Registry, context: str | None = None) -> str:
             "container",
             "inspect",
             "--format",
-            "{{.State.Running}} {{.Config.Image}}",
+            "{{.State.Running}} {{.Config.Image}}"
+            "{{range $name, $_ := .NetworkSettings.Networks}} {{$name}}{{end}}",
             name,
             context=context,
         ).split()
@@ -213,8 +281,8 @@ def ensure_proxy(registry: Registry, context: str | None = None) -> str:
         if "No such" not in str(exc):
             raise
         state = []
-    if state == ["true", tag]:
-        return name
+    if state[:2] == ["true", tag]:
+        return name, frozenset(state[2:])
     ensure_image(context)
     if state:
         engine.remove_containers([name], context=context)
@@ -261,7 +329,7 @@ def ensure_proxy(registry: Registry, context: str | None = None) -> str:
         tag,
         context=context,
     )
-    return name
+    return name, frozenset()
 
 
 def _proxy_user() -> str:
@@ -328,6 +396,7 @@ def write_policy(
         "role": session.role,
         "network": network,
         "subnet": str(subnet),
+        "engine": session.engine,
         **policy.to_dict(),
     }
     path = _policy_file(registry.root, network)

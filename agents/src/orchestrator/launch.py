@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from orchestrator import egress, engine, hostpaths, limits, session_folders, skills
 from orchestrator.errors import EngineError, InputError, ManifestError, OrchestratorError
 from orchestrator.plan import (
+    REGISTRY_LABEL,
     SESSION_NETWORK,
     SHARED_WORKSPACE_LABEL,
     LaunchPlan,
@@ -441,7 +442,7 @@ def _launch(
             held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
             plan.folders.seed_record.unlink(missing_ok=True)
             try:
-                container, warnings = _run_container(plan, registry, held)
+                container, warnings = _run_container(plan, registry, held, joining)
             finally:
                 if joining is not None:
                     joining.wait()
@@ -500,15 +501,19 @@ def _seed_repository(plan: LaunchPlan) -> Path | None:
 
 
 def _prepare_network(session: SessionSpec, registry: Registry) -> egress_proxy.Joining | None:
-    """A session behind the egress proxy gets its own network and policy, made afresh at every
-    start (so a changed `egress` takes effect). An open or closed session needs nothing: the
-    network of an earlier start went with its stop (or goes with `session.prune`)."""
+    """A session behind the egress proxy gets its own network (kept from one start to the next)
+    and its policy, written at every start (so a changed `egress` takes effect). An open or
+    closed session needs none: one an earlier start kept goes."""
     if egress.egress_mode(session) == "proxy":
         from orchestrator import egress_proxy
         from orchestrator.plan import seed_source
 
         policy = egress.resolve_policy(session, seed_source(session))
         return egress_proxy.prepare(session, registry, policy)
+    if egress.kept_network(registry.root, session):
+        from orchestrator import egress_proxy
+
+        egress_proxy.remove_network(registry, session.role, session.id, session.engine)
     return None
 
 
@@ -530,8 +535,15 @@ class _NoNetwork(EngineError):
     """`docker run` found no session network: it is made on first use."""
 
 
+class _NoEgressNetwork(EngineError):
+    """`docker run` found no network where the session's kept one should be."""
+
+
 def _run_container(
-    plan: LaunchPlan, registry: Registry, locks: Sequence[int]
+    plan: LaunchPlan,
+    registry: Registry,
+    locks: Sequence[int],
+    joining: egress_proxy.Joining | None = None,
 ) -> tuple[str | engine.Container, tuple[str, ...]]:
     """The new container's id (or the session's own container already running under its name),
     and the launch script's warnings.
@@ -549,6 +561,10 @@ def _run_container(
         except _NoNetwork:
             with registry.named_lock("network"):
                 engine.Engine(plan.session.engine).create_session_network(SESSION_NETWORK)
+        except _NoEgressNetwork:
+            if joining is None or attempt == 2:
+                raise
+            joining.remake()
         except _NameTaken:
             session = plan.session
             existing = _session_containers(registry, session.role, session.id, session.engine)
@@ -709,6 +725,10 @@ def _launch_error(plan: LaunchPlan, code: int, stderr: str) -> OrchestratorError
         or f"network {SESSION_NETWORK} is ambiguous" in stderr
     ):
         return _NoNetwork(f"{prefix}: no network {SESSION_NETWORK}")
+    if egress.egress_mode(plan.session) == "proxy":
+        network = egress.network_name(plan.name, Path(plan.labels[REGISTRY_LABEL]))
+        if f"network {network} not found" in stderr:
+            return _NoEgressNetwork(f"{prefix}: no network {network}")
     if reason.startswith("run_codex_container.sh:"):
         return InputError(f"{prefix}: {reason.removeprefix('run_codex_container.sh:').strip()}")
     return EngineError(

@@ -120,14 +120,10 @@ def stop_report(
         fresh = [v for v in selected(list_sessions(registry)) if v.key in keys]
         dark = {v.session_id: v.engine or "current" for v in fresh if v.status == "unreachable"}
         fresh = [v for v in fresh if v.session_id not in dark]
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # Their egress networks are listed while the containers stop (only read; removed
-            # once the containers are gone).
-            networks = pool.submit(_session_networks, registry, fresh)
-            on_each_engine(fresh, lambda context, ids: engine.Engine(context).stop(ids, timeout))
+        on_each_engine(fresh, lambda context, ids: engine.Engine(context).stop(ids, timeout))
         for view in fresh:
             forget(registry, view)
-        _remove_networks(registry, networks.result())
+        # A session's egress network stays for its next start; `session.prune` removes it.
     outcomes = [
         StopOutcome(
             v.session_id,
@@ -197,28 +193,17 @@ def _check_selectors(
                 )
 
 
-def _session_networks(
-    registry: Registry, views: Sequence[SessionView]
-) -> list[tuple[str, str, str | None]]:
-    """(role, session id, engine) of each egress network of these sessions (one engine call
-    per engine finds them all)."""
+def _remove_networks(registry: Registry, views: Sequence[SessionView]) -> None:
+    """The egress networks of these sessions (one engine call per engine finds them all)."""
     from orchestrator import egress_proxy
 
-    found = []
+    keys = {v.key for v in views}
+    if not keys:
+        return
     for context in _engines_of(views):
-        keys = {v.key for v in views if v.engine == context}
         for _, role, session_id in egress_proxy.our_networks(registry, context):
             if (role, session_id) in keys:
-                found.append((role, session_id, context))
-    return found
-
-
-def _remove_networks(registry: Registry, networks: Sequence[tuple[str, str, str | None]]) -> None:
-    """Remove the egress networks `_session_networks` found, once their containers are gone."""
-    from orchestrator import egress_proxy
-
-    for role, session_id, context in networks:
-        egress_proxy.remove_network(registry, role, session_id, context)
+                egress_proxy.remove_network(registry, role, session_id, context)
 
 
 def _engines_of(views: Sequence[SessionView]) -> list[str | None]:
@@ -294,9 +279,12 @@ def prune(
         for key in keys:
             session_folders.remove_secrets(registry.session_dir(*key))
         if records:
-            for view in views:
-                if view.container is None and (view.status in ENDED or view in dead):
-                    _remove_session_folder(registry, view)
+            gone = [v for v in views if v.container is None and (v.status in ENDED or v in dead)]
+            # Their networks now, under the locks held: taking a lock later would make the
+            # session's folder again.
+            _remove_networks(registry, gone)
+            for view in gone:
+                _remove_session_folder(registry, view)
     _prune_egress(registry, views)
     return actions + egress_actions
 
@@ -345,8 +333,12 @@ def _wait_for_starts(registry: Registry, views: Sequence[SessionView]) -> bool:
 
 
 def _remove_session_folder(registry: Registry, view: SessionView) -> None:
-    """Everything of a session: record, Codex home, agent folder, default transcripts. The lock
-    file goes too; its holder (us) keeps the open descriptor until done."""
+    """Everything of a session: record, Codex home, agent folder, default transcripts, what the
+    egress proxy recorded of it. The lock file goes too; its holder (us) keeps the open
+    descriptor until done."""
+    from orchestrator.denials import remove_denials
+
+    remove_denials(registry.root, view.role, view.session_id)
     folder = registry.session_dir(view.role, view.session_id)
     for entry in list(folder.iterdir()) if folder.is_dir() else []:
         if entry.name == "lock":

@@ -44,6 +44,9 @@ class OwnEngine:
     """One test engine, named by a small index so several can run side by side."""
 
     index: int
+    # A resolv.conf the daemon reads instead of the machine's (bind-mounted in its own mount
+    # namespace): where its containers' DNS is forwarded to.
+    resolv_conf: Path | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.index <= MAX_INDEX:
@@ -145,7 +148,8 @@ class OwnEngine:
                 "-m",
                 "sh",
                 "-c",
-                'mount --make-rprivate / && exec "$@"',
+                'mount --make-rprivate / && { [ -z "$RESOLV" ] || mount --bind "$RESOLV" '
+                '/etc/resolv.conf; } && exec "$@"',
                 "sh",
                 *daemon,
             ],
@@ -153,6 +157,7 @@ class OwnEngine:
             stdout=log,
             stderr=log,
             start_new_session=True,
+            env={**os.environ, "RESOLV": str(self.resolv_conf or "")},
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -225,9 +230,9 @@ class OwnEngine:
 
 
 @contextlib.contextmanager
-def own_engine(index: int) -> Iterator[OwnEngine]:
+def own_engine(index: int, resolv_conf: Path | None = None) -> Iterator[OwnEngine]:
     """A started test engine, removed with everything it made when the block ends."""
-    engine = OwnEngine(index)
+    engine = OwnEngine(index, resolv_conf)
     engine.stop()  # what a killed earlier run left behind
     try:
         engine.start()
@@ -253,7 +258,7 @@ CLAIMS = Path("/run/lock")
 
 
 @contextlib.contextmanager
-def claimed_engine(indices: Sequence[int]) -> Iterator[OwnEngine]:
+def claimed_engine(indices: Sequence[int], resolv_conf: Path | None = None) -> Iterator[OwnEngine]:
     """A started test engine at the first of `indices` no other process holds, held (by an
     flock) and removed with everything it made when the block ends."""
     CLAIMS.mkdir(parents=True, exist_ok=True)
@@ -265,7 +270,7 @@ def claimed_engine(indices: Sequence[int]) -> Iterator[OwnEngine]:
             os.close(claim)
             continue
         try:
-            with own_engine(index) as engine:
+            with own_engine(index, resolv_conf) as engine:
                 yield engine
             return
         finally:

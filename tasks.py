@@ -6,14 +6,21 @@ tests build the same tree from `tasks.collection.namespace`.
 """
 
 import atexit
+import os
 import sys
 from pathlib import Path
 
+# Invoke turns bytecode caches off (`sys.dont_write_bytecode`, unless `inv --write-pyc`) before
+# it loads this file, so every `inv` compiled the task modules and every library module without a
+# cache from source: 60 ms of a start. They are written as Python writes them elsewhere, unless
+# the user's environment asks for none.
+sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+
 __path__ = [str(Path(__file__).resolve().with_name("tasks"))]
 
-from tasks import command_line
-from tasks.catalog_task import flush_at_exit, quiet_broken_pipe
-from tasks.collection import namespace
+from tasks import command_line  # noqa: E402 (after the bytecode switch above)
+from tasks.catalog_task import flush_at_exit, quiet_broken_pipe  # noqa: E402
+from tasks.collection import namespace  # noqa: E402
 
 ns = namespace()
 # Invoke's own output (`inv --list | head`) ends quietly too when its reader goes away, written

@@ -233,17 +233,14 @@ fi
 ((detach == 0)) || [[ -n "$ssh_dir" ]] || die "--detach needs --ssh-dir (a folder that outlives this script)"
 
 absolute() {
-  # Absolute path of a file or folder that may not exist yet (its parent may not either).
-  local target="$1"
-  [[ "$target" == /* ]] || target="$PWD/$target"
-  printf '%s\n' "$target"
+  # Make the variable named $1 hold an absolute path (of a file or folder that may not exist
+  # yet, nor its parent). In place, without a subshell: a start runs this for nine paths.
+  [[ -z "${!1}" || "${!1}" == /* ]] || printf -v "$1" '%s' "$PWD/${!1}"
 }
 
-workspace="$(absolute "$workspace")"
-[[ -z "$env_file" ]] || env_file="$(absolute "$env_file")"
-codex_dir="$(absolute "$codex_dir")"
-for var in ssh_dir agent_dir transcript_dir inbox_dir known_hosts seed_record; do
-  [[ -z "${!var}" ]] || printf -v "$var" '%s' "$(absolute "${!var}")"
+for var in workspace env_file codex_dir ssh_dir agent_dir transcript_dir inbox_dir known_hosts \
+  seed_record; do
+  absolute "$var"
 done
 
 # What this script makes for the session belongs to the session's user. Only root can give it
@@ -514,8 +511,9 @@ check_branch() {
   fi
   [[ -f "$git_dir/HEAD" && ! -L "$git_dir/HEAD" ]] ||
     die "workspace $workspace has no readable .git/HEAD; expected branch '$branch'"
-  head="$(dd if="$git_dir/HEAD" iflag=nofollow bs=256 count=1 status=none | head -n 1)" ||
+  head="$(dd if="$git_dir/HEAD" iflag=nofollow bs=256 count=1 status=none)" ||
     die "workspace $workspace has no readable .git/HEAD; expected branch '$branch'"
+  head="${head%%$'\n'*}"
   local actual="(detached)"
   [[ "$head" != "ref: refs/heads/"* ]] || actual="${head#ref: refs/heads/}"
   [[ "$actual" =~ ^[A-Za-z0-9._/@+-]{1,200}$ ]] || actual="(unreadable)"
@@ -681,7 +679,8 @@ command -v docker >/dev/null || die "docker not found: install a Docker engine"
 for dir in "$codex_dir" "$agent_dir" "$transcript_dir"; do
   [[ -z "$dir" || -d "$dir" ]] || { mkdir -p "$dir" && give_to_session "$dir"; }
 done
-[[ -z "$inbox_dir" ]] || install -d -m 0755 "$inbox_dir"
+# The inbox is the host's, readable by the session's user (the caller makes it so).
+[[ -z "$inbox_dir" || -d "$inbox_dir" ]] || install -d -m 0755 "$inbox_dir"
 fill_ssh_dir "$ssh_dir"
 
 if ((detach)); then

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,11 +83,16 @@ def start_sessions(
     registry = registry or Registry.default()
     if parallel < 1:
         raise InputError(f"--parallel must be at least 1, not {parallel}")
-    check_start(sessions, registry, engine_too=False)
-    engine.require_cli()
-    sessions, refused = place_sessions(sessions, registry)
-    _check_runtimes(sessions)
-    refused |= _missing_images(sessions, progress)
+    with ThreadPoolExecutor(max_workers=1) as early:
+        # The current engine is asked for its images while the inputs are checked: only read,
+        # its answer is used once they pass (a bad input is still reported first).
+        here = sorted({s.image for s in sessions if not (s.engine or s.engines)})
+        ahead = early.submit(engine.missing_images, here) if here else None
+        check_start(sessions, registry, engine_too=False)
+        engine.require_cli()
+        sessions, refused = place_sessions(sessions, registry)
+        _check_runtimes(sessions)
+        refused |= _missing_images(sessions, progress, ahead=(here, ahead))
     context = _SeedContext.of(registry, [*sessions, *manifest_sessions])
     cancelled = threading.Event()
 
@@ -146,7 +151,10 @@ def place_sessions(
 
 
 def _missing_images(
-    sessions: Sequence[SessionSpec], progress: Callable[[str], None] | None = None
+    sessions: Sequence[SessionSpec],
+    progress: Callable[[str], None] | None = None,
+    *,
+    ahead: tuple[Sequence[str], Future[set[str]] | None] = ((), None),
 ) -> dict[str, str]:
     """Sessions whose engine lacks their image, each with what to run; engines asked at once.
 
@@ -161,7 +169,10 @@ def _missing_images(
 
     def check(context: str | None) -> set[str] | EngineError:
         images = sorted({s.image for s in by_engine[context]})
+        asked, answer = ahead
         try:
+            if context is None and answer is not None and set(images) <= set(asked):
+                return answer.result() & set(images)
             missing = engine.Engine(context).missing_images(images)
             if context is None or not missing or progress is None:
                 return missing
@@ -467,12 +478,13 @@ def _with_seed_record(plan: LaunchPlan, state: SessionState) -> SessionState:
     The file is in the session's host-only folder and was written from the fresh copy before the
     container started; a workspace that was not seeded this time keeps the base recorded before.
     """
-    from orchestrator.homecoming.refs import parse_seed_record
-
     try:
         text = plan.folders.seed_record.read_text(encoding="ascii")
     except (FileNotFoundError, UnicodeDecodeError):
         return state
+    # Imported only when this start seeded (3 ms a start would pay for nothing otherwise).
+    from orchestrator.homecoming.refs import parse_seed_record
+
     seeded = parse_seed_record(text)
     if seeded is None:
         return state

@@ -63,6 +63,9 @@ def prepare(plan: LaunchPlan, *, session_skills: Path | None, session_config: st
     for folder in (folders.codex_home, folders.agent_dir, folders.transcript_dir):
         _make_folder(folder)
     _make_folder(folders.inbox, mode=0o755)
+    # Whatever the umask: the session's user reads its turns there (the launch script leaves an
+    # existing inbox as it is).
+    folders.inbox.chmod(0o755)
     home = folders.codex_home
     source = plan.session.codex_dir
     user_config = config = _read_text(source / CONFIG_FILE)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.denials import remove_denials
 from orchestrator.egress import (
     AllowEntry,
     Provider,
@@ -245,3 +246,25 @@ def test_a_record_past_its_bound_is_refused_and_links_are_not_followed(tmp_path:
     assert str(caught.value).startswith(
         "session 'flood': its record (transcripts, questions) holds more than 2 MB"
     )
+
+
+def test_removing_denials_never_follows_a_link_the_proxy_made(tmp_path: Path) -> None:
+    """The proxy owns `<state>/.egress/denials` and may have replaced a role's folder there by
+    a link: `session.prune --records` deletes the session's files, never a file it points to."""
+    denials = tmp_path / "state" / ".egress" / "denials"
+    (denials / "coder").mkdir(parents=True)
+    for name in ("a.jsonl", "a.count", "b.jsonl"):
+        (denials / "coder" / name).write_text("{}\n")
+    remove_denials(tmp_path / "state", "coder", "a")
+    assert sorted(p.name for p in (denials / "coder").iterdir()) == ["b.jsonl"]
+    remove_denials(tmp_path / "state", "coder", "b")
+    assert not (denials / "coder").exists()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("a.jsonl", "a.count", "a.count.tmp"):
+        (elsewhere / name).write_text("keep\n")
+    (denials / "coder").symlink_to(elsewhere)
+    remove_denials(tmp_path / "state", "coder", "a")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["a.count", "a.count.tmp", "a.jsonl"]
+    assert (denials / "coder").is_symlink()

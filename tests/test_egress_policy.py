@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -268,3 +269,23 @@ def test_removing_denials_never_follows_a_link_the_proxy_made(tmp_path: Path) ->
     remove_denials(tmp_path / "state", "coder", "a")
     assert sorted(p.name for p in elsewhere.iterdir()) == ["a.count", "a.count.tmp", "a.jsonl"]
     assert (denials / "coder").is_symlink()
+
+
+def test_a_policy_rewritten_within_one_clock_tick_is_read_again(tmp_path: Path) -> None:
+    """The proxy reads the policies again when their folder's mtime changes. A rewrite (a
+    temporary file made, then renamed over the policy) can leave the folder with the stamp a
+    reload between the two already saw (both in one tick of the kernel's clock): a changed
+    `egress` would never take effect. A stamp that recent is not trusted."""
+    proxy = proxy_module()
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    path = folder / "n.json"
+    path.write_text('{"subnet": "10.9.0.0/28", "allow": ["a.test"]}')
+    policies = proxy.Policies(folder)
+    assert policies.for_address("10.9.0.2")["allow"] == ["a.test"]
+    stamp = folder.stat().st_mtime_ns
+    fresh = folder / ".n.json.tmp"
+    fresh.write_text('{"subnet": "10.9.0.0/28", "allow": ["b.test"]}')
+    fresh.replace(path)
+    os.utime(folder, ns=(stamp, stamp))
+    assert policies.for_address("10.9.0.2")["allow"] == ["b.test"]

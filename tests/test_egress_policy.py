@@ -7,8 +7,8 @@ import importlib.util
 import os
 import subprocess
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from types import ModuleType, SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -289,3 +289,35 @@ def test_a_policy_rewritten_within_one_clock_tick_is_read_again(tmp_path: Path) 
     fresh.replace(path)
     os.utime(folder, ns=(stamp, stamp))
     assert policies.for_address("10.9.0.2")["allow"] == ["b.test"]
+
+
+def test_a_failed_remake_of_the_kept_network_is_the_error_the_start_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept network was gone (the proxy's join failed on it), and making it again failed:
+    that failure, not the stale join's, is what `wait` raises after the start gives up."""
+    from orchestrator import egress_proxy, engine
+    from orchestrator.egress import EgressPolicy
+    from orchestrator.errors import EngineError
+    from orchestrator.registry import Registry
+    from orchestrator.spec import SessionSpec
+
+    def ensure_proxy(*_: object) -> tuple[str, frozenset[str]]:
+        return "proxy", frozenset()
+
+    def connect(*args: str, **_: object) -> str:
+        raise EngineError(f"network {args[-2]} not found")
+
+    def make_network(*_: object) -> None:
+        raise EngineError("no free /28 in the egress pool")
+
+    monkeypatch.setattr(egress_proxy, "ensure_proxy", ensure_proxy)
+    monkeypatch.setattr(engine, "docker", connect)
+    monkeypatch.setattr(egress_proxy, "_make_network", make_network)
+    spec = cast("SessionSpec", SimpleNamespace(engine=None, role="coder", id="a"))
+    joining = egress_proxy.Joining(
+        Registry(tmp_path / "state"), spec, "n", cast("EgressPolicy", None)
+    )
+    with pytest.raises(EngineError, match="no free"):
+        joining.remake()
+    joining.wait()

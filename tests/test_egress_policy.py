@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
 import subprocess
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from types import ModuleType, SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
+from orchestrator.denials import remove_denials
 from orchestrator.egress import (
     AllowEntry,
     Provider,
@@ -245,3 +247,77 @@ def test_a_record_past_its_bound_is_refused_and_links_are_not_followed(tmp_path:
     assert str(caught.value).startswith(
         "session 'flood': its record (transcripts, questions) holds more than 2 MB"
     )
+
+
+def test_removing_denials_never_follows_a_link_the_proxy_made(tmp_path: Path) -> None:
+    """The proxy owns `<state>/.egress/denials` and may have replaced a role's folder there by
+    a link: `session.prune --records` deletes the session's files, never a file it points to."""
+    denials = tmp_path / "state" / ".egress" / "denials"
+    (denials / "coder").mkdir(parents=True)
+    for name in ("a.jsonl", "a.count", "b.jsonl"):
+        (denials / "coder" / name).write_text("{}\n")
+    remove_denials(tmp_path / "state", "coder", "a")
+    assert sorted(p.name for p in (denials / "coder").iterdir()) == ["b.jsonl"]
+    remove_denials(tmp_path / "state", "coder", "b")
+    assert not (denials / "coder").exists()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("a.jsonl", "a.count", "a.count.tmp"):
+        (elsewhere / name).write_text("keep\n")
+    (denials / "coder").symlink_to(elsewhere)
+    remove_denials(tmp_path / "state", "coder", "a")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["a.count", "a.count.tmp", "a.jsonl"]
+    assert (denials / "coder").is_symlink()
+
+
+def test_a_policy_rewritten_within_one_clock_tick_is_read_again(tmp_path: Path) -> None:
+    """The proxy reads the policies again when their folder's mtime changes. A rewrite (a
+    temporary file made, then renamed over the policy) can leave the folder with the stamp a
+    reload between the two already saw (both in one tick of the kernel's clock): a changed
+    `egress` would never take effect. A stamp that recent is not trusted."""
+    proxy = proxy_module()
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    path = folder / "n.json"
+    path.write_text('{"subnet": "10.9.0.0/28", "allow": ["a.test"]}')
+    policies = proxy.Policies(folder)
+    assert policies.for_address("10.9.0.2")["allow"] == ["a.test"]
+    stamp = folder.stat().st_mtime_ns
+    fresh = folder / ".n.json.tmp"
+    fresh.write_text('{"subnet": "10.9.0.0/28", "allow": ["b.test"]}')
+    fresh.replace(path)
+    os.utime(folder, ns=(stamp, stamp))
+    assert policies.for_address("10.9.0.2")["allow"] == ["b.test"]
+
+
+def test_a_failed_remake_of_the_kept_network_is_the_error_the_start_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept network was gone (the proxy's join failed on it), and making it again failed:
+    that failure, not the stale join's, is what `wait` raises after the start gives up."""
+    from orchestrator import egress_proxy, engine
+    from orchestrator.egress import EgressPolicy
+    from orchestrator.errors import EngineError
+    from orchestrator.registry import Registry
+    from orchestrator.spec import SessionSpec
+
+    def ensure_proxy(*_: object) -> tuple[str, frozenset[str]]:
+        return "proxy", frozenset()
+
+    def connect(*args: str, **_: object) -> str:
+        raise EngineError(f"network {args[-2]} not found")
+
+    def make_network(*_: object) -> None:
+        raise EngineError("no free /28 in the egress pool")
+
+    monkeypatch.setattr(egress_proxy, "ensure_proxy", ensure_proxy)
+    monkeypatch.setattr(engine, "docker", connect)
+    monkeypatch.setattr(egress_proxy, "_make_network", make_network)
+    spec = cast("SessionSpec", SimpleNamespace(engine=None, role="coder", id="a"))
+    joining = egress_proxy.Joining(
+        Registry(tmp_path / "state"), spec, "n", cast("EgressPolicy", None)
+    )
+    with pytest.raises(EngineError, match="no free"):
+        joining.remake()
+    joining.wait()

@@ -108,12 +108,18 @@ def test_a_session_on_the_ssh_engine_is_refused_before_anything_is_written(
     assert ssh_engine.engine.docker("network", "ls", "-q") == networks
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        return None
-    return status.st_mtime_ns, status.st_ino
+def _stat(path: Path) -> dict[str, tuple[int, int, int]]:
+    """Every entry under `path` (itself included), with its mtime, inode and size: a file
+    changed inside a folder (a context's meta.json, a known_hosts line) leaves the folder's
+    own mtime as it was."""
+    found = {}
+    for entry in [path, *(path.rglob("*") if path.is_dir() else ())]:
+        try:
+            status = entry.lstat()
+        except FileNotFoundError:
+            continue
+        found[str(entry)] = (status.st_mtime_ns, status.st_ino, status.st_size)
+    return found
 
 
 def test_sshd_namespace_and_files_are_gone_after_the_block_and_the_machines_ssh_is_untouched(

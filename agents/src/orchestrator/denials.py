@@ -9,6 +9,7 @@ for: every field goes through `orchestrator.untrusted` before a terminal sees it
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,22 @@ def denials_folder(registry_root: Path, role: str) -> Path:
 
 def remove_denials(registry_root: Path, role: str, session_id: str) -> None:
     """What the proxy recorded of the session (its list and count), gone with its record; the
-    role's folder too once no session of it has any."""
+    role's folder too once no session of it has any.
+
+    The proxy owns the denials folder and makes the role folders in it: one that is a link (a
+    proxy subverted by what it parses) is not followed, and nothing is removed through it.
+    """
     folder = denials_folder(registry_root, role)
-    for name in (f"{session_id}.jsonl", f"{session_id}.count", f"{session_id}.count.tmp"):
-        with contextlib.suppress(FileNotFoundError):
-            (folder / name).unlink()
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        for name in (f"{session_id}.jsonl", f"{session_id}.count", f"{session_id}.count.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
     with contextlib.suppress(OSError):
         folder.rmdir()
 

@@ -160,8 +160,11 @@ class Joining:
 
     def remake(self) -> None:
         """The kept network was gone when the container started (removed by hand, or the
-        engine's data reset): made again, its policy written, the proxy joining it anew."""
+        engine's data reset): made again, its policy written, the proxy joining it anew. What
+        the first join raised is dropped: it failed on the network that was gone, and should
+        the remaking fail, that is the start's error, not one `wait` raises over it."""
         self.thread.join()
+        self.error = None
         _make_network(self.registry, self.session, self.network, self.policy)
         self.thread = self._started()
 

@@ -146,11 +146,14 @@ class SshEngine:
         self.engine.load_image(tag)
 
     def sshd_pid(self) -> int | None:
+        """sshd's listener from its pidfile; None unless that number is a live sshd (the
+        pidfile of a run killed halfway may name another program by now)."""
         try:
             pid = int(self.pidfile.read_text().strip())
+            program = Path(f"/proc/{pid}/exe").readlink()
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if program.name == SSHD.name and _alive(pid) else None
 
     def netns_inode(self) -> int | None:
         """The engine's network namespace, as `/proc/PID/ns/net` names it (None: gone)."""

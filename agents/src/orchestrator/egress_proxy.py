@@ -500,8 +500,9 @@ def remove_proxy(registry: Registry, context: str | None = None) -> bool:
     if remote:
         from orchestrator import egress_volumes
 
+        # One last copy home (kept as it was when it fails: the proxy goes all the same).
         known = {(state.role, state.session_id) for state in registry.states()}
-        egress_volumes.bring_home(registry.root, name, context, known)
+        egress_volumes.refresh(registry.root, {context: known})
         engine.remove_containers([name], context=context)
         egress_volumes.remove_volumes(name, context)
         return True

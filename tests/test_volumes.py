@@ -203,12 +203,84 @@ def test_volume_names_tell_two_state_folders_apart(tmp_path: Path) -> None:
 
 def test_what_an_engine_elsewhere_cannot_give(write_manifest: WriteManifest) -> None:
     manifest = write_manifest(
-        {"sessions": [session(engine="far"), session("beta", engine="far", egress="none")]}
+        {
+            "sessions": [
+                session(engine="far"),
+                session("beta", engine="far", egress="none"),
+                session("gamma", engine="far", env_mode="mount"),
+            ]
+        }
     )
-    proxied, closed = load_manifest(manifest)
-    (problem,) = volumes.problems(proxied, "ssh://agent@far")
-    assert problem.startswith("field 'egress': engine 'far' is at ssh://agent@far")
+    proxied, closed, mounted = load_manifest(manifest)
+    # The egress proxy runs there too (on volumes of its own).
+    assert volumes.problems(proxied, "ssh://agent@far") == []
     assert volumes.problems(closed, "ssh://agent@far") == []
+    (problem,) = volumes.problems(mounted, "ssh://agent@far")
+    assert problem.startswith("field 'env_mode': engine 'far' is at ssh://agent@far")
+
+
+def test_a_start_there_behind_the_proxy_gets_its_variables_and_ssh_through_it(
+    write_manifest: WriteManifest, tmp_path: Path
+) -> None:
+    (one,) = load_manifest(write_manifest(session(engine="far", egress={"allow": ["a.test"]})))
+    registry = tmp_path / "state"
+    plan = volumes.with_volumes(plan_launch(one, registry_root=registry, script=Path("/s.sh")))
+    names = {p: volumes.volume_name(registry, "coder", "alpha", p) for p in volumes.PARTS}
+    args = volumes._run_args(plan, names, 10001, 10001)
+    assert "--add-host" not in args
+    assert args[args.index("--dns") + 1] == "192.0.2.53"
+    given = {args[i + 1] for i, word in enumerate(args) if word == "--env"}
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "ALL_PROXY", "no_proxy"):
+        assert any(text.startswith(f"{variable}=") for text in given), variable
+    assert "HTTPS_PROXY=http://filare-egress:3128" in given
+    files = {name: data for name, data, _ in volumes._ssh_files(plan)}
+    assert b"proxy-connect filare-egress 3128 %h %p" in files["config"]
+    assert files["proxy-connect"].startswith(b"import os, socket, sys, threading\n")
+    compile(files["proxy-connect"], "proxy-connect", "exec")
+
+
+def test_the_proxy_there_mounts_labelled_volumes_and_takes_policies_through_exec(
+    tmp_path: Path,
+) -> None:
+    from orchestrator import egress_volumes
+
+    args = egress_volumes.volume_args("filare-egress-abc")
+    assert "--volume" not in args
+    assert [args[i + 1] for i, word in enumerate(args) if word == "--mount"] == [
+        "type=volume,source=filare-egress-abc-policies,target=/egress/policies",
+        "type=volume,source=filare-egress-abc-denials,target=/egress/denials",
+    ]
+    create = egress_volumes.create_volume_argv("filare-egress-abc", tmp_path, "denials")
+    assert create[:2] == ["volume", "create"] and create[-1] == "filare-egress-abc-denials"
+    assert f"filare.egress-registry={tmp_path}" in create
+    write = egress_volumes.write_policy_argv("filare-egress-abc", "net-1")
+    assert write[:5] == ["exec", "-i", "--user", "10001:10001", "filare-egress-abc"]
+    assert write[-1] == "net-1" and "os.replace(" in write[-2]
+    compile(write[-2], "write-policy", "exec")
+    assert egress_volumes.drop_policy_argv("filare-egress-abc", "net-1")[-3:] == [
+        "-f", "--", "/egress/policies/net-1.json",
+    ]  # fmt: skip
+
+
+def test_the_policy_script_replaces_a_stale_policy_of_the_same_subnet(tmp_path: Path) -> None:
+    """What runs in the proxy, run here on a folder of the test's own."""
+    import json
+    import subprocess
+    import sys
+
+    from orchestrator import egress_volumes
+
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "old.json").write_text(json.dumps({"subnet": "10.213.0.16/28"}))
+    (folder / "other.json").write_text(json.dumps({"subnet": "10.213.0.32/28"}))
+    script = egress_volumes.write_policy_argv("p", "new")[-2].replace(
+        '"/egress/policies"', repr(str(folder))
+    )
+    policy = json.dumps({"subnet": "10.213.0.16/28", "session": "alpha"}).encode()
+    subprocess.run([sys.executable, "-c", script, "new"], input=policy, check=True, timeout=30)
+    assert sorted(p.name for p in folder.iterdir()) == ["new.json", "other.json"]
+    assert (folder / "new.json").read_bytes() == policy
 
 
 def test_inbox_names_are_checked_before_any_engine_call(tmp_path: Path) -> None:

@@ -263,3 +263,77 @@ def test_a_first_start_that_fails_there_leaves_no_volume_and_the_next_one_seeds_
     finally:
         remote.inv("session.stop", "--all", state=state)
         remote.inv("session.prune", "--records", state=state)
+
+
+def test_the_egress_proxy_there_runs_on_volumes_and_its_denials_come_home(
+    registry: Registry,
+    project: Path,
+    codex_image: BuiltCodexImage,
+    fake: FakeModel,
+    remote: Remote,
+) -> None:
+    """The default egress on an engine without this machine's files: the proxy there, its
+    policies handed over and its denials brought home through the engine, no bind mount."""
+    from orchestrator.egress_proxy import proxy_name
+
+    manifest = _manifest(
+        project, remote, codex_image.tag, fake, egress={"allow": ["host.docker.internal"]}
+    )
+    # The model on "this host": host.docker.internal is the engine's host, this machine here.
+    write_fake_codex_home(
+        project / "outputs" / "codex-home", f"http://host.docker.internal:{fake.port}/v1"
+    )
+    state = registry.root
+    proxy = proxy_name(state)
+    try:
+        start = remote.inv("session.start", "--manifest", str(manifest), state=state)
+        assert start.returncode == 0, start.stdout + start.stderr[-3000:]
+        for name in ("filare-coder-far", proxy):
+            data = remote.inspect(name)
+            assert data["HostConfig"]["Binds"] in (None, []), (name, data["HostConfig"]["Binds"])
+            assert {m["Type"] for m in data["Mounts"]} <= {"volume"}, data["Mounts"]
+        proxy_volumes = sorted(
+            remote.docker(
+                "volume", "ls", "-q", "--filter", f"label=filare.egress-registry={state}"
+            ).split()
+        )
+        assert proxy_volumes == [f"{proxy}-denials", f"{proxy}-policies"]
+        written = remote.docker("exec", proxy, "sh", "-c", "cat /egress/policies/*.json")
+        assert '"host.docker.internal"' in written and '"session": "far"' in written
+
+        # The model is reached through the proxy only because its host is allowed.
+        fake.enqueue(message("Hello through the proxy."))
+        sent = remote.inv(
+            "session.send", "--session", "far", "--message", "Say hello.", "--wait", state=state
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "Hello through the proxy." in sent.stdout
+        # A host not allowed: refused there, the denial brought home.
+        refused = remote.docker(
+            "exec", "filare-coder-far", "sh", "-c",
+            "python3 -c \"import urllib.request as u; u.urlopen('http://denied.test/')\" 2>&1",
+            check=False,
+        )  # fmt: skip
+        assert "403" in refused, refused
+        denied = remote.inv("session.egress", "--session", "far", "--json", state=state)
+        assert denied.returncode == 0, denied.stderr
+        rows = json.loads(denied.stdout)
+        assert [(r["host"], r["port"], r["reason"]) for r in rows] == [
+            ("denied.test", 80, "host not allowed")
+        ], rows
+        listed = remote.inv("session.list", "--json", state=state)
+        assert listed.returncode == 0, listed.stderr
+        assert '"egress_denied": 1' in listed.stdout
+
+        stop = remote.inv("session.stop", "--session", "far", state=state)
+        assert stop.returncode == 0, stop.stderr
+        pruned = remote.inv("session.prune", "--records", state=state)
+        assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+        assert remote.docker("ps", "-aq", "--filter", f"name={proxy}") == ""
+        assert (
+            remote.docker("volume", "ls", "-q", "--filter", f"label=filare.egress-registry={state}")
+            == ""
+        )
+    finally:
+        remote.inv("session.stop", "--all", state=state)
+        remote.inv("session.prune", "--records", state=state)

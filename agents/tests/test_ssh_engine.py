@@ -88,18 +88,19 @@ def test_a_session_on_the_ssh_engine_is_refused_before_anything_is_written(
     registry: Registry,
     make_manifest: MakeManifest,
 ) -> None:
-    """A session behind the egress proxy (the default) cannot run on an engine that does not
-    see this machine's files (the proxy's policies are bind mounts): refused as bad input, with
-    nothing written anywhere. Sessions there run on volumes (test_remote_storage.py)."""
+    """A session with its env file mounted cannot run on an engine that does not see this
+    machine's files: refused as bad input, with nothing written anywhere (no proxy, volume or
+    network made there first). Sessions there run on volumes (test_remote_storage.py)."""
     volumes = ssh_engine.engine.docker("volume", "ls", "-q")
     networks = ssh_engine.engine.docker("network", "ls", "-q")
-    manifest = make_manifest(("alpha",), engine=ssh_engine.context)
+    manifest = make_manifest(("alpha",), engine=ssh_engine.context, env_mode="mount")
     result = inv(
         "session.start", "--manifest", str(manifest), state=registry.root,
         environment=ssh_engine.env,
     )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"engine {ssh_engine.context!r} is at {ssh_engine.host}" in result.stderr
+    assert "field 'env_mode'" in result.stderr and "field 'egress'" not in result.stderr
     assert "Traceback" not in result.stderr
     assert not registry.root.exists()
     assert not (manifest.parent / "outputs" / "ws" / "alpha").exists()

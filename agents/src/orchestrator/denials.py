@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputError, did_you_mean
-from orchestrator.registry import Registry
+from orchestrator.registry import Registry, SessionState
 from orchestrator.untrusted import json_text, loads, printable, read_limited, read_tail
 
 # What `session.egress` and `session.log` read of one session's denials: the newest ones.
@@ -96,7 +97,21 @@ def session_denials(registry: Registry, session_id: str) -> list[Denial]:
     if state is None:
         hint = did_you_mean(session_id, states)
         raise InputError(f"no session with id {session_id!r} in {registry.root}{hint}")
+    refresh_states(registry, [state])
     return read_denials(registry.root, state.role, session_id)
+
+
+def refresh_states(registry: Registry, states: Iterable[SessionState]) -> None:
+    """What the proxy refused sessions on engines without this machine's files, brought home
+    from its volume there (one copy per engine); the others' are already here."""
+    from orchestrator import egress_volumes, volumes
+
+    by_engine: dict[str | None, set[tuple[str, str]]] = {}
+    for state in states:
+        if volumes.uses_volumes(state.labels):
+            by_engine.setdefault(state.engine, set()).add((state.role, state.session_id))
+    if by_engine:
+        egress_volumes.refresh(registry.root, by_engine)
 
 
 def denials_table(denials: list[Denial]) -> str:

@@ -139,6 +139,11 @@ class Joining:
         try:
             with self.registry.named_lock("egress"):
                 proxy, joined = ensure_proxy(self.registry, context)
+            if _remote(context):  # its policy, through the engine, before the session needs it
+                from orchestrator import egress_volumes
+
+                policy = _policy_file(self.registry.root, self.network).read_bytes()
+                egress_volumes.push_policy(proxy, self.network, policy, context)
             if self.network in joined:  # a kept network: joined at an earlier start
                 return
             try:
@@ -289,12 +294,15 @@ def ensure_proxy(registry: Registry, context: str | None = None) -> tuple[str, f
     ensure_image(context)
     if state:
         engine.remove_containers([name], context=context)
-    folder = egress_dir(registry.root)
-    for sub in ("policies", "denials"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    user = _proxy_user()
-    if os.getuid() == 0:
-        os.chown(folder / "denials", *(int(part) for part in user.split(":")))
+    if _remote(context):
+        from orchestrator import egress_volumes
+
+        user = egress_volumes.REMOTE_USER
+        egress_volumes.create_volumes(name, registry.root, context)
+        mounts = egress_volumes.volume_args(name)
+    else:
+        user = _proxy_user()
+        mounts = _bind_args(registry.root, user)
     engine.docker(
         "run",
         "--detach",
@@ -325,14 +333,30 @@ def ensure_proxy(registry: Registry, context: str | None = None) -> tuple[str, f
         "net.ipv4.ip_forward=0",
         "--add-host",
         "host.docker.internal:host-gateway",
-        "--volume",
-        f"{folder / 'policies'}:/egress/policies:ro",
-        "--volume",
-        f"{folder / 'denials'}:/egress/denials",
+        *mounts,
         tag,
         context=context,
     )
     return name, frozenset()
+
+
+def _remote(context: str | None) -> bool:
+    from orchestrator import volumes
+
+    return volumes.remote(context)
+
+
+def _bind_args(registry_root: Path, user: str) -> list[str]:
+    """`<state>/.egress/policies` (read-only) and `denials`, bound into the proxy."""
+    folder = egress_dir(registry_root)
+    for sub in ("policies", "denials"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    if os.getuid() == 0:
+        os.chown(folder / "denials", *(int(part) for part in user.split(":")))
+    return [
+        "--volume", f"{folder / 'policies'}:/egress/policies:ro",
+        "--volume", f"{folder / 'denials'}:/egress/denials",
+    ]  # fmt: skip
 
 
 def _proxy_user() -> str:
@@ -415,6 +439,10 @@ def remove_network(
     with contextlib.suppress(FileNotFoundError):
         _policy_file(registry.root, name).unlink()
     proxy = proxy_name(registry.root)
+    if _remote(context):
+        from orchestrator import egress_volumes
+
+        egress_volumes.drop_policy(proxy, name, context)
     try:
         engine.docker("network", "disconnect", "--force", name, proxy, context=context)
     except EngineError as exc:
@@ -462,8 +490,24 @@ def _exists(kind: str, name: str, context: str | None) -> bool:
 
 
 def remove_proxy(registry: Registry, context: str | None = None) -> bool:
-    """Remove the registry's proxy when it exists; whether it did."""
+    """Remove the registry's proxy when it exists; whether it did. On an engine without this
+    machine's files its volumes go too, once what it refused the known sessions came home."""
+    name = proxy_name(registry.root)
+    remote = _remote(context)
     if not proxy_exists(registry, context):
+        if remote:
+            from orchestrator import egress_volumes
+
+            egress_volumes.remove_volumes(name, context)
         return False
-    engine.remove_containers([proxy_name(registry.root)], context=context)
+    if remote:
+        from orchestrator import egress_volumes
+
+        # One last copy home (kept as it was when it fails: the proxy goes all the same).
+        known = {(state.role, state.session_id) for state in registry.states()}
+        egress_volumes.refresh(registry.root, {context: known})
+        engine.remove_containers([name], context=context)
+        egress_volumes.remove_volumes(name, context)
+        return True
+    engine.remove_containers([name], context=context)
     return True

@@ -161,9 +161,12 @@ def survey(registry: Registry | None = None) -> Fleet:
     views = reconcile(scan.states, ours, failed.keys())
     if any(s.labels.get("filare.storage") == "volumes" for s in scan.states):
         # Sessions on engines without this machine's files: what they wrote, brought home.
-        from orchestrator import volumes
+        from orchestrator import denials, volumes
 
         volumes.refresh_views(registry, views)
+        # And what the egress proxy there refused them.
+        reachable = [v for v in views if v.status != "unreachable"]
+        denials.refresh_states(registry, [v.state for v in reachable if v.state is not None])
     return Fleet(views, foreign, unreachable)
 
 

@@ -290,15 +290,8 @@ def remote(context: str | None) -> bool:
 
 def problems(session: SessionSpec, host: str) -> list[str]:
     """What a session asks for that an engine without this machine's files cannot give."""
-    from orchestrator import egress
-
     where = f"engine {session.engine!r} is at {host}, which does not see this machine's files"
     found = []
-    if egress.egress_mode(session) == "proxy":
-        found.append(
-            f"field 'egress': {where}, and the egress proxy runs only on engines that do; "
-            "set 'egress: open' or 'egress: none' for this session"
-        )
     if session.mounts:
         found.append(f"field 'mounts': {where}: a folder of this machine cannot be mounted there")
     if session.env_mode == "mount":
@@ -599,7 +592,10 @@ def _run_args(plan: LaunchPlan, names: Mapping[str, str], uid: int, gid: int) ->
     network = options.get("--network", [""])[0]
     if network:
         args += ["--network", network]
-    if network != "none":
+    proxy = options.get("--egress-proxy", [""])[0]
+    if proxy:
+        args += _proxy_args(proxy)
+    elif network != "none":
         args += ["--add-host", "host.docker.internal:host-gateway"]
     for option in ("--runtime", "--pids-limit", "--cpus", "--memory"):
         for value in options.get(option, []):
@@ -645,6 +641,27 @@ def _options(argv: Sequence[str]) -> dict[str, list[str]]:
     return options
 
 
+def _proxy_args(proxy: str) -> list[str]:
+    """The egress proxy as the launch script hands it to a session: every proxy variable, and a
+    DNS server that answers nothing (the session resolves only the proxy's name)."""
+    args = []
+    for variable in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
+        args += ["--env", f"{variable}={proxy}", "--env", f"{variable.lower()}={proxy}"]
+    local = "localhost,127.0.0.1,::1"
+    args += ["--env", f"NO_PROXY={local}", "--env", f"no_proxy={local}"]
+    return [*args, "--env", "NODE_USE_ENV_PROXY=1", "--dns", "192.0.2.53"]
+
+
+def _proxy_connect() -> bytes:
+    """ssh's way through the egress proxy: the launch script's own `proxy-connect` program
+    (one source), read from between its `<<'PY'` and `PY` lines."""
+    from orchestrator.plan import tool_checkout
+
+    script = (tool_checkout() / "scripts" / "run_codex_container.sh").read_text(encoding="utf-8")
+    body = script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    return (body + "\n").encode()
+
+
 def _ssh_files(plan: LaunchPlan) -> list[tuple[str, bytes, int]]:
     """The SSH folder's files, as the launch script writes them for a bind-mounted session."""
     session = plan.session
@@ -660,6 +677,12 @@ def _ssh_files(plan: LaunchPlan) -> list[tuple[str, bytes, int]]:
             f"  UserKnownHostsFile {CONTAINER_AGENT_DIR}/known_hosts",
             "  StrictHostKeyChecking accept-new",
         ]
+    proxy = _options(plan.argv).get("--egress-proxy", [""])[0]
+    if proxy:
+        files.append(("proxy-connect", _proxy_connect(), 0o644))
+        host, _, port = proxy.removeprefix("http://").rpartition(":")
+        connect = f"python3 {CONTAINER_SSH}/proxy-connect {host} {port} %h %p"
+        hosts.append(f"  ProxyCommand {connect}")
     config = ["Host *", f"  IdentityFile {CONTAINER_SSH}/id_rsa", *hosts]
     files.append(("config", ("\n".join(config) + "\n").encode(), 0o600))
     return files

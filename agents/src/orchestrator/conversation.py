@@ -51,8 +51,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestrator import engine, limits, transcript, volumes
+from orchestrator import engine, limits, transcript
 from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.listing import SessionView, survey
 from orchestrator.plan import CONTAINER_WORKSPACE
@@ -60,6 +61,11 @@ from orchestrator.registry import Registry, SessionState, atomic_write, now
 from orchestrator.spec import SessionSpec
 from orchestrator.transcript import EventReader, TranscriptEvent, TurnEnd
 from orchestrator.untrusted import loads, printable, read_limited
+
+if TYPE_CHECKING:
+    # Imported where a turn is sent, waited for or interrupted: `session.list` reads agent
+    # state through this module and needs none of it.
+    from orchestrator import volumes
 
 TURNS = "turns"
 INBOX = "inbox"
@@ -317,6 +323,8 @@ def _start_turn(
 ) -> str:
     state = view.state
     assert state is not None and view.container is not None
+    from orchestrator import volumes
+
     with registry.lock(view.role, view.session_id):
         state = registry.read(view.role, view.session_id) or state
         thread = conversation_of(registry, state)
@@ -417,6 +425,8 @@ def role_instructions(state: SessionState, store: volumes.Storage | None = None)
     The workspace is the session's: the file is read without following a link anywhere on its
     path, and only up to a bound (in a volume: read in the container, as the session's user).
     """
+    from orchestrator import volumes
+
     if store is not None and not isinstance(store, volumes.BindMounts):
         found = store.read_workspace_file(ROLE_FILE.format(role=state.role))
         text = (found or b"").decode("utf-8", "replace").strip()
@@ -741,6 +751,8 @@ def _wait_for(registry: Registry, views: Sequence[SessionView], *, timeout: floa
                 # On an engine without this machine's files: its transcript home (at most once
                 # a second; nothing to do for bind mounts).
                 state = view.state.replace(container_id=view.container.id)
+                from orchestrator import volumes
+
                 with contextlib.suppress(OrchestratorError, OSError):
                     volumes.storage(registry, state).refresh()
             status = latest_status(registry, view)
@@ -811,6 +823,8 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
     record = status.record
     folder = registry.session_dir(view.role, view.session_id)
     inbox = folder / INBOX
+    from orchestrator import volumes
+
     store = volumes.storage(registry, view.state.replace(container_id=view.container.id))
     asked = "the session did not end it"
     if record.sent_to_daemon or (inbox / f"{record.number}.json").is_file():

@@ -155,12 +155,15 @@ def pending_questions(
 
     `states`: the registry's records when the caller has just read them (one scan, not two).
     """
-    from orchestrator import volumes
-
     prompts = [p for p in load_queue(registry) if p.pending]
     known = {p.id for p in prompts}
     states = registry.states() if states is None else states
-    volumes.refresh_states(registry, states)
+    if any(s.labels.get("filare.storage") == "volumes" for s in states):
+        # Sessions on engines without this machine's files (`session.list` and the dashboard
+        # come here: the module is imported only when one is recorded).
+        from orchestrator import volumes
+
+        volumes.refresh_states(registry, states)
     for state in states:
         for _, prompt in _session_questions(registry, state, []):
             if prompt.id not in known:

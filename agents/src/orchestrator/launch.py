@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator import egress, engine, hostpaths, limits, session_folders, skills, volumes
+from orchestrator import egress, engine, hostpaths, limits, session_folders, skills
 from orchestrator.errors import EngineError, InputError, ManifestError, OrchestratorError
 from orchestrator.plan import (
     REGISTRY_LABEL,
@@ -122,6 +122,16 @@ def start_sessions(
             raise
 
 
+def _remote(context: str | None) -> bool:
+    """`volumes.remote`, importing `volumes` only for a named engine: the current one always
+    sees this machine's files, and the module is a few ms of every start's imports."""
+    if not context:
+        return False
+    from orchestrator import volumes
+
+    return volumes.remote(context)
+
+
 def place_sessions(
     sessions: Sequence[SessionSpec], registry: Registry
 ) -> tuple[list[SessionSpec], dict[str, str]]:
@@ -139,6 +149,8 @@ def place_sessions(
         dataclasses.replace(s, engine=placement.engines.get(s.id, s.engine), engines=())
         for s in sessions
     ]
+    from orchestrator import volumes
+
     problems = [
         f"{s.manifest_path}: session {s.id!r}: {problem}"
         for s in placed
@@ -316,7 +328,9 @@ def dry_run(
         if refused:
             raise EngineError(f"session {session.id!r}: {refused[session.id]}")
         session = placed[0]
-    if volumes.remote(session.engine):
+    if _remote(session.engine):
+        from orchestrator import volumes
+
         return volumes.dry_run(volumes.with_volumes(context.plan(session)))
     plan = context.plan(session, dry_run=True)
     return _run_script(plan, timeout=engine.DEFAULT_TIMEOUT).strip()
@@ -410,7 +424,9 @@ def _launch(
     that says the session runs is checked with the engine first.
     """
     plan = context.plan(session)
-    if volumes.remote(session.engine):
+    if _remote(session.engine):
+        from orchestrator import volumes
+
         plan = volumes.with_volumes(plan)
     workspace_lock = (
         contextlib.nullcontext()
@@ -553,7 +569,11 @@ def _run_container(
     An exited container of the session is removed and the run tried once more; a container of
     that name without the session's labels is not ours, and is left alone.
     """
-    run = volumes.run if volumes.uses_volumes(plan.labels) else _run_script_warnings
+    run = _run_script_warnings
+    if plan.labels.get("filare.storage") == "volumes":  # volumes.uses_volumes, not imported
+        from orchestrator import volumes
+
+        run = volumes.run
     for attempt in range(3):
         try:
             output, warnings = run(plan, LAUNCH_TIMEOUT, locks)

@@ -18,6 +18,11 @@ from orchestrator.spec import default_owner
 DEFAULT_STOP_TIMEOUT = 10.0
 # How long prune waits for starts in progress before it leaves them alone.
 START_WAIT = 30.0
+# A start killed together with its `docker run` (SIGKILL of its process group) may leave a
+# request the engine still carries out: the container can appear a moment after the start's
+# lock is free. Prune gives such a fresh, container-less start this long to show one.
+LATE_CREATE_WAIT = 2.0
+LATE_CREATE_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
@@ -271,6 +276,9 @@ def prune(
     keys = sorted({(a.role, a.session_id) for a in actions})
     with locked(registry, keys):
         views = [v for v in list_sessions(registry) if v.key in keys]
+        if _late_container_possible(views):
+            time.sleep(LATE_CREATE_WAIT)
+            views = [v for v in list_sessions(registry) if v.key in keys]
         actions = _prune_actions(registry, views, records, holding_locks=True, keys=keys)
         dead = [v for v in views if _is_dead(registry, v, holding_locks=True)]
         on_each_engine(dead, lambda context, ids: engine.Engine(context).remove(ids))
@@ -319,6 +327,18 @@ def _prune_egress(registry: Registry, views: Sequence[SessionView]) -> None:
         with registry.named_lock("egress"):
             if not egress_proxy.our_networks(registry, context):
                 egress_proxy.remove_proxy(registry, context)
+
+
+def _late_container_possible(views: Sequence[SessionView]) -> bool:
+    """Whether a start that died in the last minute without a container is among `views`."""
+    moment = now()
+    return any(
+        v.status == "starting"
+        and v.container is None
+        and v.state is not None
+        and (moment - v.state.updated_at).total_seconds() < LATE_CREATE_WINDOW
+        for v in views
+    )
 
 
 def _wait_for_starts(registry: Registry, views: Sequence[SessionView]) -> bool:

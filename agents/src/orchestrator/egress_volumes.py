@@ -22,13 +22,12 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import tempfile
-import threading
 from collections.abc import Collection
 from pathlib import Path
 
 from orchestrator import engine
 from orchestrator.denials import denials_folder
-from orchestrator.errors import EngineError, InputError, OrchestratorError
+from orchestrator.errors import EngineError, OrchestratorError
 
 # The proxy's user where no folder of this machine is shared: its image owns /egress/* for it.
 REMOTE_USER = "10001:10001"
@@ -155,34 +154,17 @@ def bring_home(
     where = engine.Engine(context)
     with tempfile.TemporaryDirectory(prefix=".denials-incoming-", dir=home) as tmp:
         staging = Path(tmp) / "denials"
-        process = subprocess.Popen(
-            where.argv("cp", f"{proxy}:/egress/denials", "-"),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=where.env(),
-        )  # fmt: skip
-        assert process.stdout is not None and process.stderr is not None
-        timer = threading.Timer(COPY_TIMEOUT, process.kill)
-        timer.start()
-        refused: InputError | None = None
-        unpacked = None
-        try:
-            try:
-                unpacked = untar.unpack(
-                    process.stdout, staging, limit=COPY_LIMIT, max_entries=COPY_ENTRIES
-                )
-            except InputError as exc:
-                refused = exc
-                process.kill()
-            stderr = process.stderr.read().decode("utf-8", "replace")
-            code = process.wait()
-        finally:
-            timer.cancel()
-        if "no such container" in stderr.lower():
+        unpacked = untar.receive(
+            where,
+            f"{proxy}:/egress/denials",
+            staging,
+            what=f"the egress denials of {proxy}",
+            limit=COPY_LIMIT,
+            max_entries=COPY_ENTRIES,
+            timeout=COPY_TIMEOUT,
+        )
+        if unpacked is None:
             return
-        if code != 0 and (refused is None or stderr.strip()):
-            reason = engine.describe_failure("cp", stderr, context=context)
-            raise EngineError(f"cannot copy the egress denials home from {proxy}: {reason}")
-        if refused is not None or unpacked is None:
-            raise InputError(f"the egress denials of {proxy}: {refused}")
         for name in sorted(unpacked.files):
             role, _, file = name.partition("/")
             if (role, file) not in wanted:

@@ -16,13 +16,18 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import subprocess
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from orchestrator.errors import InputError
+from orchestrator.errors import EngineError, InputError
+
+if TYPE_CHECKING:
+    from orchestrator.engine import Engine
 
 # A path deeper than this, or a name longer, is no record a session needs.
 MAX_DEPTH = 32
@@ -56,6 +61,52 @@ def relative_name(name: str) -> str | None:
     if len(parts) <= 1:
         return None
     return "/".join(parts[1:])
+
+
+def receive(
+    where: Engine,
+    source: str,
+    target: Path,
+    *,
+    what: str,
+    limit: int,
+    max_entries: int,
+    timeout: float,
+) -> Unpacked | None:
+    """`docker cp SOURCE -` on `where` (SOURCE: `CONTAINER:PATH`), unpacked into `target`.
+
+    None when the container is gone (what came home before stays as it is). A copy the engine
+    refuses is an `EngineError` with its reason, a stream that breaks a rule an `InputError`:
+    both one line starting with `what`.
+    """
+    from orchestrator.engine import describe_failure
+
+    process = subprocess.Popen(
+        where.argv("cp", source, "-"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=where.env(),
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    refused: InputError | None = None
+    unpacked = None
+    try:
+        try:
+            unpacked = unpack(process.stdout, target, limit=limit, max_entries=max_entries)
+        except InputError as exc:
+            refused = exc
+            process.kill()
+        stderr = process.stderr.read().decode("utf-8", "replace")
+        code = process.wait()
+    finally:
+        timer.cancel()
+    if "no such container" in stderr.lower():
+        return None
+    if code != 0 and (refused is None or stderr.strip()):
+        raise EngineError(f"{what}: {describe_failure('cp', stderr, context=where.context)}")
+    if refused is not None or unpacked is None:
+        raise InputError(f"{what}: {refused}")
+    return unpacked
 
 
 def unpack(stream: IO[bytes], target: Path, *, limit: int, max_entries: int) -> Unpacked:

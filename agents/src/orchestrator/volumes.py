@@ -727,45 +727,24 @@ def bring_home(registry: Registry, state: SessionState) -> None:
 def _copy_home(state: SessionState, folder: Path) -> None:
     from orchestrator import record_bound, untar
 
-    where = engine.Engine(state.engine)
     staging = folder / ".agent-incoming"
     if staging.exists():
         from orchestrator.session_folders import remove_tree
 
         remove_tree(staging)
     container = state.container_id or state.container_name
-    process = subprocess.Popen(
-        where.argv("cp", f"{container}:{CONTAINER_AGENT_DIR}", "-"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=where.env(),
-    )  # fmt: skip
-    assert process.stdout is not None and process.stderr is not None
-    timer = threading.Timer(COPY_TIMEOUT, process.kill)
-    timer.start()
-    refused: InputError | None = None
-    unpacked = None
     try:
-        try:
-            unpacked = untar.unpack(
-                process.stdout,
-                staging,
-                limit=record_bound.record_limit(),
-                max_entries=record_bound.MAX_ENTRIES,
-            )
-        except InputError as exc:
-            refused = exc
-            process.kill()
-        stderr = process.stderr.read().decode("utf-8", "replace")
-        code = process.wait()
-    finally:
-        timer.cancel()
-    try:
-        if "no such container" in stderr.lower():
+        unpacked = untar.receive(
+            engine.Engine(state.engine),
+            f"{container}:{CONTAINER_AGENT_DIR}",
+            staging,
+            what=f"session {state.session_id!r}: its agent folder",
+            limit=record_bound.record_limit(),
+            max_entries=record_bound.MAX_ENTRIES,
+            timeout=COPY_TIMEOUT,
+        )
+        if unpacked is None:
             return
-        if code != 0 and (refused is None or stderr.strip()):
-            reason = engine.describe_failure("cp", stderr, context=state.engine)
-            raise EngineError(f"session {state.session_id!r}: {reason}")
-        if refused is not None or unpacked is None:
-            raise InputError(f"session {state.session_id!r}: its agent folder: {refused}")
         transcripts = state.transcript_dir
         default = folder / "agent" / "transcript"
         if transcripts is None or transcripts == default:

@@ -7,15 +7,14 @@ tests build the same tree from `tasks.collection.namespace`.
 
 import atexit
 import gc
-import os
 import sys
 from pathlib import Path
 
 # Invoke turns bytecode caches off (`sys.dont_write_bytecode`, unless `inv --write-pyc`) before
 # it loads this file, so every `inv` compiled the task modules and every library module without a
 # cache from source: 60 ms of a start. They are written as Python writes them elsewhere, unless
-# the user's environment asks for none.
-sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+# the interpreter was asked for none (`python -B`, PYTHONDONTWRITEBYTECODE).
+sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
 
 __path__ = [str(Path(__file__).resolve().with_name("tasks"))]
 

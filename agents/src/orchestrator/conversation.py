@@ -43,7 +43,6 @@ import contextlib
 import json
 import os
 import re
-import stat
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -92,7 +91,6 @@ FOLLOW_SECONDS = 0.25
 # Turns a session keeps; older ones (transcript, message, record) are removed as new ones start.
 MAX_TURNS = 1000
 MAX_MESSAGE_BYTES = 1 << 20
-MAX_ROLE_FILE_BYTES = 256 << 10
 # The origin's role files, in the workspace: `agents/AGENT.<ROLE>.md`.
 ROLE_FILE = "agents/AGENT.{role}.md"
 SHORT = 80
@@ -427,39 +425,9 @@ def role_instructions(state: SessionState, store: volumes.Storage | None = None)
     """
     from orchestrator import volumes
 
-    if store is not None and not isinstance(store, volumes.BindMounts):
-        found = store.read_workspace_file(ROLE_FILE.format(role=state.role))
-        text = (found or b"").decode("utf-8", "replace").strip()
-        return text or None
-    parts = ROLE_FILE.format(role=state.role).split("/")
-    try:
-        fd = os.open(state.workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        for part in parts[:-1]:
-            next_fd = os.open(
-                part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
-            )
-            os.close(fd)
-            fd = next_fd
-        file_fd = os.open(
-            parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd
-        )
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        # A FIFO or a device in its place is no role file (and would block, or raise).
-        if not stat.S_ISREG(os.fstat(file_fd).st_mode):
-            return None
-        data = os.pread(file_fd, MAX_ROLE_FILE_BYTES, 0)
-    except OSError:
-        return None
-    finally:
-        os.close(file_fd)
-    text = data.decode("utf-8", "replace").strip()
+    where = store or volumes.BindMounts(state)
+    found = where.read_workspace_file(ROLE_FILE.format(role=state.role))
+    text = (found or b"").decode("utf-8", "replace").strip()
     return text or None
 
 

@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from tasks.catalog_task import EXIT_INTERRUPTED, CatalogTask
-from tasks.locations import manifest_path, session_registry
+from tasks.locations import ask_engine, manifest_path, session_registry
 
 if TYPE_CHECKING:
     from orchestrator.registry import Registry
@@ -162,16 +162,20 @@ def stop(
     means every session of the current owner. A selector that matches nothing is an error that
     names what exists. One line each: stopped or already stopped.
     """
-    from orchestrator import report, runtime
+    registry = session_registry()
+    with ask_engine(registry) as asked:
+        from orchestrator import report
+        from orchestrator.stopping import stop_report
 
-    stopped = runtime.stop_report(
-        session_registry(),
-        session_ids=session or (),
-        role=role,
-        manifest=manifest_path(manifest) if manifest else None,
-        everything=all_,
-        timeout=timeout,
-    )
+        stopped = stop_report(
+            registry,
+            session_ids=session or (),
+            role=role,
+            manifest=manifest_path(manifest) if manifest else None,
+            everything=all_,
+            timeout=timeout,
+            asked=asked,
+        )
     print(report.stop_text(stopped))
     if stopped.unreachable:
         raise Exit(code=1)
@@ -196,10 +200,12 @@ def list_(c: Context, json: bool = False, all_: bool = False) -> None:
     message), container, image, age, workspace. Stopped and failed sessions are hidden (the
     table says how many) unless --all; the statuses and --json fields are in the README.
     """
-    from orchestrator import dashboard, report
-    from orchestrator.untrusted import printable
+    registry = session_registry()
+    with ask_engine(registry) as asked:
+        from orchestrator import dashboard, report
+        from orchestrator.untrusted import printable
 
-    fleet = dashboard.fleet(session_registry(), include_ended=all_)
+        fleet = dashboard.fleet(registry, include_ended=all_, asked=asked)
     if json:
         print(report.sessions_json(fleet.sessions))
     else:

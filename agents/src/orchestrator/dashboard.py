@@ -17,6 +17,7 @@ from pathlib import Path
 
 from orchestrator import conversation, feedback
 from orchestrator.denials import denial_count
+from orchestrator.engine import ContainerQuery
 from orchestrator.errors import InputError
 from orchestrator.feedback import Prompt
 from orchestrator.listing import ENDED, SessionView, survey
@@ -71,13 +72,20 @@ class Fleet:
         }
 
 
-def fleet(registry: Registry, *, include_ended: bool = False, failed_starts: bool = False) -> Fleet:
+def fleet(
+    registry: Registry,
+    *,
+    include_ended: bool = False,
+    failed_starts: bool = False,
+    asked: ContainerQuery | None = None,
+) -> Fleet:
     """The fleet as `session.list` and `session.dashboard` show it.
 
     `failed_starts`: keep sessions whose last start failed, as the dashboard does (a failed
-    start needs attention), and hide only stopped ones unless `include_ended`.
+    start needs attention), and hide only stopped ones unless `include_ended`. `asked`: the
+    current engine's `docker ps`, already on its way (see `listing.survey`).
     """
-    surveyed = survey(registry)
+    surveyed = survey(registry, asked=asked)
     records = [view.state for view in surveyed.sessions if view.state is not None]
     questions = feedback.pending_questions(registry, records)
     waiting: dict[str, list[Prompt]] = {}

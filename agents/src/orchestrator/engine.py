@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,26 +112,75 @@ def docker(
     stdin: str | None = None,
 ) -> str:
     """Run `docker ARGS` on `context`, return stdout; raise `EngineError` with Docker's reason."""
-    argv = docker_argv(*args, context=context)
-    try:
-        result = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=docker_env(context),
-            input=stdin,
-        )
-    except FileNotFoundError:
-        raise EngineError(_NOT_INSTALLED) from None
-    except subprocess.TimeoutExpired:
-        raise EngineError(
-            f"{_on(context)}'docker {args[0]}' did not answer within {timeout:g} s"
-        ) from None
-    if result.returncode != 0:
-        raise EngineError(describe_failure(args[0], result.stderr, context=context))
-    return result.stdout
+    return Call(*args, timeout=timeout, context=context, stdin=stdin).output()
+
+
+class Call:
+    """One docker call, started when made and read with `output`: a command that needs the
+    engine's answer only later (`session.list` its `docker ps`) asks first and goes on with its
+    own work while the engine answers. The timeout counts from the start; `close` ends a call
+    whose answer is no longer wanted."""
+
+    def __init__(
+        self,
+        *args: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        context: str | None = None,
+        stdin: str | None = None,
+    ) -> None:
+        self.args, self.timeout, self.context, self._stdin = args, timeout, context, stdin
+        self._deadline = time.monotonic() + timeout
+        self._answer: str | EngineError | None = None
+        try:
+            self._process: subprocess.Popen[str] | None = subprocess.Popen(
+                docker_argv(*args, context=context),
+                stdin=subprocess.PIPE if stdin is not None else None,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=docker_env(context),
+            )
+        except FileNotFoundError:
+            self._process = None
+
+    def output(self) -> str:
+        if self._answer is None:
+            self._answer = self._wait()
+        if isinstance(self._answer, EngineError):
+            raise self._answer
+        return self._answer
+
+    def _wait(self) -> str | EngineError:
+        process = self._process
+        if process is None:
+            return EngineError(_NOT_INSTALLED)
+        try:
+            stdout, stderr = process.communicate(
+                self._stdin, timeout=max(0.0, self._deadline - time.monotonic())
+            )
+        except subprocess.TimeoutExpired:
+            self.close()
+            return EngineError(
+                f"{_on(self.context)}'docker {self.args[0]}' did not answer within "
+                f"{self.timeout:g} s"
+            )
+        except BaseException:  # Ctrl-C while waiting: the process goes with the command
+            self.close()
+            raise
+        if process.returncode != 0:
+            return EngineError(describe_failure(self.args[0], stderr, context=self.context))
+        return stdout
+
+    def close(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+
+    def __enter__(self) -> Call:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _on(context: str | None) -> str:
@@ -164,31 +214,59 @@ def list_containers(
     filters: Sequence[str], *, context: str | None = None, timeout: float = DEFAULT_TIMEOUT
 ) -> list[Container]:
     """Containers, running or not, that match every `--filter`, in one engine call."""
-    fields = [f"{{{{.{name}}}}}" for name in _LIST_FIELDS]
-    fields += [f'{{{{.Label "{label}"}}}}' for label in _LIST_LABELS]
-    args = ["ps", "--all", "--no-trunc", "--format", "\t".join(fields)]
-    for value in filters:
-        args += ["--filter", value]
-    containers = []
-    for line in docker(*args, context=context, timeout=timeout).splitlines():
-        parts = line.split("\t")
-        if len(parts) != len(_LIST_FIELDS) + len(_LIST_LABELS):
-            continue
-        cid, names, state, image, created, status = parts[: len(_LIST_FIELDS)]
-        labels = {k: v for k, v in zip(_LIST_LABELS, parts[len(_LIST_FIELDS) :], strict=True) if v}
-        containers.append(
-            Container(
-                cid,
-                names.split(",")[0],
-                state,
-                image,
-                _parse_created(created),
-                labels,
-                _health(status),
-                context,
+    return ContainerQuery(filters, context=context, timeout=timeout).containers()
+
+
+class ContainerQuery:
+    """`list_containers` asked now and read later (see `Call`); `filters` says what it asked."""
+
+    def __init__(
+        self,
+        filters: Sequence[str],
+        *,
+        context: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.filters, self.context = tuple(filters), context
+        fields = [f"{{{{.{name}}}}}" for name in _LIST_FIELDS]
+        fields += [f'{{{{.Label "{label}"}}}}' for label in _LIST_LABELS]
+        args = ["ps", "--all", "--no-trunc", "--format", "\t".join(fields)]
+        for value in self.filters:
+            args += ["--filter", value]
+        self._call = Call(*args, context=context, timeout=timeout)
+
+    def containers(self) -> list[Container]:
+        containers = []
+        for line in self._call.output().splitlines():
+            parts = line.split("\t")
+            if len(parts) != len(_LIST_FIELDS) + len(_LIST_LABELS):
+                continue
+            cid, names, state, image, created, status = parts[: len(_LIST_FIELDS)]
+            labels = {
+                k: v for k, v in zip(_LIST_LABELS, parts[len(_LIST_FIELDS) :], strict=True) if v
+            }
+            containers.append(
+                Container(
+                    cid,
+                    names.split(",")[0],
+                    state,
+                    image,
+                    _parse_created(created),
+                    labels,
+                    _health(status),
+                    self.context,
+                )
             )
-        )
-    return containers
+        return containers
+
+    def close(self) -> None:
+        self._call.close()
+
+    def __enter__(self) -> ContainerQuery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def stop_containers(ids: Sequence[str], timeout: float, *, context: str | None = None) -> None:
@@ -400,11 +478,16 @@ def _health(status: str) -> str | None:
 
 
 def _parse_created(text: str) -> datetime | None:
-    # docker ps prints e.g. "2026-11-27 10:30:00 +0000 UTC"
+    """docker ps prints e.g. "2026-11-27 10:30:00 +0000 UTC". Read without `strptime`, whose
+    first use imports `_strptime` (and `locale`, `calendar`): 5 ms of every `session.list`."""
+    words = text.split()
+    if len(words) < 3 or words[2][:1] not in {"+", "-"}:
+        return None
     try:
-        return datetime.strptime(" ".join(text.split()[:3]), "%Y-%m-%d %H:%M:%S %z")
+        moment = datetime.fromisoformat(f"{words[0]} {words[1]}{words[2]}")
     except ValueError:
         return None
+    return moment if moment.tzinfo is not None else None
 
 
 # --- engines by name ------------------------------------------------------------------------------

@@ -132,16 +132,19 @@ def list_sessions(registry: Registry | None = None) -> list[SessionView]:
     return survey(registry).sessions
 
 
-def survey(registry: Registry | None = None) -> Fleet:
+def survey(
+    registry: Registry | None = None, *, asked: engine.ContainerQuery | None = None
+) -> Fleet:
     """One engine call per engine (all at once) and one pass over the records.
 
     The engines are the current context and every context a record names. When none answers,
     that is the engine fault it is; when some do, the others' sessions show `unreachable`.
+    `asked` is the current engine's answer already on its way, asked with `session_filters`.
     """
     registry = registry or Registry.default()
     scan = registry.scan()
     contexts = [None, *sorted({s.engine for s in scan.states if s.engine})]
-    answers = _survey_engines(contexts, session_filters(registry.root))
+    answers = _survey_engines(contexts, session_filters(registry.root), asked)
     failed = {c: a for c, a in answers.items() if isinstance(a, EngineError)}
     if len(failed) == len(contexts):
         raise failed[None]
@@ -171,27 +174,30 @@ def survey(registry: Registry | None = None) -> Fleet:
 
 
 def _survey_engines(
-    contexts: list[str | None], filters: list[str]
+    contexts: list[str | None], filters: list[str], asked: engine.ContainerQuery | None = None
 ) -> dict[str | None, list[engine.Container] | EngineError]:
     """Each context's containers, or its error; one call per engine, all at once: contexts
-    that name one engine (the current one and its name, say) share one answer."""
+    that name one engine (the current one and its name, say) share one answer. The current
+    engine's is `asked`, when that asked it the same."""
     by_host: dict[str, list[str | None]] = {}
     for context in contexts:
         by_host.setdefault(engine.endpoint(context) or f"?{context}", []).append(context)
-    asked = [names[0] for names in by_host.values()]
+    heads = [names[0] for names in by_host.values()]
 
     def one(context: str | None) -> list[engine.Container] | EngineError:
         timeout = SURVEY_TIMEOUT if context else None
         try:
+            if context is None and asked is not None and asked.filters == tuple(filters):
+                return asked.containers()
             return engine.Engine(context).list_containers(filters, timeout=timeout)
         except EngineError as exc:
             return exc
 
-    if len(asked) == 1:
-        answers = [one(asked[0])]
+    if len(heads) == 1:
+        answers = [one(heads[0])]
     else:
-        with ThreadPoolExecutor(max_workers=len(asked)) as pool:
-            answers = list(pool.map(one, asked))
+        with ThreadPoolExecutor(max_workers=len(heads)) as pool:
+            answers = list(pool.map(one, heads))
     return {
         context: answer
         for names, answer in zip(by_host.values(), answers, strict=True)

@@ -82,12 +82,15 @@ def stop_report(
     everything: bool = False,
     owner: str | None = None,
     timeout: float = DEFAULT_STOP_TIMEOUT,
+    asked: engine.ContainerQuery | None = None,
 ) -> StopReport:
     """Stop the sessions every given selector matches (they combine as AND).
 
     Selection is by session id(s), role, manifest, or `everything` of `owner` (the current user
     by default). A selector that matches nothing is bad input naming what does exist; `--all` on
-    an empty fleet is a quiet success. Containers are matched by label, never by name.
+    an empty fleet is a quiet success. Containers are matched by label, never by name. `asked`:
+    the current engine's `docker ps` already on its way, for the selection (see `survey`); the
+    sessions are surveyed again once locked.
     """
     if not (session_ids or role or manifest or everything):
         raise InputError("say which sessions to stop: --session, --role, --manifest or --all")
@@ -101,7 +104,7 @@ def stop_report(
         manifest = manifest.expanduser().resolve()
         if not manifest.is_file():
             raise InputError(f"{manifest}: manifest not found")
-    views = list_sessions(registry)
+    views = survey(registry, asked=asked).sessions
     _check_selectors(views, session_ids, role, manifest, registry)
 
     def selected(candidates: Iterable[SessionView]) -> list[SessionView]:

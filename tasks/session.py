@@ -52,26 +52,26 @@ def start(
     failed), container, and workspace or why it failed. Exit code non-zero when any failed; the
     others keep running. --dry-run prints each docker run as one shell line and writes nothing.
     """
-    from orchestrator import report, runtime
+    from orchestrator import launch, report  # not `runtime`, which loads stop and list too
     from orchestrator.manifest import default_cache_dir, select_sessions
 
     registry = session_registry()
-    every = runtime.load_checked(manifest_path(manifest), registry, cache_dir=default_cache_dir())
+    every = launch.load_checked(manifest_path(manifest), registry, cache_dir=default_cache_dir())
     sessions = select_sessions(every, session or None)
     if dry_run:
-        runtime.check_start(sessions, registry, engine_too=False)
+        launch.check_start(sessions, registry, engine_too=False)
         _warn_without_login(sessions)
         for one in sessions:
-            running = runtime.running_container(one, registry)
+            running = launch.running_container(one, registry)
             if running is not None:
                 print(
                     f"# {one.id}: already running ({running.name}): a start keeps it, runs nothing"
                 )
             else:
-                print(f"# {one.id}: {runtime.dry_run(one, registry, manifest_sessions=every)}")
+                print(f"# {one.id}: {launch.dry_run(one, registry, manifest_sessions=every)}")
         return
     try:
-        outcomes = runtime.start_sessions(
+        outcomes = launch.start_sessions(
             sessions, registry, parallel=parallel, manifest_sessions=every, progress=_progress
         )
     except KeyboardInterrupt:

@@ -149,16 +149,19 @@ def place_sessions(
         dataclasses.replace(s, engine=placement.engines.get(s.id, s.engine), engines=())
         for s in sessions
     ]
-    from orchestrator import volumes
-
-    problems = [
-        f"{s.manifest_path}: session {s.id!r}: {problem}"
-        for s in placed
-        if s.engine and not engine.shares_files(hosts.get(s.engine, "unix://"))
-        for problem in volumes.problems(s, hosts[s.engine])
+    remote = [
+        s for s in placed if s.engine and not engine.shares_files(hosts.get(s.engine, "unix://"))
     ]
-    if problems:
-        raise InputError(*problems)
+    if remote:
+        from orchestrator import volumes
+
+        problems = [
+            f"{s.manifest_path}: session {s.id!r}: {problem}"
+            for s in remote
+            for problem in volumes.problems(s, hosts[s.engine or ""])
+        ]
+        if problems:
+            raise InputError(*problems)
     return placed, dict(placement.refused)
 
 

@@ -106,6 +106,8 @@ def model_catalog(source: Path, config: str) -> str | None:
     The path is taken as the session's Codex sees it (`/home/agent/.codex/…`) or as the user's
     (`~/.codex/…`, the folder itself): either names a file of that folder.
     """
+    if CATALOG_KEY not in config and "\\" not in config:
+        return None  # not named, not even in an escaped key: no TOML parser loaded
     import tomllib
 
     try:

@@ -171,3 +171,10 @@ def test_a_tree_thousands_of_folders_deep_is_removed(tmp_path: Path) -> None:
     session_folders.remove_tree(top)
     assert not top.exists()
     assert (outside / "keep").read_text() == "host file\n"
+
+
+def test_a_catalog_named_in_an_escaped_key_is_still_found(codex_dir: Path) -> None:
+    escaped = '"model\\u005fcatalog_json" = "~/.codex/catalog.json"\n'
+    assert "model_catalog_json" not in escaped
+    assert session_folders.model_catalog(codex_dir, escaped) == "catalog.json"
+    assert session_folders.model_catalog(codex_dir, 'model = "m"\n') is None

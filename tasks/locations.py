@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from orchestrator.engine import ContainerQuery
     from orchestrator.registry import Registry
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -18,16 +17,6 @@ def session_registry() -> Registry:
     from orchestrator.registry import STATE_ROOT_ENV, Registry
 
     return Registry(os.environ.get(STATE_ROOT_ENV) or REPOSITORY / "outputs" / "agents")
-
-
-def ask_engine(registry: Registry) -> ContainerQuery:
-    """The current engine's `docker ps` of the registry's containers, asked before a command
-    loads the modules that read the records: they load while the engine answers (15 ms of a
-    140 ms `inv session.list`). Close it (`with`) when the command may not read it."""
-    from orchestrator.engine import ContainerQuery
-    from orchestrator.plan import session_filters
-
-    return ContainerQuery(session_filters(registry.root))
 
 
 def repository_path(text: str) -> Path:

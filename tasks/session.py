@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from tasks.catalog_task import EXIT_INTERRUPTED, CatalogTask
-from tasks.locations import ask_engine, manifest_path, session_registry
+from tasks.locations import manifest_path, session_registry
 
 if TYPE_CHECKING:
     from orchestrator.registry import Registry
@@ -52,12 +52,17 @@ def start(
     failed), container, and workspace or why it failed. Exit code non-zero when any failed; the
     others keep running. --dry-run prints each docker run as one shell line and writes nothing.
     """
-    from orchestrator import launch, report  # not `runtime`, which loads stop and list too
-    from orchestrator.manifest import default_cache_dir, select_sessions
+    from orchestrator.early import ask_images
+    from orchestrator.manifest import default_cache_dir, load_checked, select_sessions
 
     registry = session_registry()
-    every = launch.load_checked(manifest_path(manifest), registry, cache_dir=default_cache_dir())
+    every = load_checked(manifest_path(manifest), registry, cache_dir=default_cache_dir())
     sessions = select_sessions(every, session or None)
+    # The engine is asked for the images while the start's modules load (not `runtime`, which
+    # loads stop and list too).
+    images = None if dry_run else ask_images(sessions)
+    from orchestrator import launch, report
+
     if dry_run:
         launch.check_start(sessions, registry, engine_too=False)
         _warn_without_login(sessions)
@@ -72,7 +77,12 @@ def start(
         return
     try:
         outcomes = launch.start_sessions(
-            sessions, registry, parallel=parallel, manifest_sessions=every, progress=_progress
+            sessions,
+            registry,
+            parallel=parallel,
+            manifest_sessions=every,
+            progress=_progress,
+            images=images,
         )
     except KeyboardInterrupt:
         raise Exit(
@@ -163,7 +173,9 @@ def stop(
     names what exists. One line each: stopped or already stopped.
     """
     registry = session_registry()
-    with ask_engine(registry) as asked:
+    from orchestrator.early import ask_sessions
+
+    with ask_sessions(registry.root) as asked:  # answered while the rest loads
         from orchestrator import report
         from orchestrator.stopping import stop_report
 
@@ -201,7 +213,9 @@ def list_(c: Context, json: bool = False, all_: bool = False) -> None:
     table says how many) unless --all; the statuses and --json fields are in the README.
     """
     registry = session_registry()
-    with ask_engine(registry) as asked:
+    from orchestrator.early import ask_sessions
+
+    with ask_sessions(registry.root) as asked:  # answered while the rest loads
         from orchestrator import dashboard, report
         from orchestrator.untrusted import printable
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import engine
-from orchestrator.engine import Call, ContainerQuery, _parse_created
+from orchestrator.engine import Call, ContainerQuery, ImageQuery, _parse_created
 from orchestrator.errors import EngineError
 from orchestrator.listing import survey
 from orchestrator.plan import session_filters
@@ -109,3 +109,15 @@ def test_creation_times_are_read_as_docker_prints_them() -> None:
     )
     for text in ("", "2026-11-27", "2026-11-27 10:30:00 UTC", "yesterday at noon +0000"):
         assert _parse_created(text) is None
+
+
+def test_an_image_query_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_docker(tmp_path, monkeypatch, "echo 'Error: No such image: gone:1' >&2; exit 1")
+    with ImageQuery(["here:1", "gone:1"]) as asked:
+        assert asked.missing() == {"gone:1"}
+    fake_docker(tmp_path, monkeypatch, "echo 'Cannot connect to the Docker daemon' >&2; exit 1")
+    with pytest.raises(EngineError, match="Docker daemon is not running"):
+        ImageQuery(["here:1"]).missing()
+    assert ImageQuery([]).missing() == set()

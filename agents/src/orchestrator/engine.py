@@ -368,16 +368,41 @@ def image_exists(image: str, *, context: str | None = None) -> bool:
 def missing_images(images: Sequence[str], *, context: str | None = None) -> set[str]:
     """Which of `images` are not there, in one engine call; raises when the daemon does not
     answer, so that is known before anything is written or seeded."""
-    if not images:
+    return ImageQuery(images, context=context).missing()
+
+
+class ImageQuery:
+    """`missing_images` asked now and read later (see `Call`); `images` says what it asked."""
+
+    def __init__(self, images: Sequence[str], *, context: str | None = None) -> None:
+        self.images, self.context = tuple(images), context
+        self._call = (
+            Call("image", "inspect", "--format", "{{.Id}}", *images, context=context)
+            if images
+            else None
+        )
+
+    def missing(self) -> set[str]:
+        if self._call is None:
+            return set()
+        try:
+            self._call.output()
+        except EngineError as exc:
+            missing = {image for image in self.images if f"No such image: {image}" in str(exc)}
+            if not missing:
+                raise
+            return missing
         return set()
-    try:
-        docker("image", "inspect", "--format", "{{.Id}}", *images, context=context)
-    except EngineError as exc:
-        missing = {image for image in images if f"No such image: {image}" in str(exc)}
-        if not missing:
-            raise
-        return missing
-    return set()
+
+    def close(self) -> None:
+        if self._call is not None:
+            self._call.close()
+
+    def __enter__(self) -> ImageQuery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def runtimes(*, context: str | None = None) -> set[str]:

@@ -13,13 +13,13 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator import egress, engine, hostpaths, limits, session_folders, skills
-from orchestrator.errors import EngineError, InputError, ManifestError, OrchestratorError
+from orchestrator.errors import EngineError, InputError, OrchestratorError
 from orchestrator.plan import (
     REGISTRY_LABEL,
     SESSION_NETWORK,
@@ -30,7 +30,7 @@ from orchestrator.plan import (
     session_filters,
     tool_checkout,
 )
-from orchestrator.preflight import check_inputs, input_problems
+from orchestrator.preflight import check_inputs
 from orchestrator.registry import Registry, SessionState, now
 from orchestrator.spec import SessionSpec
 
@@ -69,6 +69,7 @@ def start_sessions(
     parallel: int = MAX_PARALLEL_STARTS,
     manifest_sessions: Sequence[SessionSpec] = (),
     progress: Callable[[str], None] | None = None,
+    images: engine.ImageQuery | None = None,
 ) -> list[StartOutcome]:
     """Start sessions concurrently (at most `parallel` at once), results in manifest order.
 
@@ -78,21 +79,22 @@ def start_sessions(
     Inputs of every session, the engine and the images are checked before any starts.
     `manifest_sessions` are every session of the manifest (default: `sessions`): no seeding copies
     their workspaces or secret files. A failing session does not stop the others; a Ctrl-C
-    removes what this call created and re-raises.
+    removes what this call created and re-raises. `images`: the current engine asked for them
+    already (`early.ask_images`).
     """
+    from orchestrator import early
+
     registry = registry or Registry.default()
     if parallel < 1:
         raise InputError(f"--parallel must be at least 1, not {parallel}")
-    with ThreadPoolExecutor(max_workers=1) as early:
-        # The current engine is asked for its images while the inputs are checked: only read,
-        # its answer is used once they pass (a bad input is still reported first).
-        here = sorted({s.image for s in sessions if not (s.engine or s.engines)})
-        ahead = early.submit(engine.missing_images, here) if here else None
+    # The current engine is asked for its images while the inputs are checked: only read, its
+    # answer is used once they pass (a bad input is still reported first).
+    with images or early.ask_images(sessions) as asked:
         check_start(sessions, registry, engine_too=False)
         engine.require_cli()
         sessions, refused = place_sessions(sessions, registry)
         _check_runtimes(sessions)
-        refused |= _missing_images(sessions, progress, ahead=(here, ahead))
+        refused |= _missing_images(sessions, progress, ahead=asked)
     context = _SeedContext.of(registry, [*sessions, *manifest_sessions])
     cancelled = threading.Event()
 
@@ -169,7 +171,7 @@ def _missing_images(
     sessions: Sequence[SessionSpec],
     progress: Callable[[str], None] | None = None,
     *,
-    ahead: tuple[Sequence[str], Future[set[str]] | None] = ((), None),
+    ahead: engine.ImageQuery | None = None,
 ) -> dict[str, str]:
     """Sessions whose engine lacks their image, each with what to run; engines asked at once.
 
@@ -184,10 +186,9 @@ def _missing_images(
 
     def check(context: str | None) -> set[str] | EngineError:
         images = sorted({s.image for s in by_engine[context]})
-        asked, answer = ahead
         try:
-            if context is None and answer is not None and set(images) <= set(asked):
-                return answer.result() & set(images)
+            if context is None and ahead is not None and set(images) <= set(ahead.images):
+                return ahead.missing() & set(images)
             missing = engine.Engine(context).missing_images(images)
             if context is None or not missing or progress is None:
                 return missing
@@ -256,22 +257,6 @@ def _refuse(session: SessionSpec, registry: Registry, reason: str) -> StartOutco
             plan = _SeedContext(registry, (), ()).plan(session)
             registry.write(_new_state(plan, previous).replace(status="error", error=str(error)))
     return StartOutcome(session, error=error)
-
-
-def load_checked(
-    manifest: Path, registry: Registry, *, cache_dir: Path | None = None
-) -> list[SessionSpec]:
-    """A manifest's sessions. When its fields are wrong, the files and folders of the sessions
-    that could be read are checked as well, so one run names every problem of the manifest."""
-    from orchestrator.manifest import load_manifest
-
-    try:
-        return load_manifest(manifest, cache_dir=cache_dir)
-    except ManifestError as exc:
-        if not exc.checkable:
-            raise
-        extra = input_problems(exc.checkable, registry_root=registry.root, shared_workspaces=False)
-        raise ManifestError(*exc.problems, *extra) from None
 
 
 # What the record of a start cut short by Ctrl-C says.

@@ -23,7 +23,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from orchestrator.errors import ManifestError
 from orchestrator.spec import (
     Mount,
     Resources,
@@ -33,12 +35,16 @@ from orchestrator.spec import (
     select_sessions,
 )
 
+if TYPE_CHECKING:
+    from orchestrator.registry import Registry
+
 __all__ = [
     "Mount",
     "Resources",
     "SessionSpec",
     "default_cache_dir",
     "default_owner",
+    "load_checked",
     "load_manifest",
     "select_sessions",
 ]
@@ -71,6 +77,22 @@ def load_manifest(
     if cacheable:
         _store(entry, key, sessions)
     return sessions
+
+
+def load_checked(
+    manifest: Path, registry: Registry, *, cache_dir: Path | None = None
+) -> list[SessionSpec]:
+    """A manifest's sessions. When its fields are wrong, the files and folders of the sessions
+    that could be read are checked as well, so one run names every problem of the manifest."""
+    try:
+        return load_manifest(manifest, cache_dir=cache_dir)
+    except ManifestError as exc:
+        if not exc.checkable:
+            raise
+        from orchestrator.preflight import input_problems
+
+        extra = input_problems(exc.checkable, registry_root=registry.root, shared_workspaces=False)
+        raise ManifestError(*exc.problems, *extra) from None
 
 
 def default_cache_dir() -> Path | None:

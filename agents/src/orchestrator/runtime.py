@@ -15,11 +15,11 @@ from orchestrator.launch import (
     check_start,
     dry_run,
     launch_container,
-    load_checked,
     running_container,
     start_sessions,
 )
 from orchestrator.listing import SessionView, list_sessions, reconcile, survey
+from orchestrator.manifest import load_checked
 from orchestrator.plan import SCRIPT_ENV, launch_script
 from orchestrator.plan import resolved_session as _resolved
 from orchestrator.registry import Registry

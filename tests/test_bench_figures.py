@@ -59,6 +59,17 @@ def test_floors_add_invokes_start_up_to_the_baseline() -> None:
     assert floored.as_json()["floor"] == pytest.approx(10.0)
 
 
+def test_stop_8s_floor_is_invokes_start_up_and_its_own_engine_calls() -> None:
+    stop = row((0.70,), (0.80,), cases.CASE_BY_NAME["stop-8"])
+    calls = row((0.58,), (0.80,), cases.CASE_BY_NAME["stop-8-engine"])
+    startup = row((0.10,), (0.11,), cases.CASE_BY_NAME["inv-list"])
+    floored, unfloored, _ = figures.with_floors([stop, calls, startup])
+    assert floored.floor == pytest.approx((0.11 + 0.58) / 0.80)
+    assert unfloored.floor is None and unfloored.met is None
+    (alone,) = figures.with_floors([stop])
+    assert alone.floor is None
+
+
 def test_the_lifecycle_cases_carry_the_issues_targets_and_units() -> None:
     """start-1 and list-8 against the docker command plus Invoke's start-up; start-8 and stop-8
     against eight docker commands in a row; a floor only where the baseline has no start-up."""

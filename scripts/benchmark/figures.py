@@ -151,16 +151,23 @@ def scaling_table(rows: Sequence[Row]) -> str:
 
 
 def with_floors(rows: Sequence[Row]) -> list[Row]:
-    """Rows of floored cases with their floor, when `inv-list` measured Invoke's start-up."""
+    """Rows with their floor, when `inv-list` measured Invoke's start-up: a floored case's is
+    Invoke's start-up plus the baseline; a case with `engine_calls` measured, Invoke's start-up
+    plus the tool's own engine calls."""
     startup = next((r.baseline_median for r in rows if r.case.name == "inv-list"), None)
     if startup is None:
         return list(rows)
-    return [
-        dataclasses.replace(r, floor=ratio(startup + r.baseline_median, r.baseline_median))
-        if r.case.floored
-        else r
-        for r in rows
-    ]
+    by_name = {r.case.name: r for r in rows}
+
+    def floor(row: Row) -> float | None:
+        if row.case.floored:
+            return ratio(startup + row.baseline_median, row.baseline_median)
+        calls = by_name.get(row.case.engine_calls or "")
+        if calls is not None:
+            return ratio(startup + calls.tool_median, row.baseline_median)
+        return None
+
+    return [dataclasses.replace(r, floor=floor(r)) for r in rows]
 
 
 def legend(rows: Sequence[Row]) -> str:

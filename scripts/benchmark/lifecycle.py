@@ -195,6 +195,21 @@ def baseline_remove(fleet: Fleet) -> Measurement:
     return measurement
 
 
+def engine_stop(fleet: Fleet) -> Measurement:
+    """The two calls `session.stop` makes (`engine.stop_containers`), on the tool's running
+    containers of the fleet, found untimed."""
+    listed = run(["docker", "ps", "-q", "--no-trunc", "--filter", fleet.label])
+    ids = listed.stdout.split()
+    if len(ids) != fleet.size:
+        raise BenchError(f"{len(ids)} of the fleet's {fleet.size} containers are running")
+    measurement = run_each(
+        [["docker", "stop", "--time", "10", *ids], ["docker", "rm", "--force", "--volumes", *ids]]
+    )
+    if running_containers(fleet.label):
+        raise BenchError("docker stop and docker rm left containers running")
+    return measurement
+
+
 def round_start(bench: Bench, fleet: Fleet, case: str, tool_first: bool, record: Record) -> None:
     """Start the fleet on both sides; the untimed clean-up is what the other side would do.
     A case whose baseline counts Invoke's start-up (start-1) runs it before the docker runs."""
@@ -208,7 +223,8 @@ def round_start(bench: Bench, fleet: Fleet, case: str, tool_first: bool, record:
 
 
 def round_fleet(bench: Bench, fleet: Fleet, tool_first: bool, record: Record) -> None:
-    """start-8, list-8 and stop-8, each a pair, on the sessions the previous pair left."""
+    """start-8, list-8 and stop-8, each a pair, on the sessions the previous pair left; then
+    stop-8's engine calls alone."""
     cases: list[tuple[str, Callable[[], Measurement], Callable[[], Measurement]]] = [
         ("start-8", partial(tool_start, bench, fleet), partial(baseline_start, fleet)),
         (
@@ -220,3 +236,15 @@ def round_fleet(bench: Bench, fleet: Fleet, tool_first: bool, record: Record) ->
     ]
     for case, tool, baseline in cases:
         pair(case, tool, baseline, tool_first=tool_first, record=record)
+    # stop-8's engine calls alone, on the fleet started again (untimed); `session.stop` then
+    # records the sessions stopped, their containers gone already.
+    tool_start(bench, fleet)
+    baseline_start(fleet)
+    pair(
+        "stop-8-engine",
+        partial(engine_stop, fleet),
+        partial(baseline_remove, fleet),
+        tool_first=tool_first,
+        record=record,
+    )
+    tool_stop(bench, fleet)

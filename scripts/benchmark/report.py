@@ -28,7 +28,8 @@ def markdown_report(
         parts += [
             "",
             "`floor`: the ratio of a tool that did nothing but start Invoke and then the "
-            "baseline's work, (`inv-list` baseline + baseline) / baseline.",
+            "baseline's work, (`inv-list` baseline + baseline) / baseline; for `stop-8`, "
+            "Invoke's start-up and then the tool's own two engine calls (`stop-8-engine`).",
         ]
     if any(row.case.sessions for row in rows):
         parts += ["", "## Cost per session, started by one command", "", scaling_table(rows)]

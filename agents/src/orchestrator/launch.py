@@ -85,11 +85,11 @@ def start_sessions(
     from orchestrator import early
 
     registry = registry or Registry.default()
-    if parallel < 1:
-        raise InputError(f"--parallel must be at least 1, not {parallel}")
     # The current engine is asked for its images while the inputs are checked: only read, its
-    # answer is used once they pass (a bad input is still reported first).
+    # answer is used once they pass (a bad input is still reported first, the call ended).
     with images or early.ask_images(sessions) as asked:
+        if parallel < 1:
+            raise InputError(f"--parallel must be at least 1, not {parallel}")
         check_start(sessions, registry, engine_too=False)
         engine.require_cli()
         sessions, refused = place_sessions(sessions, registry)

@@ -741,3 +741,46 @@ def test_the_inbox_on_a_9p_mount_is_listed_not_watched(
     os.close(watched)
     mountinfo.write_text(f"1 0 0:1 / / rw - ext4 none rw\n2 1 0:2 / {tmp_path} rw - 9p x rw\n")
     assert agentd.Inotify.watch(tmp_path) is None
+
+
+def test_a_polled_inbox_is_listed_only_when_its_time_says_it_may_have_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under gVisor each tick asks for the inbox's modification time; the folder is listed (and
+    the limits read) when that time moved or is recent, and every RESCAN_SECONDS regardless."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("FILARE_AGENTD_INBOX", str(inbox))
+    daemon = agentd.Daemon()
+    assert daemon.inotify is None
+    listed: list[str] = []
+    real_listdir = os.listdir
+
+    def listdir(path: str | Path) -> list[str]:
+        listed.append(str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(agentd.os, "listdir", listdir)
+
+    def settle() -> None:  # the folder last changed ten seconds ago
+        past = time.time() - 10
+        os.utime(inbox, (past, past))
+
+    settle()
+    daemon.scan()
+    assert len(listed) == 1  # the first look lists it
+    daemon.scan()
+    daemon.scan()
+    assert len(listed) == 1  # unchanged and old: one stat each, no listing
+    (inbox / "1.msg").write_text("hello")
+    daemon.scan()
+    daemon.scan()
+    assert len(listed) == 3  # changed just now: listed while the change is recent
+    settle()
+    daemon.scan()
+    assert len(listed) == 4  # its time moved (back, here): listed once more
+    daemon.scan()
+    assert len(listed) == 4
+    daemon.next_listing = 0.0  # RESCAN_SECONDS passed
+    daemon.scan()
+    assert len(listed) == 5

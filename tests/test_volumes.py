@@ -304,3 +304,49 @@ def test_inbox_names_are_checked_before_any_engine_call(tmp_path: Path) -> None:
             store.deliver([], [bad])
     assert isinstance(volumes.storage(registry, state.replace(labels={})), volumes.BindMounts)
     assert volumes.workspace_source(state.replace(labels={})) == str(tmp_path / "ws")
+
+
+def test_forgotten_turns_leave_the_volume_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_TURNS a turn is removed here and, on an engine elsewhere, in its volume: else the
+    next copy home brings its transcript back and the session's folder only grows."""
+    from orchestrator import conversation
+
+    state = SessionState(
+        session_id="alpha",
+        role="coder",
+        owner="me",
+        status="running",
+        container_name="filare-coder-alpha",
+        container_id="c0ffee",
+        image="filare-codex",
+        workspace=tmp_path / "ws",
+        ssh_dir=tmp_path / "ssh",
+        labels={"filare.storage": "volumes"},
+        engine="far",
+        user="10001:10001",
+    )
+    folder = tmp_path / "state" / "coder" / "alpha"
+    transcripts = folder / "agent" / "transcript"
+    for path in (folder / "turns", folder / "inbox", transcripts):
+        path.mkdir(parents=True)
+    for number in ("0001", "0002", "0003"):
+        (folder / "turns" / f"{number}.json").write_text("{}")
+        (folder / "inbox" / f"{number}.message").write_text("hi")
+        (transcripts / f"{number}.jsonl").write_text("{}\n")
+    monkeypatch.setattr(conversation, "MAX_TURNS", 2)
+    assert conversation._forget_old_turns(folder, state) == ["0001"]
+    assert sorted(p.name for p in transcripts.iterdir()) == ["0002.jsonl", "0003.jsonl"]
+    assert not (folder / "inbox" / "0001.message").exists()
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(volumes, "_run", lambda where, args, *rest: calls.append(list(args)))
+    store = volumes.storage(Registry(tmp_path / "state"), state)
+    store.forget_transcripts(["0001"])
+    assert calls == [
+        ["exec", "--user", "10001:10001", "c0ffee", "rm", "-f", "--"]
+        + [f"/home/agent/.filare/transcript/0001.{s}" for s in ("jsonl", "exit", "stderr", "pid")]
+    ]
+    store.forget_transcripts(["../0001", "1 2"])  # not a turn's number: nothing is run
+    assert len(calls) == 1

@@ -374,7 +374,9 @@ def _start_turn(
             )
         forgotten = _forget_old_turns(folder, state)
         if forgotten:
-            store.deliver(remove=forgotten)
+            inbox_files = ("message", "instructions", "json")
+            store.deliver(remove=[f"{n}.{suffix}" for n in forgotten for suffix in inbox_files])
+            store.forget_transcripts(forgotten)
         return number
 
 
@@ -447,11 +449,12 @@ def _record_numbers(folder: Path) -> list[str]:
 
 
 def _forget_old_turns(folder: Path, state: SessionState) -> list[str]:
-    """Remove the oldest turns past `MAX_TURNS`; the inbox files removed, by name."""
+    """Remove the oldest turns past `MAX_TURNS`, here; their numbers."""
+    from orchestrator.volumes import TRANSCRIPT_SUFFIXES
+
     numbers = _record_numbers(folder / TURNS)
-    removed: list[str] = []
-    for number in numbers[:-MAX_TURNS]:
-        removed += [f"{number}.{suffix}" for suffix in ("message", "instructions", "json")]
+    removed = numbers[:-MAX_TURNS]
+    for number in removed:
         for path in (
             folder / TURNS / f"{number}.json",
             folder / TURNS / f"{number}.{HOST_END_SUFFIX}",
@@ -462,7 +465,7 @@ def _forget_old_turns(folder: Path, state: SessionState) -> list[str]:
         ):
             path.unlink(missing_ok=True)
         transcripts = transcript_folder_of(folder, state)
-        for suffix in ("jsonl", "exit", "stderr", "pid"):
+        for suffix in TRANSCRIPT_SUFFIXES:
             entry = transcripts / f"{number}.{suffix}"
             if entry.is_file() or entry.is_symlink():
                 entry.unlink()

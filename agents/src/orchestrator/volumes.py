@@ -57,6 +57,7 @@ from orchestrator.plan import (
     CONTAINER_HOME,
     CONTAINER_INBOX,
     CONTAINER_SSH,
+    CONTAINER_TRANSCRIPT,
     CONTAINER_WORKSPACE,
     OWNER_LABEL,
     REGISTRY_LABEL,
@@ -108,6 +109,10 @@ exec tar -x --same-owner --numeric-owner -p -f - -C /seed
 """
 
 
+# What a turn leaves in the session's transcript folder.
+TRANSCRIPT_SUFFIXES = ("jsonl", "exit", "stderr", "pid")
+
+
 class Storage(Protocol):
     """What the commands need of a session's files, wherever they are."""
 
@@ -116,6 +121,8 @@ class Storage(Protocol):
     def refresh(self) -> None: ...
 
     def remove_question(self, file_id: str) -> None: ...
+
+    def forget_transcripts(self, numbers: Sequence[str]) -> None: ...
 
     def workspace_source(self) -> str: ...
 
@@ -147,6 +154,9 @@ class BindMounts:
 
     def remove_question(self, file_id: str) -> None:
         return None
+
+    def forget_transcripts(self, numbers: Sequence[str]) -> None:
+        return None  # removed here, in place, by the one who forgot them
 
     def workspace_source(self) -> str:
         return str(self.state.workspace)
@@ -240,6 +250,21 @@ class Volumes:
             return
         path = f"{CONTAINER_AGENT_DIR}/questions/{file_id}.json"
         argv = ["exec", *_user(self.state), self._container, "rm", "-f", "--", path]
+        with contextlib.suppress(EngineError):
+            _run(self._engine, argv, b"", engine.DEFAULT_TIMEOUT, self.state.session_id)
+
+    def forget_transcripts(self, numbers: Sequence[str]) -> None:
+        """The transcripts of turns forgotten here (past `MAX_TURNS`), removed in the volume
+        too, as the session's user: otherwise the next copy home brings them back, and the
+        session's folder grows until it passes its record bound."""
+        if not numbers or not all(n.isdigit() and n.isascii() for n in numbers):
+            return
+        paths = [
+            f"{CONTAINER_TRANSCRIPT}/{number}.{suffix}"
+            for number in numbers
+            for suffix in TRANSCRIPT_SUFFIXES
+        ]
+        argv = ["exec", *_user(self.state), self._container, "rm", "-f", "--", *paths]
         with contextlib.suppress(EngineError):
             _run(self._engine, argv, b"", engine.DEFAULT_TIMEOUT, self.state.session_id)
 

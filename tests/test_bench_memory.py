@@ -16,7 +16,9 @@ import pytest
 from scripts.benchmark import memory
 
 
-def sample(container: float, *processes: tuple[str, float, float]) -> memory.MemorySample:
+def sample(
+    container: float, *processes: tuple[str, float, float] | tuple[str, float, float, float]
+) -> memory.MemorySample:
     return memory.MemorySample(container, tuple(memory.ProcessMemory(*p) for p in processes))
 
 
@@ -42,26 +44,37 @@ def test_the_process_reader_lists_this_machines_processes() -> None:
     processes = memory.parse_processes(reader.stdout)
     argv = Path(f"/proc/{os.getpid()}/cmdline").read_bytes().decode().split("\0")
     ours = " ".join(Path(word).name for word in argv[:2])
-    assert any(p.command == ours and p.rss_mb > p.anon_mb > 0 for p in processes), processes
+    assert any(
+        p.command == ours and p.rss_mb > p.anon_mb > 0 and p.rss_mb >= (p.pss_mb or 0) > 0
+        for p in processes
+    ), processes
 
 
 def test_process_lists_name_each_command_by_program_and_first_argument() -> None:
     listed = json.dumps(
         [
-            [["/sbin/docker-init", "--", "agent-entrypoint"], 696, 52],
-            [["python3", "/usr/local/bin/filare-agentd"], 19876, 10160],
-            [["codex", "app-server"], 143172, 20128],
-            [[], 0, 0],
+            [["/sbin/docker-init", "--", "agent-entrypoint"], 696, 52, None],
+            [["python3", "/usr/local/bin/filare-agentd"], 19876, 10160, 12288],
+            [["codex", "app-server"], 143172, 20128, 51200],
+            [[], 0, 0, 0],
         ]
     )
     processes = memory.parse_processes(listed)
-    assert [(p.command, p.rss_mb, p.anon_mb) for p in processes] == [
-        ("docker-init --", 696 / 1024, 52 / 1024),
-        ("python3 filare-agentd", 19876 / 1024, 10160 / 1024),
-        ("codex app-server", 143172 / 1024, 20128 / 1024),
-        ("?", 0, 0),
+    assert [(p.command, p.rss_mb, p.anon_mb, p.pss_mb) for p in processes] == [
+        ("docker-init --", 696 / 1024, 52 / 1024, None),
+        ("python3 filare-agentd", 19876 / 1024, 10160 / 1024, 12.0),
+        ("codex app-server", 143172 / 1024, 20128 / 1024, 50.0),
+        ("?", 0, 0, 0),
     ]
-    for bad in ("Error: no such container", '[["codex", 1, 2]]', '[[["codex"], "1", 2]]', "{}"):
+    bad_entries = (
+        "Error: no such container",
+        '[["codex", 1, 2, 3]]',
+        '[[["codex"], "1", 2, 3]]',
+        '[[["codex"], 1, 2]]',
+        '[[["codex"], 1, 2, "3"]]',
+        "{}",
+    )
+    for bad in bad_entries:
         with pytest.raises(ValueError, match="not a process"):
             memory.parse_processes(bad)
 
@@ -103,3 +116,21 @@ def test_the_warm_up_rounds_memory_is_not_counted() -> None:
     probe = memory.MemoryProbe(Path("/s"), "memory-x", "filare-bench-memory-x")
     probe.samples += [sample(99.0, ("codex app-server", 500.0, 90.0)), sample(40.0)]
     assert probe.row() == memory.MemoryRow((sample(40.0),))
+
+
+def test_a_sessions_share_is_shown_when_every_process_has_one() -> None:
+    shared = (
+        sample(40.0, ("codex app-server", 140.0, 20.0, 50.0), ("python3 agentd", 20.0, 9.0, 12.0)),
+        sample(41.0, ("codex app-server", 141.0, 21.0, 52.0), ("python3 agentd", 20.0, 9.0, 12.0)),
+        sample(42.0, ("codex app-server", 141.0, 21.0, 54.0), ("docker-init --", 1.0, 0.1)),
+    )
+    assert [s.pss_mb for s in shared] == [62.0, 64.0, None]  # docker-init's share unknown
+    row = memory.MemoryRow(shared)
+    assert row.pss_median == 63.0
+    size = memory.FLEET_SIZE
+    assert row.markdown().splitlines()[-1] == (
+        f"| its share (PSS) with {size} warm sessions on the image | 63.0 | - | - | - |"
+    )
+    assert row.as_json()["pss_median_mb"] == 63.0
+    assert memory.MemoryRow(shared[2:]).pss_median is None
+    assert "PSS" not in memory.MemoryRow(shared[2:]).markdown()

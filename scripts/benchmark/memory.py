@@ -1,4 +1,5 @@
-"""What a warm session holds: each process's RSS in the container, judged against a target in MB."""
+"""What a warm session holds: each process's RSS in the container, judged against a target in MB,
+and its proportional share (PSS) while other warm sessions on the image run beside it."""
 
 from __future__ import annotations
 
@@ -16,17 +17,23 @@ from scripts.benchmark.send import FAKE_MODEL_PATH, send_manifest_text, tool_sen
 
 # What a warm session may hold: the memory group's target, in MB (MiB, as `docker stats` counts).
 MEMORY_TARGET_MB = 120.0
+# Warm sessions on the image while the first one is read: its PSS is its share of what they map
+# together (Codex's code, the page cache of one image).
+FLEET_SIZE = 4
 
 
 @dataclass(frozen=True)
 class ProcessMemory:
     """One process of the session: its command ("codex app-server", "python3 filare-agentd"),
     its RSS and the anonymous part of it, in MB. The rest of the RSS is file pages (program
-    code), which every session on the image shares through the page cache."""
+    code), which every session on the image shares through the page cache. Its PSS counts each
+    shared page divided by the number of processes that map it (None where the kernel does not
+    say)."""
 
     command: str
     rss_mb: float
     anon_mb: float
+    pss_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,11 @@ class MemorySample:
     @property
     def anon_mb(self) -> float:
         return sum(p.anon_mb for p in self.processes)
+
+    @property
+    def pss_mb(self) -> float | None:
+        known = [p.pss_mb for p in self.processes if p.pss_mb is not None]
+        return sum(known) if known and len(known) == len(self.processes) else None
 
     def by_command(self) -> dict[str, tuple[float, float]]:
         """(RSS, anonymous) MB per command, the processes of one command added up."""
@@ -69,8 +81,8 @@ def parse_mem_usage(text: str) -> float:
 
 
 # Run by the image's python3 in the session's container: each other process's argv, VmRSS and
-# RssAnon (kB) from /proc, as JSON. Kernel threads (no VmRSS) and processes gone meanwhile are
-# left out, and so is this reader itself.
+# RssAnon (kB) from /proc, and its Pss (kB) from smaps_rollup or null, as JSON. Kernel threads
+# (no VmRSS) and processes gone meanwhile are left out, and so is this reader itself.
 PROCESS_READER = """\
 import json, os
 found = []
@@ -84,9 +96,17 @@ for pid in os.listdir("/proc"):
             argv = [a.decode(errors="replace") for a in cmdline.read().split(b"\\0") if a]
     except OSError:
         continue
+    pss = None
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
     if "VmRSS" in fields and "RssAnon" in fields:
         kb = [int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon")]
-        found.append([argv, *kb])
+        found.append([argv, *kb, pss])
 print(json.dumps(found))
 """
 
@@ -101,9 +121,12 @@ def parse_processes(output: str) -> tuple[ProcessMemory, ...]:
     processes = []
     for entry in found if isinstance(found, list) else [found]:
         match entry:
-            case [list() as argv, int(rss), int(anon)] if all(isinstance(a, str) for a in argv):
+            case [list() as argv, int(rss), int(anon), (int() | None) as pss] if all(
+                isinstance(a, str) for a in argv
+            ):
                 command = " ".join(Path(word).name for word in argv[:2]) or "?"
-                processes.append(ProcessMemory(command, rss / 1024, anon / 1024))
+                share = None if pss is None else pss / 1024
+                processes.append(ProcessMemory(command, rss / 1024, anon / 1024, share))
             case _:
                 raise ValueError(f"not a process entry: {str(entry)[:80]!r}")
     return tuple(processes)
@@ -128,6 +151,11 @@ class MemoryRow:
     @property
     def container_median(self) -> float:
         return median([s.container_mb for s in self.samples])
+
+    @property
+    def pss_median(self) -> float | None:
+        known = [s.pss_mb for s in self.samples if s.pss_mb is not None]
+        return median(known) if known else None
 
     @property
     def met(self) -> bool:
@@ -161,6 +189,11 @@ class MemoryRow:
             for name, rss, anon in self.process_medians()
         ]
         lines += [f"| the container (`docker stats`) | {self.container_median:.1f} | - | - | - |"]
+        if self.pss_median is not None:
+            lines += [
+                f"| its share (PSS) with {FLEET_SIZE} warm sessions on the image "
+                f"| {self.pss_median:.1f} | - | - | - |"
+            ]
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, object]:
@@ -170,6 +203,9 @@ class MemoryRow:
             "anon_median_mb": self.anon_median,
             "container_mb": [s.container_mb for s in self.samples],
             "container_median_mb": self.container_median,
+            "pss_mb": [s.pss_mb for s in self.samples],
+            "pss_median_mb": self.pss_median,
+            "fleet_size": FLEET_SIZE,
             "processes_median_mb": {
                 name: {"rss": rss, "anon": anon} for name, rss, anon in self.process_medians()
             },
@@ -194,8 +230,9 @@ class MemoryProbe:
 
 
 def prepare_memory(bench: Bench, image: str, stack: contextlib.ExitStack) -> MemoryProbe:
-    """Serve the scripted model, start one session on the real image and give it a first turn
-    (untimed): from then on its agent daemon keeps Codex running, as a warm session does."""
+    """Serve the scripted model, start `FLEET_SIZE` sessions on the real image and give each a
+    first turn (untimed): from then on their agent daemons keep Codex running, as warm sessions
+    do. The first one is the one read."""
     if str(FAKE_MODEL_PATH) not in sys.path:
         sys.path.insert(0, str(FAKE_MODEL_PATH))
     from filare_testing.fake_model import API_KEY_ENV, FakeModel, write_codex_home
@@ -204,16 +241,16 @@ def prepare_memory(bench: Bench, image: str, stack: contextlib.ExitStack) -> Mem
     outputs = bench.project / "outputs"
     write_codex_home(outputs / "codex-memory", fake.container_url)
     (outputs / "model.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")
-    sid = f"memory-{bench.run_id[:6]}"
+    fleet = [f"memory-{bench.run_id[:6]}-{n}" for n in range(1, FLEET_SIZE + 1)]
     manifest = bench.project / "memory.yml"
-    manifest.write_text(send_manifest_text([sid], image, codex_dir="outputs/codex-memory"))
+    manifest.write_text(send_manifest_text(fleet, image, codex_dir="outputs/codex-memory"))
     registry = bench.root / "state-memory"
     bench.inv_run("session.start", "--manifest", str(manifest), state=registry)
     containers = session_containers(registry)
-    if sid not in containers:
-        raise BenchError(f"session.start of the memory group left no running {sid}")
-    tool_send(bench, registry, [sid])
-    return MemoryProbe(registry, sid, containers[sid])
+    if not set(fleet) <= set(containers):
+        raise BenchError(f"session.start of the memory group left not all of {fleet} running")
+    tool_send(bench, registry, fleet)
+    return MemoryProbe(registry, fleet[0], containers[fleet[0]])
 
 
 def read_memory(container: str) -> MemorySample:

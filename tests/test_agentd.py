@@ -784,3 +784,23 @@ def test_a_polled_inbox_is_listed_only_when_its_time_says_it_may_have_changed(
     daemon.next_listing = 0.0  # RESCAN_SECONDS passed
     daemon.scan()
     assert len(listed) == 5
+
+
+def test_a_polled_inbox_is_looked_at_less_often_after_a_quiet_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FILARE_AGENTD_INBOX", str(tmp_path))
+    daemon = agentd.Daemon()
+    assert daemon.poll() == agentd.POLL_SECONDS  # just started
+    quiet = time.monotonic() - agentd.ACTIVE_SECONDS - 1
+    daemon.idle_since = daemon.inbox_active = quiet
+    assert daemon.poll() == agentd.IDLE_POLL_SECONDS
+    daemon.turn = agentd.Turn("0001", None, "hi", None)
+    assert daemon.poll() == agentd.POLL_SECONDS  # a working turn may be interrupted
+    daemon.turn = None
+    (tmp_path / "1.msg").write_text("hello")
+    assert daemon.inbox_changed()
+    assert daemon.poll() == agentd.POLL_SECONDS  # the inbox just changed
+    daemon.inbox_active = quiet
+    daemon.idle_since = time.monotonic()  # a turn just ended
+    assert daemon.poll() == agentd.POLL_SECONDS

@@ -7,6 +7,7 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -283,8 +284,8 @@ def test_the_policy_script_replaces_a_stale_policy_of_the_same_subnet(tmp_path: 
     assert (folder / "new.json").read_bytes() == policy
 
 
-def test_inbox_names_are_checked_before_any_engine_call(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "state")
+def remote_state(tmp_path: Path, **changes: Any) -> SessionState:
+    """A session's record on an engine that does not share this machine's files."""
     state = SessionState(
         session_id="alpha",
         role="coder",
@@ -297,6 +298,12 @@ def test_inbox_names_are_checked_before_any_engine_call(tmp_path: Path) -> None:
         labels={"filare.storage": "volumes"},
         engine="far",
     )
+    return state.replace(**changes)
+
+
+def test_inbox_names_are_checked_before_any_engine_call(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "state")
+    state = remote_state(tmp_path)
     store = volumes.storage(registry, state)
     assert isinstance(store, volumes.Volumes)
     for bad in ("../x", "-rf", ".hidden", "a b"):
@@ -313,20 +320,7 @@ def test_forgotten_turns_leave_the_volume_too(
     next copy home brings its transcript back and the session's folder only grows."""
     from orchestrator import conversation
 
-    state = SessionState(
-        session_id="alpha",
-        role="coder",
-        owner="me",
-        status="running",
-        container_name="filare-coder-alpha",
-        container_id="c0ffee",
-        image="filare-codex",
-        workspace=tmp_path / "ws",
-        ssh_dir=tmp_path / "ssh",
-        labels={"filare.storage": "volumes"},
-        engine="far",
-        user="10001:10001",
-    )
+    state = remote_state(tmp_path, container_id="c0ffee", user="10001:10001")
     folder = tmp_path / "state" / "coder" / "alpha"
     transcripts = folder / "agent" / "transcript"
     for path in (folder / "turns", folder / "inbox", transcripts):

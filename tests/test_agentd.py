@@ -804,3 +804,8 @@ def test_a_polled_inbox_is_looked_at_less_often_after_a_quiet_minute(
     daemon.inbox_active = quiet
     daemon.idle_since = time.monotonic()  # a turn just ended
     assert daemon.poll() == agentd.POLL_SECONDS
+    # A quiet inbox that changes: the look that sees it sets the next look soon.
+    daemon.idle_since = daemon.inbox_active = quiet
+    (tmp_path / "2.msg").write_text("again")
+    daemon.scan()
+    assert daemon.next_scan - time.monotonic() <= agentd.POLL_SECONDS

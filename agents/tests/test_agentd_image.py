@@ -172,8 +172,14 @@ def test_an_idle_app_server_stops_and_the_next_turn_starts_it(
     name = start_session("idle", env="FILARE_AGENTD_IDLE_SECONDS=2\n")
     fake.enqueue(message("first"), message("second"))
     assert send(registry, "idle", "one")["status"] == "completed"
-    wait_until(lambda: "codex app-server" not in processes(name), "the app-server to stop", 30)
-    assert (ready(registry, "idle") or {}).get("codex") is None
+    # The daemon writes its ready file once the app-server has exited: waited for in that order,
+    # the process list is never read between the two.
+    wait_until(
+        lambda: (ready(registry, "idle") or {}).get("codex") is None,
+        "the ready file to say the app-server stopped",
+        30,
+    )
+    assert "codex app-server" not in processes(name)
     row = send(registry, "idle", "two")
     assert (row["status"], row["final_message"]) == ("completed", "second"), row
     assert "one" in fake.model_requests[-1].texts("user")

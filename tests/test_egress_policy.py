@@ -321,3 +321,95 @@ def test_a_failed_remake_of_the_kept_network_is_the_error_the_start_reports(
     with pytest.raises(EngineError, match="no free"):
         joining.remake()
     joining.wait()
+
+
+def _fresh_start_fakes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, create: Any
+) -> tuple[list[str], Any]:
+    """`prepare` for a session with no kept network, the engine faked: the events in order."""
+    from orchestrator import egress_proxy, engine
+    from orchestrator.registry import Registry
+
+    events: list[str] = []
+    registry = Registry(tmp_path / "state")
+    registry.root.mkdir(parents=True)
+
+    def ensure_proxy(*_: object) -> tuple[str, frozenset[str]]:
+        # Prune would wait here: the join holds the egress lock while it looks at the proxy.
+        assert registry_lock_taken(registry)
+        events.append("proxy looked at")
+        return "proxy", frozenset()
+
+    def docker(*args: str, **_: object) -> str:
+        events.append(" ".join(args[:2]))
+        return ""
+
+    monkeypatch.setattr(egress_proxy, "ensure_proxy", ensure_proxy)
+    monkeypatch.setattr(egress_proxy, "_create_network", create)
+    monkeypatch.setattr(engine, "docker", docker)
+    return events, registry
+
+
+def registry_lock_taken(registry: Any) -> bool:
+    import fcntl
+
+    fd = os.open(registry.root / ".egress.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_fresh_network_is_made_while_the_proxy_is_looked_at_and_joined_once_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_manifest: WriteManifest
+) -> None:
+    """The look at the proxy no longer waits for the network; the join does. Until the network
+    exists the egress lock stays held, so prune cannot remove the proxy in between."""
+    import ipaddress
+    import threading
+
+    from orchestrator import egress_proxy
+
+    looked = threading.Event()
+    events: list[str] = []
+
+    def create(registry: Any, *_: object) -> ipaddress.IPv4Network:
+        assert looked.wait(5), "the proxy was not looked at while the network was made"
+        assert registry_lock_taken(registry)
+        events.append("network made")
+        return ipaddress.IPv4Network("10.9.0.0/28")
+
+    events, registry = _fresh_start_fakes(tmp_path, monkeypatch, create)
+    seen = egress_proxy.ensure_proxy
+
+    def ensure_proxy(*args: Any) -> tuple[str, frozenset[str]]:
+        found = seen(*args)
+        looked.set()
+        return found
+
+    monkeypatch.setattr(egress_proxy, "ensure_proxy", ensure_proxy)
+    (spec,) = load_manifest(write_manifest([session("a", egress={"allow": ["a.test"]})]))
+    joining = egress_proxy.prepare(spec, registry, resolve_policy(spec, None))
+    joining.wait()
+    assert events == ["proxy looked at", "network made", "network connect"]
+    assert not registry_lock_taken(registry)
+
+
+def test_a_network_that_cannot_be_made_ends_the_join_without_joining(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_manifest: WriteManifest
+) -> None:
+    from orchestrator import egress_proxy
+    from orchestrator.errors import EngineError
+
+    def create(*_: object) -> None:
+        raise EngineError("no free /28 in the egress pool")
+
+    events, registry = _fresh_start_fakes(tmp_path, monkeypatch, create)
+    (spec,) = load_manifest(write_manifest([session("a", egress={"allow": ["a.test"]})]))
+    with pytest.raises(EngineError, match="no free"):
+        egress_proxy.prepare(spec, registry, resolve_policy(spec, None))
+    assert "network connect" not in events
+    assert not registry_lock_taken(registry)

@@ -125,6 +125,13 @@ CASES = (
         1.1,
     ),
     Case(
+        "start-egress-first",
+        "inv session.start, 1 session, default egress, its network made by this start "
+        "(session.prune removed it before)",
+        "the same inv session.start with egress: open, after the same prune",
+        1.1,
+    ),
+    Case(
         "send-egress",
         "inv session.send --wait, 1 turn, the model reached through the egress proxy",
         "the same inv session.send --wait in a session with egress: open",
@@ -168,7 +175,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "transcript": ("list-64mb", "log-64mb"),
     "engines": ("start-8-engines", "list-8-engines"),
     "collect": ("collect-8",),
-    "contain": ("start-egress", "send-egress", "start-runsc", "send-runsc"),
+    "contain": ("start-egress", "start-egress-first", "send-egress", "start-runsc", "send-runsc"),
 }
 
 

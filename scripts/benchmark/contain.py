@@ -1,4 +1,5 @@
-"""start-egress, send-egress, start-runsc, send-runsc: what containment costs the tool."""
+"""start-egress, start-egress-first, send-egress, start-runsc, send-runsc: what containment
+costs the tool."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from functools import partial
 from pathlib import Path
 
 from scripts.benchmark.common import Bench, Record, pair
-from scripts.benchmark.lifecycle import Fleet, make_fleet, tool_start, tool_stop
+from scripts.benchmark.figures import Measurement
+from scripts.benchmark.lifecycle import Fleet, make_fleet, manifest_text, tool_start, tool_stop
 from scripts.benchmark.send import FAKE_MODEL_PATH, send_manifest_text, tool_send
 
 
@@ -21,6 +23,7 @@ class Contain:
 
     proxied: Fleet
     opened: Fleet
+    first: Fleet  # a proxied session whose network each timed start makes (a keeper beside it)
     gvisor: Fleet
     runc: Fleet
     registry: Path
@@ -31,6 +34,12 @@ def prepare_contain(bench: Bench, image: str, stack: contextlib.ExitStack) -> Co
     """The fleets (seeded, stopped) and four sessions on the real image, each with a first turn
     given untimed."""
     proxied = make_fleet(bench, "proxied", 1, "")
+    first = make_fleet(bench, "first", 1, "")
+    # A session of another manifest keeps a network in the first fleet's state folder, so that
+    # its prune leaves the proxy running, as it does for a fleet where other sessions run.
+    keeper = bench.project / "keeper.yml"
+    keeper.write_text(manifest_text(f"keeper-{bench.run_id[:6]}-", 1, ""))
+    bench.inv_run("session.start", "--manifest", str(keeper), state=first.registry)
     opened = make_fleet(bench, "opened", 1)
     gvisor = make_fleet(bench, "gvisor", 1, "runtime: runsc")
     runc = make_fleet(bench, "runc", 1)
@@ -51,7 +60,7 @@ def prepare_contain(bench: Bench, image: str, stack: contextlib.ExitStack) -> Co
     registry = bench.root / "state-contain"
     bench.inv_run("session.start", "--manifest", str(manifest), state=registry)
     tool_send(bench, registry, list(turns.values()))
-    return Contain(proxied, opened, gvisor, runc, registry, turns)
+    return Contain(proxied, opened, first, gvisor, runc, registry, turns)
 
 
 def round_contain(bench: Bench, contain: Contain, tool_first: bool, record: Record) -> None:
@@ -64,6 +73,15 @@ def round_contain(bench: Bench, contain: Contain, tool_first: bool, record: Reco
         pair(case, tool, partial(tool_start, bench, plain), tool_first=tool_first, record=record)
         tool_stop(bench, contained)
         tool_stop(bench, plain)
+    pair(
+        "start-egress-first",
+        partial(first_start, bench, contain.first, others=1),
+        partial(first_start, bench, contain.opened),
+        tool_first=tool_first,
+        record=record,
+    )
+    tool_stop(bench, contain.first, others=1)
+    tool_stop(bench, contain.opened)
     for case, with_it, without in (
         ("send-egress", "proxy", "open"),
         ("send-runsc", "runsc", "runc"),
@@ -75,3 +93,10 @@ def round_contain(bench: Bench, contain: Contain, tool_first: bool, record: Reco
             tool_first=tool_first,
             record=record,
         )
+
+
+def first_start(bench: Bench, fleet: Fleet, others: int = 0) -> Measurement:
+    """A start after `session.prune` (untimed) removed what the stopped session kept: its
+    egress network, made again by the start."""
+    bench.inv_run("session.prune", state=fleet.registry)
+    return tool_start(bench, fleet, others)

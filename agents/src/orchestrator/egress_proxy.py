@@ -118,14 +118,25 @@ def candidate_subnets(key: str, pool: ipaddress.IPv4Network) -> list[ipaddress.I
 
 class Joining:
     """The proxy (made first when it is missing or runs an older image) joining a session's
-    network, in the background while the session's container starts: the container needs the
-    proxy only at its first request. `wait` raises what the join raised."""
+    network, in the background: it is looked at while the network is made, and joins it while
+    the session's container starts (the container needs the proxy only at its first request).
+    `wait` raises what the join raised."""
 
     def __init__(
-        self, registry: Registry, session: SessionSpec, network: str, policy: EgressPolicy
+        self,
+        registry: Registry,
+        session: SessionSpec,
+        network: str,
+        policy: EgressPolicy,
+        *,
+        made: bool = True,
     ) -> None:
         self.registry, self.session, self.network, self.policy = registry, session, network, policy
         self.error: BaseException | None = None
+        self._made = threading.Event()
+        self._abandoned = False
+        if made:
+            self._made.set()
         self.thread = self._started()
 
     def _started(self) -> threading.Thread:
@@ -137,8 +148,13 @@ class Joining:
     def _join(self) -> None:
         context = self.session.engine
         try:
+            # The egress lock is held until the network exists: prune removes the proxy only
+            # when no network is left for it to serve.
             with self.registry.named_lock("egress"):
                 proxy, joined = ensure_proxy(self.registry, context)
+                self._made.wait()
+            if self._abandoned:
+                return
             if _remote(context):  # its policy, through the engine, before the session needs it
                 from orchestrator import egress_volumes
 
@@ -157,6 +173,16 @@ class Joining:
                     raise
         except BaseException as exc:  # handed to `wait`
             self.error = exc
+
+    def network_made(self) -> None:
+        """The network exists and its policy is written: the proxy may join it."""
+        self._made.set()
+
+    def abandon(self) -> None:
+        """The network could not be made: the join ends without joining, its lock let go."""
+        self._abandoned = True
+        self._made.set()
+        self.thread.join()
 
     def wait(self) -> None:
         self.thread.join()
@@ -181,24 +207,38 @@ def prepare(session: SessionSpec, registry: Registry, policy: EgressPolicy) -> J
     The network is kept from one start to the next (`session.prune` removes it once the
     session has no running container): a start finds it through the policy the last start
     wrote, rewrites that policy (a changed `egress` takes effect now), and needs no engine call
-    before `docker run`. Making a network is a `docker network create` on the start's path.
+    before `docker run`. Making a network is a `docker network create` on the start's path; the
+    proxy is looked at meanwhile, so that it joins the network as soon as it is made.
     """
     name = network_name(registry, session.role, session.id)
     subnet = _kept_subnet(registry, session, name)
-    if subnet is None:
-        _leave_other_engine(registry, session, name)
-        _make_network(registry, session, name, policy)
-    else:
+    if subnet is not None:
         write_policy(registry, session, name, subnet, policy)
-    return Joining(registry, session, name, policy)
+        return Joining(registry, session, name, policy)
+    joining = Joining(registry, session, name, policy, made=False)
+    try:
+        _leave_other_engine(registry, session, name)
+        # The join holds the egress lock from its look at the proxy until the network is made.
+        _make_network(registry, session, name, policy, lock=False)
+    except BaseException:
+        joining.abandon()
+        raise
+    joining.network_made()
+    return joining
 
 
 def _make_network(
-    registry: Registry, session: SessionSpec, name: str, policy: EgressPolicy
+    registry: Registry,
+    session: SessionSpec,
+    name: str,
+    policy: EgressPolicy,
+    *,
+    lock: bool = True,
 ) -> None:
-    # Under the egress lock, the network exists before the lock is let go: prune removes the
-    # proxy only when no network is left.
-    with registry.named_lock("egress"):
+    # Under the egress lock (held here, or by the join that waits for this network), the
+    # network exists before the lock is let go: prune removes the proxy only when no network
+    # is left.
+    with registry.named_lock("egress") if lock else contextlib.nullcontext():
         subnet = _create_network(registry, session, name)
     try:
         write_policy(registry, session, name, subnet, policy)

@@ -57,7 +57,14 @@ def remote(ssh_engine: SshEngine, codex_image: BuiltCodexImage) -> Remote:
     return Remote(ssh_engine)
 
 
-def _manifest(project: Path, remote: Remote, image: str, fake: FakeModel, **extra: object) -> Path:
+def _manifest(
+    project: Path,
+    remote: Remote,
+    image: str,
+    fake: FakeModel,
+    ids: tuple[str, ...] = ("far",),
+    **extra: object,
+) -> Path:
     url = f"http://{remote.engine.host_address}:{fake.port}/v1"
     write_fake_codex_home(project / "outputs" / "codex-home", url)
     (project / "outputs" / "model.env").write_text(f"{API_KEY_ENV}=not-a-real-key\n")
@@ -75,8 +82,11 @@ def _manifest(project: Path, remote: Remote, image: str, fake: FakeModel, **extr
         "codex_dir": "outputs/codex-home",
         **extra,
     }
-    session = {"id": "far", "role": "coder", "branch": "agent/far", "workspace": "ws/far"}
-    manifest.write_text(yaml.safe_dump({"defaults": defaults, "sessions": [session]}))
+    sessions = [
+        {"id": sid, "role": "coder", "branch": f"agent/{sid}", "workspace": f"ws/{sid}"}
+        for sid in ids
+    ]
+    manifest.write_text(yaml.safe_dump({"defaults": defaults, "sessions": sessions}))
     return manifest
 
 
@@ -273,11 +283,17 @@ def test_the_egress_proxy_there_runs_on_volumes_and_its_denials_come_home(
     remote: Remote,
 ) -> None:
     """The default egress on an engine without this machine's files: the proxy there, its
-    policies handed over and its denials brought home through the engine, no bind mount."""
-    from orchestrator.egress_proxy import proxy_name
+    policies handed over and its denials brought home through the engine, no bind mount. A
+    session whose record is pruned while the proxy serves another leaves no denial there."""
+    from orchestrator.egress_proxy import denials_file, proxy_name
 
     manifest = _manifest(
-        project, remote, codex_image.tag, fake, egress={"allow": ["host.docker.internal"]}
+        project,
+        remote,
+        codex_image.tag,
+        fake,
+        ids=("far", "near"),
+        egress={"allow": ["host.docker.internal"]},
     )
     # The model on "this host": host.docker.internal is the engine's host, this machine here.
     write_fake_codex_home(
@@ -309,12 +325,13 @@ def test_the_egress_proxy_there_runs_on_volumes_and_its_denials_come_home(
         assert sent.returncode == 0, sent.stdout + sent.stderr
         assert "Hello through the proxy." in sent.stdout
         # A host not allowed: refused there, the denial brought home.
-        refused = remote.docker(
-            "exec", "filare-coder-far", "sh", "-c",
-            "python3 -c \"import urllib.request as u; u.urlopen('http://denied.test/')\" 2>&1",
-            check=False,
-        )  # fmt: skip
-        assert "403" in refused, refused
+        for container in ("filare-coder-far", "filare-coder-near"):
+            refused = remote.docker(
+                "exec", container, "sh", "-c",
+                "python3 -c \"import urllib.request as u; u.urlopen('http://denied.test/')\" 2>&1",
+                check=False,
+            )  # fmt: skip
+            assert "403" in refused, refused
         denied = remote.inv("session.egress", "--session", "far", "--json", state=state)
         assert denied.returncode == 0, denied.stderr
         rows = json.loads(denied.stdout)
@@ -326,6 +343,15 @@ def test_the_egress_proxy_there_runs_on_volumes_and_its_denials_come_home(
         assert '"egress_denied": 1' in listed.stdout
 
         stop = remote.inv("session.stop", "--session", "far", state=state)
+        assert stop.returncode == 0, stop.stderr
+        pruned = remote.inv("session.prune", "--records", state=state)
+        assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+        # The proxy still serves near: far's denials are gone from its volume, near's stay.
+        kept = remote.docker("exec", proxy, "ls", "-A", "/egress/denials/coder").split()
+        assert sorted(kept) == ["near.count", "near.jsonl"], kept
+        assert not denials_file(state, "coder", "far").exists()
+
+        stop = remote.inv("session.stop", "--session", "near", state=state)
         assert stop.returncode == 0, stop.stderr
         pruned = remote.inv("session.prune", "--records", state=state)
         assert pruned.returncode == 0, pruned.stdout + pruned.stderr

@@ -14,7 +14,8 @@ What the proxy refused comes home at the points it is read (`session.egress`, `s
 `session.log`): `docker cp PROXY:/egress/denials -` through `orchestrator.untar`'s bounded
 reader, then each known session's list and count renamed into `<state>/.egress/denials`. The
 last copy is kept when the engine cannot be reached. `prune` removes the proxy and its volumes
-with the last network, after one last copy home.
+with the last network, after one last copy home; `prune --records` removes the denials of each
+session whose record it deletes from the volume as well.
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ def drop_policy_argv(proxy: str, network: str) -> list[str]:
     return ["exec", "--user", REMOTE_USER, proxy, "rm", "-f", "--", path]
 
 
+def drop_denials_argv(proxy: str, role: str, session_id: str) -> list[str]:
+    base = f"/egress/denials/{role}/{session_id}"
+    paths = [f"{base}.jsonl", f"{base}.count", f"{base}.count.tmp"]
+    return ["exec", "--user", REMOTE_USER, proxy, "rm", "-f", "--", *paths]
+
+
 def create_volumes(proxy: str, registry_root: Path, context: str | None) -> None:
     for part in PARTS:
         engine.docker(*create_volume_argv(proxy, registry_root, part), context=context)
@@ -130,8 +137,20 @@ def push_policy(proxy: str, network: str, policy: bytes, context: str | None) ->
 
 def drop_policy(proxy: str, network: str, context: str | None) -> None:
     """The policy gone from the proxy's volume; nothing to do when the proxy is gone."""
+    _in_proxy(drop_policy_argv(proxy, network), context)
+
+
+def drop_denials(proxy: str, role: str, session_id: str, context: str | None) -> None:
+    """What the proxy recorded of a session whose record goes, gone from its volume too: the
+    proxy may serve other sessions long after, and a later session of that id must not be shown
+    this one's denials when they are next brought home."""
+    _in_proxy(drop_denials_argv(proxy, role, session_id), context)
+
+
+def _in_proxy(argv: list[str], context: str | None) -> None:
+    """A docker exec in the proxy; nothing to do when the proxy is gone."""
     try:
-        engine.docker(*drop_policy_argv(proxy, network), context=context)
+        engine.docker(*argv, context=context)
     except EngineError as exc:
         text = str(exc).lower()
         if "no such container" not in text and "is not running" not in text:

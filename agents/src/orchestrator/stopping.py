@@ -363,8 +363,14 @@ def _remove_session_folder(registry: Registry, view: SessionView) -> None:
     from orchestrator.denials import remove_denials
 
     if view.state is not None and volumes.uses_volumes(view.state.labels):
+        from orchestrator import egress_volumes
+        from orchestrator.egress_proxy import proxy_name
+
         # Its volumes first: a session whose engine cannot remove them keeps its record.
         volumes.remove_volumes(registry.root, view.role, view.session_id, view.engine)
+        egress_volumes.drop_denials(
+            proxy_name(registry.root), view.role, view.session_id, view.engine
+        )
     remove_denials(registry.root, view.role, view.session_id)
     folder = registry.session_dir(view.role, view.session_id)
     for entry in list(folder.iterdir()) if folder.is_dir() else []:

@@ -351,16 +351,9 @@ def _fresh_start_fakes(
 
 
 def registry_lock_taken(registry: Any) -> bool:
-    import fcntl
+    from orchestrator.registry import held
 
-    fd = os.open(registry.root / ".egress.lock", os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return held(registry.root / ".egress.lock")
 
 
 def test_a_fresh_network_is_made_while_the_proxy_is_looked_at_and_joined_once_made(

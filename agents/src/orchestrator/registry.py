@@ -227,18 +227,7 @@ class Registry:
 
     def busy(self, role: str, session_id: str) -> bool:
         """Whether another process holds the session's lock right now (a start or stop)."""
-        path = self.session_dir(role, session_id) / LOCK_FILE
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return held(self.session_dir(role, session_id) / LOCK_FILE)
 
     @staticmethod
     def _load(path: Path) -> SessionState | None:
@@ -292,6 +281,22 @@ def read_no_follow(path: Path, limit: int) -> bytes:
             return handle.read(limit)
     finally:
         os.close(fd)
+
+
+def held(path: Path) -> bool:
+    """Whether the lock at `path` is held right now, by another process or another open of it
+    in this one; a lock never taken is free."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 @contextlib.contextmanager

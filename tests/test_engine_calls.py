@@ -121,3 +121,20 @@ def test_an_image_query_names_what_is_missing(
     with pytest.raises(EngineError, match="Docker daemon is not running"):
         ImageQuery(["here:1"]).missing()
     assert ImageQuery([]).missing() == set()
+
+
+def test_a_bytes_call_carries_any_byte_and_names_whose_call_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = bytes(range(256)) * 4
+    fake_docker(tmp_path, monkeypatch, "cat")
+    assert engine.docker_bytes("exec", "-i", "c", about="session 'a'", stdin=data) == data
+    fake_docker(tmp_path, monkeypatch, "echo 'Error: No such container: c' >&2; exit 1")
+    with pytest.raises(EngineError, match=r"^session 'a': .*No such container: c"):
+        engine.docker_bytes("exec", "c", about="session 'a'")
+    fake_docker(tmp_path, monkeypatch, "exec sleep 30")
+    with pytest.raises(EngineError, match=r"^session 'a': 'docker exec' did not answer within"):
+        engine.docker_bytes("exec", "c", about="session 'a'", timeout=0.2)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(EngineError, match=r"^docker CLI not found"):
+        engine.docker_bytes("exec", "c", about="session 'a'")

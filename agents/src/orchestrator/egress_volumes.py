@@ -123,16 +123,13 @@ def remove_volumes(proxy: str, context: str | None) -> None:
 
 def push_policy(proxy: str, network: str, policy: bytes, context: str | None) -> None:
     """The policy (the bytes written here) into the proxy's volume, renamed into place."""
-    where = engine.Engine(context)
-    done = subprocess.run(
-        where.argv(*write_policy_argv(proxy, network)),
-        input=policy, capture_output=True, timeout=EXEC_TIMEOUT, env=where.env(), check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        reason = engine.describe_failure(
-            "exec", done.stderr.decode("utf-8", "replace"), context=context
-        )
-        raise EngineError(f"cannot hand the egress policy {network} to {proxy}: {reason}")
+    engine.docker_bytes(
+        *write_policy_argv(proxy, network),
+        about=f"cannot hand the egress policy {network} to {proxy}",
+        stdin=policy,
+        timeout=EXEC_TIMEOUT,
+        context=context,
+    )
 
 
 def drop_policy(proxy: str, network: str, context: str | None) -> None:

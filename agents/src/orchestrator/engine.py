@@ -115,6 +115,37 @@ def docker(
     return Call(*args, timeout=timeout, context=context, stdin=stdin).output()
 
 
+def docker_bytes(
+    *args: str,
+    about: str,
+    stdin: bytes = b"",
+    timeout: float = DEFAULT_TIMEOUT,
+    context: str | None = None,
+) -> bytes:
+    """`docker ARGS` with bytes in and out (a tar stream, a policy file), which a text `Call`
+    cannot carry; a failure is one `EngineError` line that starts with `about` (whose call it
+    was: the session, the proxy)."""
+    try:
+        done = subprocess.run(
+            docker_argv(*args, context=context),
+            input=stdin,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            env=docker_env(context),
+        )
+    except FileNotFoundError:
+        raise EngineError(_NOT_INSTALLED) from None
+    except subprocess.TimeoutExpired:
+        raise EngineError(
+            f"{about}: 'docker {args[0]}' did not answer within {timeout:g} s"
+        ) from None
+    if done.returncode != 0:
+        stderr = done.stderr.decode("utf-8", "replace")
+        raise EngineError(f"{about}: {describe_failure(args[0], stderr, context=context)}")
+    return done.stdout
+
+
 class Call:
     """One docker call, started when made and read with `output`: a command that needs the
     engine's answer only later (`session.list` its `docker ps`) asks first and goes on with its

@@ -293,26 +293,13 @@ def _run(
     where: engine.Engine, args: Sequence[str], stdin: bytes, timeout: float, session_id: str
 ) -> bytes:
     """One docker call with bytes in and out; a failure is one line naming the session."""
-    try:
-        done = subprocess.run(
-            where.argv(*args),
-            input=stdin,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            env=where.env(),
-        )
-    except FileNotFoundError:
-        raise EngineError(f"docker CLI not found: {engine.INSTALL_HINT}") from None
-    except subprocess.TimeoutExpired:
-        raise EngineError(
-            f"session {session_id!r}: 'docker {args[0]}' did not answer within {timeout:g} s"
-        ) from None
-    if done.returncode != 0:
-        stderr = done.stderr.decode("utf-8", "replace")
-        reason = engine.describe_failure(args[0], stderr, context=where.context)
-        raise EngineError(f"session {session_id!r}: {reason}")
-    return done.stdout
+    return engine.docker_bytes(
+        *args,
+        about=f"session {session_id!r}",
+        stdin=stdin,
+        timeout=timeout,
+        context=where.context,
+    )
 
 
 def _file_info(name: str, size: int, mode: int, uid: int, gid: int) -> tarfile.TarInfo:

@@ -418,13 +418,13 @@ def _proxy_user() -> str:
 
 class NetworksAhead:
     """Session networks a start asks the engine for before its checks, its module loading and
-    its locks, so that their `docker network create` runs meanwhile instead of on a first
-    start's path.
+    its locks, so that their `docker network create` runs meanwhile: on a session's first start
+    behind the proxy, most of what `egress: open` does not pay.
 
     Asked for sessions on the current engine whose network is not kept, on the first subnet
     each would try. A start claims its session's network under the session's lock (`claim`);
-    `close` removes those no start claimed (bad input, a session refused, a start that failed
-    before its network) by the id the engine gave, so a network of that name made meanwhile by
+    `close` removes those no start claimed (bad input, a session found running, a start that
+    failed before) by the id the engine gave, so a network of that name made meanwhile by
     another start is never touched. One the engine refused leaves its start to make it as
     without this. Killed before `close`, what is left carries the session's labels: prune
     removes it, and the next start makes the network again.

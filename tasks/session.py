@@ -52,16 +52,15 @@ def start(
     failed), container, and workspace or why it failed. Exit code non-zero when any failed; the
     others keep running. --dry-run prints each docker run as one shell line and writes nothing.
     """
-    from orchestrator.early import ask_images, make_networks
+    from orchestrator.early import ask_images
     from orchestrator.manifest import default_cache_dir, load_checked, select_sessions
 
     registry = session_registry()
     every = load_checked(manifest_path(manifest), registry, cache_dir=default_cache_dir())
     sessions = select_sessions(every, session or None)
-    # The engine is asked for the images, and makes the networks behind the egress proxy,
-    # while the start's modules load (not `runtime`, which loads stop and list too).
+    # The engine is asked for the images while the start's modules load (not `runtime`, which
+    # loads stop and list too).
     images = None if dry_run else ask_images(sessions)
-    networks = None if dry_run else make_networks(sessions, registry)
     from orchestrator import launch, report
 
     if dry_run:
@@ -84,7 +83,6 @@ def start(
             manifest_sessions=every,
             progress=_progress,
             images=images,
-            networks=networks,
         )
     except KeyboardInterrupt:
         raise Exit(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -95,13 +94,3 @@ def just() -> str:
 
 # The Filare project's tests, kept verbatim; tests/test_origin_tests.py runs them on their own.
 collect_ignore = ["fixtures/origin"]
-
-
-def fake_docker(folder: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Path:
-    """A `docker` that appends its arguments to `calls` and then runs `body`."""
-    calls = folder / "calls"
-    fake = folder / "docker"
-    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n{body}\n')
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
-    return calls

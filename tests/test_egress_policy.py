@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
-import ipaddress
 import os
 import subprocess
 from pathlib import Path
@@ -23,7 +22,7 @@ from orchestrator.egress import (
     resolve_policy,
 )
 from orchestrator.manifest import load_manifest
-from tests.conftest import WriteManifest, fake_docker, session
+from tests.conftest import WriteManifest, session
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -407,53 +406,3 @@ def test_a_network_that_cannot_be_made_ends_the_join_without_joining(
         egress_proxy.prepare(spec, registry, resolve_policy(spec, None))
     assert "network connect" not in events
     assert not registry_lock_taken(registry)
-
-
-def test_networks_are_asked_ahead_only_for_first_starts_behind_the_proxy_here(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_manifest: WriteManifest
-) -> None:
-    """Asked for: a session behind the proxy on the current engine with no kept network. Not:
-    an open one, one on a named engine, one whose network an earlier start kept. The network
-    claimed is the start's; the rest is removed by the id the engine gave, and one the engine
-    refused is neither claimed nor removed."""
-    from orchestrator import egress_proxy
-    from orchestrator.registry import Registry
-
-    (tmp_path / "bin").mkdir()
-    calls = fake_docker(
-        tmp_path / "bin",
-        monkeypatch,
-        'case "$*" in *refused*) echo "Error: refused" >&2; exit 1;; '
-        'network\\ create*) echo "id-${*##* }";; esac',
-    )
-    registry = Registry(tmp_path / "state")
-    specs = load_manifest(
-        write_manifest(
-            [
-                session("first", egress={"allow": ["a.test"]}),
-                session("other", egress={"allow": ["a.test"]}),
-                session("refused", egress={"allow": ["a.test"]}),
-                session("kept", egress={"allow": ["a.test"]}),
-                session("open", egress="open"),
-                session("far", egress={"allow": ["a.test"]}, engine="far-away"),
-            ]
-        )
-    )
-    kept = next(s for s in specs if s.id == "kept")
-    kept_network = egress_proxy.network_name(registry, kept.role, kept.id)
-    egress_proxy.write_policy(
-        registry, kept, kept_network, ipaddress.IPv4Network("10.9.0.0/28"),
-        resolve_policy(kept, None),
-    )  # fmt: skip
-    names = {s.id: egress_proxy.network_name(registry, s.role, s.id) for s in specs}
-    with egress_proxy.NetworksAhead(registry, specs) as ahead:
-        assert ahead.claim(names["first"]) in egress_proxy.candidate_subnets(
-            f"{registry.root}/{specs[0].role}/first", egress_proxy.subnet_pool()
-        )
-        assert ahead.claim(names["refused"]) is None
-        assert ahead.claim(names["kept"]) is None
-    asked = [line.split() for line in calls.read_text().splitlines()]
-    created = sorted(argv[-1] for argv in asked if argv[:2] == ["network", "create"])
-    assert created == sorted([names["first"], names["other"], names["refused"]])
-    removed = [argv[2:] for argv in asked if argv[:2] == ["network", "rm"]]
-    assert removed == [[f"id-{names['other']}"]]

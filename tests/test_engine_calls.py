@@ -16,7 +16,6 @@ from orchestrator.errors import EngineError
 from orchestrator.listing import survey
 from orchestrator.plan import session_filters
 from orchestrator.registry import Registry
-from tests.conftest import fake_docker
 
 LINE = "\t".join(
     [
@@ -35,6 +34,16 @@ LINE = "\t".join(
         "",
     ]
 )
+
+
+def fake_docker(folder: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Path:
+    """A `docker` that appends its arguments to `calls` and then runs `body`."""
+    calls = folder / "calls"
+    fake = folder / "docker"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n{body}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    return calls
 
 
 def test_a_survey_reads_the_answer_asked_before_it(

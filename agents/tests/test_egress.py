@@ -442,29 +442,3 @@ def test_a_session_behind_the_proxy_sends_no_query_to_the_hosts_resolver(
         finally:
             resolver.kill()
             resolver.wait()
-
-
-def test_networks_made_ahead_of_a_start_that_does_not_use_them_are_removed(
-    registry: Registry, make_manifest: MakeManifest
-) -> None:
-    """A first start behind the proxy asks for its sessions' networks before it checks its
-    input: bad input leaves none, a refused session's goes, a started session runs on its own
-    (the proxy on it too)."""
-    manifest = make_manifest(ids=("ahead-a", "ahead-b"), egress={"allow": ["allowed.test"]})
-    bad = inv("session.start", "--manifest", str(manifest), "--parallel", "0", state=registry.root)
-    assert bad.returncode == 2, bad.stdout + bad.stderr
-    assert "--parallel must be at least 1" in bad.stderr
-    assert network_names(registry) == []
-    assert not list((registry.root / ".egress" / "policies").glob("*.json"))
-
-    data = yaml.safe_load(manifest.read_text())
-    data["sessions"][1]["image"] = "filare-test-missing:none"
-    manifest.write_text(yaml.safe_dump(data, sort_keys=False))
-    result = inv("session.start", "--manifest", str(manifest), state=registry.root)
-    assert result.returncode != 0, result.stdout
-    assert "filare-test-missing:none" in result.stdout, result.stdout
-    (network,) = network_names(registry)
-    assert network_names(registry, "ahead-a") == [network]
-    assert attached(network) == {"filare-coder-ahead-a", proxy_name(registry.root)}
-    labels = json.loads(docker("network", "inspect", network))[0]["Labels"]
-    assert labels["filare.role"] == "coder" and labels["filare.egress"] == "network", labels

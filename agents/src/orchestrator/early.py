@@ -3,9 +3,8 @@
 A docker call takes 15 ms or so, most of it the CLI starting; loading the modules that read the
 records and plan a start takes about as long. Asked first, the engine answers while they load:
 `session.list` and `session.stop` ask for the sessions' containers, `session.start` for its
-images and the networks its sessions behind the egress proxy start on. Only light modules are
-imported here. Each query is a context manager: a command that fails before reading the answer
-ends the call with it (networks made and not used are removed).
+images. Only light modules are imported here. Each query is a context manager: a command that
+fails before reading the answer ends the call with it.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from orchestrator.engine import ContainerQuery, ImageQuery
 from orchestrator.plan import session_filters
 
 if TYPE_CHECKING:
-    from orchestrator.egress_proxy import NetworksAhead
-    from orchestrator.registry import Registry
     from orchestrator.spec import SessionSpec
 
 
@@ -32,16 +29,3 @@ def ask_images(sessions: Sequence[SessionSpec]) -> ImageQuery:
     """Which images of the sessions the current engine runs (no engine named, no pool) are
     missing, as `launch.start_sessions` checks them."""
     return ImageQuery(sorted({s.image for s in sessions if not (s.engine or s.engines)}))
-
-
-def make_networks(sessions: Sequence[SessionSpec], registry: Registry) -> NetworksAhead | None:
-    """The networks of the sessions behind the egress proxy that have none kept, asked for
-    now (`egress_proxy.NetworksAhead`); None when no session needs one, so that a start without
-    one never loads the proxy's module."""
-    from orchestrator.egress import egress_mode
-
-    if not any(egress_mode(s) == "proxy" and not (s.engine or s.engines) for s in sessions):
-        return None
-    from orchestrator.egress_proxy import NetworksAhead
-
-    return NetworksAhead(registry, sessions)

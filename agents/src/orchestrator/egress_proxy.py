@@ -24,7 +24,6 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator import egress, engine
@@ -201,21 +200,15 @@ class Joining:
         self.thread = self._started()
 
 
-def prepare(
-    session: SessionSpec,
-    registry: Registry,
-    policy: EgressPolicy,
-    ahead: NetworksAhead | None = None,
-) -> Joining:
+def prepare(session: SessionSpec, registry: Registry, policy: EgressPolicy) -> Joining:
     """The session's network and its policy, the proxy joining it in the background
     (`Joining.wait`; the proxy and its image made first when missing).
 
     The network is kept from one start to the next (`session.prune` removes it once the
     session has no running container): a start finds it through the policy the last start
     wrote, rewrites that policy (a changed `egress` takes effect now), and needs no engine call
-    before `docker run`. Making a network is a `docker network create`, asked for `ahead` of
-    the start's checks when it can be; the proxy is looked at meanwhile, so that it joins the
-    network as soon as it is made.
+    before `docker run`. Making a network is a `docker network create` on the start's path; the
+    proxy is looked at meanwhile, so that it joins the network as soon as it is made.
     """
     name = network_name(registry, session.role, session.id)
     subnet = _kept_subnet(registry, session, name)
@@ -225,9 +218,8 @@ def prepare(
     joining = Joining(registry, session, name, policy, made=False)
     try:
         _leave_other_engine(registry, session, name)
-        made = ahead.claim(name) if ahead is not None else None
         # The join holds the egress lock from its look at the proxy until the network is made.
-        _make_network(registry, session, name, policy, lock=False, made=made)
+        _make_network(registry, session, name, policy, lock=False)
     except BaseException:
         joining.abandon()
         raise
@@ -242,17 +234,12 @@ def _make_network(
     policy: EgressPolicy,
     *,
     lock: bool = True,
-    made: ipaddress.IPv4Network | None = None,
 ) -> None:
-    """The network (or the one `made` ahead, its subnet) and its policy.
-
-    Under the egress lock (held here, or by the join that waits for this network), the network
-    exists before the lock is let go: prune removes the proxy only when no network is left.
-    """
-    subnet = made
-    if subnet is None:
-        with registry.named_lock("egress") if lock else contextlib.nullcontext():
-            subnet = _create_network(registry, session, name)
+    # Under the egress lock (held here, or by the join that waits for this network), the
+    # network exists before the lock is let go: prune removes the proxy only when no network
+    # is left.
+    with registry.named_lock("egress") if lock else contextlib.nullcontext():
+        subnet = _create_network(registry, session, name)
     try:
         write_policy(registry, session, name, subnet, policy)
     except BaseException:
@@ -416,93 +403,38 @@ def _proxy_user() -> str:
     return "10001:10001" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
 
 
-class NetworksAhead:
-    """Session networks a start asks the engine for before its checks, its module loading and
-    its locks, so that their `docker network create` runs meanwhile: on a session's first start
-    behind the proxy, most of what `egress: open` does not pay.
-
-    Asked for sessions on the current engine whose network is not kept, on the first subnet
-    each would try. A start claims its session's network under the session's lock (`claim`);
-    `close` removes those no start claimed (bad input, a session found running, a start that
-    failed before) by the id the engine gave, so a network of that name made meanwhile by
-    another start is never touched. One the engine refused leaves its start to make it as
-    without this. Killed before `close`, what is left carries the session's labels: prune
-    removes it, and the next start makes the network again.
-    """
-
-    def __init__(self, registry: Registry, sessions: Sequence[SessionSpec]) -> None:
-        self._asked: dict[str, tuple[engine.Call, ipaddress.IPv4Network]] = {}
-        self._claimed: set[str] = set()
-        for session in sessions:
-            if session.engine or session.engines or egress.egress_mode(session) != "proxy":
-                continue
-            name = network_name(registry, session.role, session.id)
-            if name in self._asked or _kept_subnet(registry, session, name) is not None:
-                continue
-            subnet = candidate_subnets(_subnet_key(registry, session), subnet_pool())[0]
-            call = engine.Call(*_create_argv(registry, session, name, subnet))
-            self._asked[name] = (call, subnet)
-
-    def claim(self, name: str) -> ipaddress.IPv4Network | None:
-        """The subnet of the network made ahead under this name, now the caller's; None when
-        none was asked for or the engine refused it."""
-        asked = self._asked.get(name)
-        if asked is None:
-            return None
-        call, subnet = asked
-        try:
-            call.output()
-        except EngineError:
-            return None
-        self._claimed.add(name)
-        return subnet
-
-    def close(self) -> None:
-        for name, (call, _) in self._asked.items():
-            if name in self._claimed:
-                continue
-            try:
-                made = call.output().strip()
-            except EngineError:
-                continue
-            with contextlib.suppress(EngineError):
-                engine.docker("network", "rm", made)
-
-    def __enter__(self) -> NetworksAhead:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _subnet_key(registry: Registry, session: SessionSpec) -> str:
-    return f"{registry.root}/{session.role}/{session.id}"
-
-
-def _create_argv(
-    registry: Registry, session: SessionSpec, name: str, subnet: ipaddress.IPv4Network
-) -> list[str]:
-    return [
-        "network", "create", "--driver", "bridge", "--internal", "--subnet", str(subnet),
-        "--opt", "com.docker.network.bridge.inhibit_ipv4=true",
-        "--opt", "com.docker.network.bridge.enable_icc=true",
-        "--label", f"{REGISTRY_LABEL}={registry.root}",
-        "--label", f"{SESSION_LABEL}={session.id}",
-        "--label", f"{ROLE_LABEL}={session.role}",
-        "--label", f"{EGRESS_LABEL}=network",
-        name,
-    ]  # fmt: skip
-
-
 def _create_network(registry: Registry, session: SessionSpec, name: str) -> ipaddress.IPv4Network:
     """A fresh network: one an earlier start left (killed before its stop) is removed first."""
     pool = subnet_pool()
-    candidates = candidate_subnets(_subnet_key(registry, session), pool)
+    key = f"{registry.root}/{session.role}/{session.id}"
+    candidates = candidate_subnets(key, pool)
     retried = False
     while candidates:
         subnet = candidates[0]
         try:
-            engine.docker(*_create_argv(registry, session, name, subnet), context=session.engine)
+            engine.docker(
+                "network",
+                "create",
+                "--driver",
+                "bridge",
+                "--internal",
+                "--subnet",
+                str(subnet),
+                "--opt",
+                "com.docker.network.bridge.inhibit_ipv4=true",
+                "--opt",
+                "com.docker.network.bridge.enable_icc=true",
+                "--label",
+                f"{REGISTRY_LABEL}={registry.root}",
+                "--label",
+                f"{SESSION_LABEL}={session.id}",
+                "--label",
+                f"{ROLE_LABEL}={session.role}",
+                "--label",
+                f"{EGRESS_LABEL}=network",
+                name,
+                context=session.engine,
+            )
         except EngineError as exc:
             if "already exists" in str(exc) and not retried:
                 retried = True

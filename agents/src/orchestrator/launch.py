@@ -70,7 +70,6 @@ def start_sessions(
     manifest_sessions: Sequence[SessionSpec] = (),
     progress: Callable[[str], None] | None = None,
     images: engine.ImageQuery | None = None,
-    networks: egress_proxy.NetworksAhead | None = None,
 ) -> list[StartOutcome]:
     """Start sessions concurrently (at most `parallel` at once), results in manifest order.
 
@@ -80,32 +79,12 @@ def start_sessions(
     Inputs of every session, the engine and the images are checked before any starts.
     `manifest_sessions` are every session of the manifest (default: `sessions`): no seeding copies
     their workspaces or secret files. A failing session does not stop the others; a Ctrl-C
-    removes what this call created and re-raises. `images`, `networks`: the current engine
-    asked for them already (`early.ask_images`, `early.make_networks`); the networks no start
-    used are removed at the end.
+    removes what this call created and re-raises. `images`: the current engine asked for them
+    already (`early.ask_images`).
     """
     from orchestrator import early
 
     registry = registry or Registry.default()
-    if networks is None:
-        networks = early.make_networks(sessions, registry)
-    with networks or contextlib.nullcontext():
-        return _start_checked(
-            sessions, registry, parallel, manifest_sessions, progress, images, networks
-        )
-
-
-def _start_checked(
-    sessions: Sequence[SessionSpec],
-    registry: Registry,
-    parallel: int,
-    manifest_sessions: Sequence[SessionSpec],
-    progress: Callable[[str], None] | None,
-    images: engine.ImageQuery | None,
-    networks: egress_proxy.NetworksAhead | None,
-) -> list[StartOutcome]:
-    from orchestrator import early
-
     # The current engine is asked for its images while the inputs are checked: only read, its
     # answer is used once they pass (a bad input is still reported first, the call ended).
     with images or early.ask_images(sessions) as asked:
@@ -123,7 +102,7 @@ def _start_checked(
         try:
             if session.id in refused:
                 return _refuse(session, registry, refused[session.id])
-            return _launch(session, registry, context, cancelled, networks)
+            return _launch(session, registry, context, cancelled)
         except OrchestratorError as exc:
             return StartOutcome(session, error=exc)
 
@@ -425,7 +404,6 @@ def _launch(
     registry: Registry,
     context: _SeedContext,
     cancelled: threading.Event,
-    networks: egress_proxy.NetworksAhead | None = None,
 ) -> StartOutcome:
     """Start one session under its lock, asking the engine nothing it need not.
 
@@ -463,7 +441,7 @@ def _launch(
                 session_config=skills.session_skills_config(tool_checkout()),
             )
             limits.install(registry.session_dir(session.role, session.id), session.limits)
-            joining = _prepare_network(session, registry, networks)
+            joining = _prepare_network(session, registry)
             held = (lock_fd,) if workspace_fd is None else (lock_fd, workspace_fd)
             plan.folders.seed_record.unlink(missing_ok=True)
             try:
@@ -525,20 +503,16 @@ def _seed_repository(plan: LaunchPlan) -> Path | None:
     return hostpaths.resolved(source) if source is not None else None
 
 
-def _prepare_network(
-    session: SessionSpec,
-    registry: Registry,
-    networks: egress_proxy.NetworksAhead | None = None,
-) -> egress_proxy.Joining | None:
-    """A session behind the egress proxy gets its own network (kept from one start to the next,
-    or made ahead in `networks`) and its policy, written at every start (so a changed `egress`
-    takes effect). An open or closed session needs none: one an earlier start kept goes."""
+def _prepare_network(session: SessionSpec, registry: Registry) -> egress_proxy.Joining | None:
+    """A session behind the egress proxy gets its own network (kept from one start to the next)
+    and its policy, written at every start (so a changed `egress` takes effect). An open or
+    closed session needs none: one an earlier start kept goes."""
     if egress.egress_mode(session) == "proxy":
         from orchestrator import egress_proxy
         from orchestrator.plan import seed_source
 
         policy = egress.resolve_policy(session, seed_source(session))
-        return egress_proxy.prepare(session, registry, policy, networks)
+        return egress_proxy.prepare(session, registry, policy)
     if egress.kept_network(registry.root, session):
         from orchestrator import egress_proxy
 

@@ -218,7 +218,9 @@ def prepare(session: SessionSpec, registry: Registry, policy: EgressPolicy) -> J
     joining = Joining(registry, session, name, policy, made=False)
     try:
         _leave_other_engine(registry, session, name)
-        # The join holds the egress lock from its look at the proxy until the network is made.
+        # Not under the egress lock here: the join takes it for its look at the proxy and keeps
+        # it until the network is made. A prune that took it first and removed the proxy (no
+        # network yet) comes before that look, which makes the proxy again.
         _make_network(registry, session, name, policy, lock=False)
     except BaseException:
         joining.abandon()
@@ -235,7 +237,7 @@ def _make_network(
     *,
     lock: bool = True,
 ) -> None:
-    # Under the egress lock (held here, or by the join that waits for this network), the
+    # Under the egress lock (taken here, or held by the join waiting for this network), the
     # network exists before the lock is let go: prune removes the proxy only when no network
     # is left.
     with registry.named_lock("egress") if lock else contextlib.nullcontext():

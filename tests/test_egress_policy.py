@@ -367,7 +367,6 @@ def test_a_fresh_network_is_made_while_the_proxy_is_looked_at_and_joined_once_ma
     from orchestrator import egress_proxy
 
     looked = threading.Event()
-    events: list[str] = []
 
     def create(registry: Any, *_: object) -> ipaddress.IPv4Network:
         assert looked.wait(5), "the proxy was not looked at while the network was made"

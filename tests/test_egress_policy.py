@@ -302,7 +302,7 @@ def test_a_failed_remake_of_the_kept_network_is_the_error_the_start_reports(
     from orchestrator.registry import Registry
     from orchestrator.spec import SessionSpec
 
-    def ensure_proxy(*_: object) -> tuple[str, frozenset[str]]:
+    def ensure_proxy(*_: object, **__: object) -> tuple[str, frozenset[str]]:
         return "proxy", frozenset()
 
     def connect(*args: str, **_: object) -> str:
@@ -334,7 +334,7 @@ def _fresh_start_fakes(
     registry = Registry(tmp_path / "state")
     registry.root.mkdir(parents=True)
 
-    def ensure_proxy(*_: object) -> tuple[str, frozenset[str]]:
+    def ensure_proxy(*_: object, **__: object) -> tuple[str, frozenset[str]]:
         # Prune would wait here: the join holds the egress lock while it looks at the proxy.
         assert registry_lock_taken(registry)
         events.append("proxy looked at")
@@ -377,8 +377,8 @@ def test_a_fresh_network_is_made_while_the_proxy_is_looked_at_and_joined_once_ma
     events, registry = _fresh_start_fakes(tmp_path, monkeypatch, create)
     seen = egress_proxy.ensure_proxy
 
-    def ensure_proxy(*args: Any) -> tuple[str, frozenset[str]]:
-        found = seen(*args)
+    def ensure_proxy(*args: Any, **kwargs: Any) -> tuple[str, frozenset[str]]:
+        found = seen(*args, **kwargs)
         looked.set()
         return found
 
@@ -405,3 +405,34 @@ def test_a_network_that_cannot_be_made_ends_the_join_without_joining(
         egress_proxy.prepare(spec, registry, resolve_policy(spec, None))
     assert "network connect" not in events
     assert not registry_lock_taken(registry)
+
+
+def test_a_proxy_to_make_waits_for_what_the_caller_asks_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first session's join makes the proxy only once its network exists; a running proxy
+    of the current image is only looked at."""
+    from orchestrator import egress_proxy, engine
+    from orchestrator.errors import EngineError
+    from orchestrator.registry import Registry
+
+    events: list[str] = []
+    running = False
+
+    def docker(*args: str, **_: object) -> str:
+        if args[:2] == ("container", "inspect"):
+            if not running:
+                raise EngineError("Error: No such container: p")
+            return f"true {egress_proxy.image_tag()} bridge"
+        events.append(" ".join(args[:1]))
+        return ""
+
+    monkeypatch.setattr(engine, "docker", docker)
+    monkeypatch.setattr(egress_proxy, "ensure_image", lambda *_: events.append("image"))
+    registry = Registry(tmp_path / "state")
+    egress_proxy.ensure_proxy(registry, before_making=lambda: events.append("network made"))
+    assert events == ["network made", "image", "run"]
+    events.clear()
+    running = True
+    egress_proxy.ensure_proxy(registry, before_making=lambda: events.append("network made"))
+    assert events == []

@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import egress, engine
@@ -151,7 +152,9 @@ class Joining:
             # The egress lock is held until the network exists: prune removes the proxy only
             # when no network is left for it to serve.
             with self.registry.named_lock("egress"):
-                proxy, joined = ensure_proxy(self.registry, context)
+                # A proxy to make (the first session here, a new image) is made once the
+                # network exists, as before this look ran beside its making.
+                proxy, joined = ensure_proxy(self.registry, context, before_making=self._made.wait)
                 self._made.wait()
             if self._abandoned:
                 return
@@ -312,9 +315,14 @@ def ensure_image(context: str | None = None) -> str:
     return tag
 
 
-def ensure_proxy(registry: Registry, context: str | None = None) -> tuple[str, frozenset[str]]:
+def ensure_proxy(
+    registry: Registry,
+    context: str | None = None,
+    *,
+    before_making: Callable[[], object] | None = None,
+) -> tuple[str, frozenset[str]]:
     """The registry's proxy, running the current image ((re)made, its image built, when not),
-    and the networks it is on."""
+    and the networks it is on. `before_making` is called first when it must be made."""
     name = proxy_name(registry.root)
     tag = image_tag()
     try:
@@ -333,6 +341,8 @@ def ensure_proxy(registry: Registry, context: str | None = None) -> tuple[str, f
         state = []
     if state[:2] == ["true", tag]:
         return name, frozenset(state[2:])
+    if before_making is not None:
+        before_making()
     ensure_image(context)
     if state:
         engine.remove_containers([name], context=context)

@@ -407,6 +407,37 @@ def test_a_network_that_cannot_be_made_ends_the_join_without_joining(
     assert not registry_lock_taken(registry)
 
 
+def test_a_network_that_cannot_be_made_gets_no_proxy_made_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_manifest: WriteManifest
+) -> None:
+    """The first session of a state folder whose network fails leaves no proxy behind."""
+    from orchestrator import egress_proxy, engine
+    from orchestrator.errors import EngineError
+    from orchestrator.registry import Registry
+
+    events: list[str] = []
+
+    def docker(*args: str, **_: object) -> str:
+        if args[:2] == ("container", "inspect"):
+            raise EngineError("Error: No such container: p")
+        events.append(" ".join(args[:2]))
+        return ""
+
+    def create(*_: object) -> None:
+        raise EngineError("no free /28 in the egress pool")
+
+    monkeypatch.setattr(engine, "docker", docker)
+    monkeypatch.setattr(egress_proxy, "ensure_image", lambda *_: events.append("image"))
+    monkeypatch.setattr(egress_proxy, "_create_network", create)
+    registry = Registry(tmp_path / "state")
+    registry.root.mkdir(parents=True)
+    (spec,) = load_manifest(write_manifest([session("a", egress={"allow": ["a.test"]})]))
+    with pytest.raises(EngineError, match="no free"):
+        egress_proxy.prepare(spec, registry, resolve_policy(spec, None))
+    assert events == []
+    assert not registry_lock_taken(registry)
+
+
 def test_a_proxy_to_make_waits_for_what_the_caller_asks_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -117,6 +117,10 @@ def candidate_subnets(key: str, pool: ipaddress.IPv4Network) -> list[ipaddress.I
     ]
 
 
+class _Abandoned(Exception):
+    """The session's network could not be made: its join ends there."""
+
+
 class Joining:
     """The proxy (made first when it is missing or runs an older image) joining a session's
     network, in the background: it is looked at while the network is made, and joins it while
@@ -154,10 +158,8 @@ class Joining:
             with self.registry.named_lock("egress"):
                 # A proxy to make (the first session here, a new image) is made once the
                 # network exists, as before this look ran beside its making.
-                proxy, joined = ensure_proxy(self.registry, context, before_making=self._made.wait)
-                self._made.wait()
-            if self._abandoned:
-                return
+                proxy, joined = ensure_proxy(self.registry, context, before_making=self._network)
+                self._network()
             if _remote(context):  # its policy, through the engine, before the session needs it
                 from orchestrator import egress_volumes
 
@@ -174,8 +176,16 @@ class Joining:
                 # A kept network: the proxy joined it at an earlier start.
                 if "already exists in network" not in str(exc):
                     raise
+        except _Abandoned:
+            return
         except BaseException as exc:  # handed to `wait`
             self.error = exc
+
+    def _network(self) -> None:
+        """Wait for the network; a start that could not make it wants no proxy made for it."""
+        self._made.wait()
+        if self._abandoned:
+            raise _Abandoned
 
     def network_made(self) -> None:
         """The network exists and its policy is written: the proxy may join it."""
@@ -322,7 +332,8 @@ def ensure_proxy(
     before_making: Callable[[], object] | None = None,
 ) -> tuple[str, frozenset[str]]:
     """The registry's proxy, running the current image ((re)made, its image built, when not),
-    and the networks it is on. `before_making` is called first when it must be made."""
+    and the networks it is on. `before_making` is called first when it must be made; what it
+    raises stops the making."""
     name = proxy_name(registry.root)
     tag = image_tag()
     try:

@@ -82,7 +82,8 @@ TAKEN_SUFFIXES = ("stderr", "jsonl", "exit")
 # A turn the host ended itself: `session.interrupt` when the session did not end it in time.
 HOST_END_SUFFIX = "ended"
 MAX_HOST_END_BYTES = 4096
-# How often a waiting command looks for the end of a turn.
+# The longest a waiting command sleeps before it looks again for the end of a turn (it wakes
+# sooner when the session writes there: `folder_events`).
 POLL_SECONDS = 0.02
 # How often a waiting command asks the engine whether the containers still run.
 SURVEY_SECONDS = 2.0
@@ -716,38 +717,24 @@ def _wait_for(registry: Registry, views: Sequence[SessionView], *, timeout: floa
     pending = {v.session_id: v for v in views}
     results: dict[str, Sent] = {}
     next_survey = time.monotonic() + SURVEY_SECONDS
-    while True:
-        for session_id, view in list(pending.items()):
-            if view.state is not None and view.container is not None:
-                # On an engine without this machine's files: its transcript home (at most once
-                # a second; nothing to do for bind mounts).
-                state = view.state.replace(container_id=view.container.id)
-                from orchestrator import volumes
+    from orchestrator.folder_events import FolderEvents
 
-                with contextlib.suppress(OrchestratorError, OSError):
-                    volumes.storage(registry, state).refresh()
-            status = latest_status(registry, view)
-            assert status is not None
-            if status.done:
-                assert view.state is not None
-                if view.state.thread_id is None:
-                    with registry.lock(view.role, view.session_id):
-                        current = registry.read(view.role, view.session_id)
-                        if current is not None:
-                            conversation_of(registry, current)
-                message = final_message(registry, view.state, status.record.number)
-                results[session_id] = Sent(
-                    session_id, status.record.number, status=status, final_message=message
-                )
-                del pending[session_id]
-        if not pending or time.monotonic() >= deadline:
-            break
-        time.sleep(POLL_SECONDS)
-        if time.monotonic() >= next_survey:
-            # A container that died (or was replaced) ends its turn: look at the engine again.
-            fresh = {v.session_id: v for v in survey(registry).sessions}
-            pending = {k: fresh.get(k, v) for k, v in pending.items()}
-            next_survey = time.monotonic() + SURVEY_SECONDS
+    # Woken as soon as a session writes where a turn's end shows (the clock stays the bound).
+    with FolderEvents(_end_folders(registry, views)) as changes:
+        while True:
+            for session_id, view in list(pending.items()):
+                ended = _ended(registry, view)
+                if ended is not None:
+                    results[session_id] = ended
+                    del pending[session_id]
+            if not pending or time.monotonic() >= deadline:
+                break
+            changes.wait(POLL_SECONDS)
+            if time.monotonic() >= next_survey:
+                # A container that died (or was replaced) ends its turn: look at the engine again.
+                fresh = {v.session_id: v for v in survey(registry).sessions}
+                pending = {k: fresh.get(k, v) for k, v in pending.items()}
+                next_survey = time.monotonic() + SURVEY_SECONDS
     for session_id, view in pending.items():
         status = latest_status(registry, view)
         results[session_id] = Sent(
@@ -759,6 +746,44 @@ def _wait_for(registry: Registry, views: Sequence[SessionView], *, timeout: floa
             status=status,
         )
     return [results[v.session_id] for v in views]
+
+
+def _ended(registry: Registry, view: SessionView) -> Sent | None:
+    """The session's latest turn, once it has ended; None while it works."""
+    if view.state is not None and view.container is not None:
+        # On an engine without this machine's files: its transcript home (at most once a
+        # second; nothing to do for bind mounts).
+        state = view.state.replace(container_id=view.container.id)
+        from orchestrator import volumes
+
+        with contextlib.suppress(OrchestratorError, OSError):
+            volumes.storage(registry, state).refresh()
+    status = latest_status(registry, view)
+    assert status is not None
+    if not status.done:
+        return None
+    assert view.state is not None
+    if view.state.thread_id is None:
+        with registry.lock(view.role, view.session_id):
+            current = registry.read(view.role, view.session_id)
+            if current is not None:
+                conversation_of(registry, current)
+    message = final_message(registry, view.state, status.record.number)
+    return Sent(view.session_id, status.record.number, status=status, final_message=message)
+
+
+def _end_folders(registry: Registry, views: Sequence[SessionView]) -> list[Path]:
+    """Where the end of a session's turn is written: its transcript (the session) and its turn
+    records (the host, when `session.interrupt` ends it)."""
+    return [
+        folder
+        for view in views
+        if view.state is not None
+        for folder in (
+            transcript_folder(registry, view.state),
+            registry.session_dir(view.role, view.session_id) / TURNS,
+        )
+    ]
 
 
 def _known_views(registry: Registry, session_ids: Sequence[str]) -> list[SessionView]:
@@ -820,14 +845,17 @@ def interrupt(registry: Registry, session_id: str, *, timeout: float = 10.0) -> 
         except EngineError as exc:
             asked = f"filare-turn --interrupt failed ({exc})"
     deadline = time.monotonic() + timeout
-    while True:
-        store.refresh()
-        status = turn_status(registry, view, record)
-        if status.done:
-            return status
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(POLL_SECONDS)
+    from orchestrator.folder_events import FolderEvents
+
+    with FolderEvents([transcript_folder(registry, view.state)]) as changes:
+        while True:
+            store.refresh()
+            status = turn_status(registry, view, record)
+            if status.done:
+                return status
+            if time.monotonic() >= deadline:
+                break
+            changes.wait(POLL_SECONDS)
     with registry.lock(view.role, view.session_id):
         status = turn_status(registry, view, record)
         if status.done:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ def _write_later(path: Path, delay: float) -> threading.Thread:
         time.sleep(delay)
         tmp = path.with_suffix(".tmp")
         tmp.write_text("{}")
-        os.replace(tmp, path)  # as a session writes `N.exit`: by rename
+        tmp.replace(path)  # as a session writes `N.exit`: by rename
 
     thread = threading.Thread(target=write)
     thread.start()

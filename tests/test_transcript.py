@@ -307,3 +307,32 @@ def test_a_turn_the_daemon_never_takes_fails_and_the_hosts_end_wins(
         "ended by the host",
     )
     assert conversation.TurnRecord.from_json(turn.to_json().encode()).agentd == "deadbeefdeadbeef"
+
+
+def test_a_wait_wakes_when_the_turn_ends_not_on_its_clock(
+    session: tuple[Registry, SessionState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`N.exit` renamed into the transcript folder ends the wait, with the clock set to 30 s."""
+    import threading
+    import time
+
+    registry, record = session
+    add_turn(registry, record, "0001")
+    folder = conversation.transcript_folder(registry, record)
+    write_turn(folder, "0001", CODEX_EVENTS, None)
+    monkeypatch.setattr(conversation, "POLL_SECONDS", 30.0)
+
+    def end() -> None:
+        time.sleep(0.2)
+        (folder / "0001.exit.tmp").write_text(json.dumps({"exit_code": 0}))
+        (folder / "0001.exit.tmp").replace(folder / "0001.exit")
+
+    ender = threading.Thread(target=end)
+    ender.start()
+    started = time.monotonic()
+    (sent,) = conversation._wait_for(registry, [view(registry, record)], timeout=60)
+    waited = time.monotonic() - started
+    ender.join()
+    assert sent.status is not None and sent.status.done
+    assert sent.final_message == "done"
+    assert waited < 15, "the wait ran on its clock: the turn's end did not wake it"

@@ -467,3 +467,31 @@ def test_a_proxy_to_make_waits_for_what_the_caller_asks_first(
     running = True
     egress_proxy.ensure_proxy(registry, before_making=lambda: events.append("network made"))
     assert events == []
+
+
+def test_the_proxy_image_is_built_from_a_tar_on_standard_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No build folder on disk: a start killed during the build leaves none behind."""
+    import io
+    import tarfile
+
+    from orchestrator import base_image, egress_proxy, engine
+
+    calls: list[tuple[tuple[str, ...], bytes]] = []
+
+    def docker_bytes(*args: str, stdin: bytes = b"", **_: object) -> bytes:
+        calls.append((args, stdin))
+        return b"sha256:0\n"
+
+    monkeypatch.setattr(engine, "image_exists", lambda *_, **__: False)
+    monkeypatch.setattr(engine, "docker_bytes", docker_bytes)
+    monkeypatch.setattr(base_image, "resolve_base", lambda *_: SimpleNamespace(image="base:1"))
+    tag = egress_proxy.ensure_image()
+    ((args, stdin),) = calls
+    assert args[0] == "build" and args[-1] == "-" and tag in args
+    assert args[args.index("--file") + 1] == "Dockerfile.egress"
+    with tarfile.open(fileobj=io.BytesIO(stdin)) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    dockerfile, proxy = egress_proxy._proxy_sources()
+    assert members == {dockerfile.name: dockerfile.read_bytes(), proxy.name: proxy.read_bytes()}

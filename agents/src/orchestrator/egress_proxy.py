@@ -22,7 +22,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -301,28 +300,39 @@ def ensure_image(context: str | None = None) -> str:
 
     base = resolve_base(None, BASE_DEFAULT).image
     dockerfile, proxy = _proxy_sources()
-    with tempfile.TemporaryDirectory(prefix="filare-egress-build-") as tmp:
-        build_dir = Path(tmp)
-        (build_dir / dockerfile.name).write_bytes(dockerfile.read_bytes())
-        (build_dir / proxy.name).write_bytes(proxy.read_bytes())
-        try:
-            engine.docker(
-                "build",
-                "--quiet",
-                "--build-arg",
-                f"BASE_IMAGE={base}",
-                "--label",
-                f"{EGRESS_LABEL}=proxy",
-                "--tag",
-                tag,
-                "--file",
-                str(build_dir / dockerfile.name),
-                str(build_dir),
-                timeout=BUILD_TIMEOUT,
-            )
-        except EngineError as exc:
-            raise EngineError(f"cannot build the egress proxy's image {tag}: {exc}") from None
+    engine.docker_bytes(
+        "build",
+        "--quiet",
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "--label",
+        f"{EGRESS_LABEL}=proxy",
+        "--tag",
+        tag,
+        "--file",
+        dockerfile.name,
+        "-",
+        about=f"cannot build the egress proxy's image {tag}",
+        stdin=build_context(dockerfile, proxy),
+        timeout=BUILD_TIMEOUT,
+    )
     return tag
+
+
+def build_context(*files: Path) -> bytes:
+    """The build's context as the tar `docker build -` reads on its standard input: no folder
+    on disk that a start killed during the build would leave behind."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in files:
+            data = path.read_bytes()
+            member = tarfile.TarInfo(path.name)
+            member.size, member.mode = len(data), 0o644
+            tar.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def ensure_proxy(

@@ -14,7 +14,6 @@ never wakes more often than every `MIN_GAP_SECONDS`, and never follows a link to
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import time
@@ -100,9 +99,8 @@ def _watch(folders: Iterable[Path]) -> int | None:
         return None
     watched = 0
     for folder in dict.fromkeys(folders):
-        with contextlib.suppress(ValueError):  # a path with a NUL byte
-            if int(libc.inotify_add_watch(fd, os.fsencode(folder), _MASK)) >= 0:
-                watched += 1
+        if int(libc.inotify_add_watch(fd, os.fsencode(folder), _MASK)) >= 0:
+            watched += 1
     if not watched:
         os.close(fd)
         return None

@@ -442,3 +442,19 @@ def test_a_session_behind_the_proxy_sends_no_query_to_the_hosts_resolver(
         finally:
             resolver.kill()
             resolver.wait()
+
+
+def test_the_proxy_image_builds_from_its_sources_on_standard_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real build (the engine's layer cache makes it quick), under a tag of the test's own."""
+    tag = f"filare-egress:test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(egress_proxy, "image_tag", lambda: tag)
+    try:
+        assert egress_proxy.ensure_image() == tag
+        labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", tag))
+        assert labels[egress_proxy.EGRESS_LABEL] == "proxy"
+        listing = docker("run", "--rm", "--entrypoint", "ls", tag, "-l", "/usr/local/bin")
+        assert "-rwxr-xr-x" in listing and "filare-egress" in listing
+    finally:
+        docker("image", "rm", tag, check=False)

@@ -313,13 +313,13 @@ def ensure_image(context: str | None = None) -> str:
         dockerfile.name,
         "-",
         about=f"cannot build the egress proxy's image {tag}",
-        stdin=build_context(dockerfile, proxy),
+        stdin=_build_context(dockerfile, proxy),
         timeout=BUILD_TIMEOUT,
     )
     return tag
 
 
-def build_context(*files: Path) -> bytes:
+def _build_context(*files: Path) -> bytes:
     """The build's context as the tar `docker build -` reads on its standard input: no folder
     on disk that a start killed during the build would leave behind."""
     import io

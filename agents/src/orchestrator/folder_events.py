@@ -1,11 +1,11 @@
 """Waking when a session writes into a folder, instead of on the next tick of a clock.
 
 A command that waits for a turn to end (`session.send --wait`, `session.wait`,
-`session.interrupt`) used to look every 20 ms: a turn that ended just after a look was seen up
-to 20 ms late, and since a turn's length varies little, that lateness came in steps of a whole
-tick. With Linux's inotify on the folders where a turn's end is written, the wait returns as
-soon as a file is made or renamed there; the tick stays, as the upper bound, for what inotify
-does not report (another OS, the kernel's limits, a folder that is not there yet).
+`session.interrupt`) and looked only every 20 ms would see the end up to 20 ms late, and since
+a turn's length varies little, late by steps of a whole tick. With Linux's inotify on the
+folders where a turn's end is written, the wait returns as soon as a file is made or renamed
+there; the tick stays, as the upper bound, for what inotify does not report (another OS, the
+kernel's limits, a folder not there when the wait began).
 
 The folders are the session's: it can write into them as fast as it likes. Their events only
 wake the waiter, which then reads the session's files as before, with their bounds; a waiter
@@ -43,6 +43,9 @@ class FolderEvents:
 
     def __init__(self, folders: Iterable[Path]) -> None:
         self._fd = _watch(folders)
+        self._poll = select.poll()  # not `select.select`: a descriptor may be past 1023
+        if self._fd is not None:
+            self._poll.register(self._fd, select.POLLIN)
         self._last = 0.0
 
     @property
@@ -56,7 +59,7 @@ class FolderEvents:
             timeout -= gap
         if self._fd is None:
             time.sleep(max(timeout, 0.0))
-        elif select.select([self._fd], [], [], max(timeout, 0.0))[0]:
+        elif self._poll.poll(max(timeout, 0.0) * 1000):
             self._drain()
         self._last = time.monotonic()
 
@@ -71,6 +74,7 @@ class FolderEvents:
 
     def close(self) -> None:
         if self._fd is not None:
+            self._poll.unregister(self._fd)
             os.close(self._fd)
             self._fd = None
 
